@@ -1,0 +1,140 @@
+/**
+ * Internal to node/: the sans-I/O transport layers under a connection.
+ * No libuv here: bytes in, events and bytes out, so each layer is unit
+ * tested and fuzzed on its own.
+ *
+ *   TCP bytes -> cn_tls (OpenSSL over memory BIOs) -> plaintext
+ *   plaintext -> cn_http_request (the upgrade) -> cn_ws (RFC 6455 via wslay)
+ */
+#ifndef CN_NODE_TRANSPORT_H
+#define CN_NODE_TRANSPORT_H
+
+#include <openssl/ssl.h>
+
+#include "common/cn_common.h"
+
+/* ------------------------------------------------------------ HTTP/1.1 */
+
+#define CN_HTTP_HEADER_MAX 8192 /* request line + headers */
+#define CN_HTTP_PATH_MAX   256
+
+typedef struct cn_http_request {
+    char method[8];
+    char path[CN_HTTP_PATH_MAX + 1];
+    bool is_upgrade;          /* a valid RFC 6455 section 4.2.1 upgrade */
+    char accept[29];          /* Sec-WebSocket-Accept value (base64, NUL-terminated) */
+    bool offers_deflate;      /* client offered permessage-deflate (we decline) */
+    size_t consumed;          /* bytes of the request head */
+} cn_http_request_t;
+
+/**
+ * Parses one HTTP/1.1 request head from p[0..n).
+ * Returns CN_OK with *req filled; CN_EAGAIN when the head is incomplete
+ * (no CRLFCRLF yet) and n <= CN_HTTP_HEADER_MAX; CN_ETOOBIG when it is
+ * longer; CN_EPROTO when malformed. On CN_EPROTO / CN_ETOOBIG, *status is
+ * the HTTP status to answer (400, 405, 426, 431, 505...).
+ * When want_upgrade is set, anything but a valid WebSocket upgrade (GET,
+ * HTTP/1.1, Host, Upgrade: websocket, Connection: upgrade, a 16-byte
+ * base64 Sec-WebSocket-Key, Sec-WebSocket-Version: 13) is CN_EPROTO
+ * (426 with the Sec-WebSocket-Version: 13 header for a wrong version).
+ */
+CN_MUST_USE int cn_http_request_parse(const uint8_t *p, size_t n, bool want_upgrade,
+                                      cn_http_request_t *req, int *status);
+
+/** Appends the 101 Switching Protocols answer for req to out. */
+CN_MUST_USE int cn_http_write_upgrade(cn_buf_t *out, const cn_http_request_t *req);
+
+/** Appends a complete response (Connection: close) with a text body. */
+CN_MUST_USE int cn_http_write_response(cn_buf_t *out, int status, const char *content_type,
+                                       const void *body, size_t body_len);
+
+/* ------------------------------------------------------------------ TLS */
+
+typedef struct cn_tls cn_tls_t;
+
+/**
+ * Server TLS context: TLS 1.3 only, modern ciphers, SSL_MODE_RELEASE_BUFFERS,
+ * no session tickets carrying state we do not need. Returns owned;
+ * SSL_CTX_free. NULL with a logged reason on failure.
+ */
+SSL_CTX *cn_tls_server_ctx_new(const char *cert_file, const char *key_file);
+
+/** A server-side TLS session over memory BIOs; owned; cn_tls_free. */
+cn_tls_t *cn_tls_new(SSL_CTX *ctx);
+void cn_tls_free(cn_tls_t *t);
+
+/**
+ * Feeds n bytes received from the socket, then decrypts into plain
+ * (appended). Handshake output, if any, is left for cn_tls_take_output.
+ * Returns CN_OK, CN_ECLOSED (peer sent close_notify) or CN_EPROTO (a TLS
+ * failure: the connection must close).
+ */
+CN_MUST_USE int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain);
+
+/** Encrypts n plaintext bytes (only after the handshake completed). */
+CN_MUST_USE int cn_tls_write(cn_tls_t *t, const uint8_t *p, size_t n);
+
+/** Moves pending ciphertext (to be sent to the socket) into out. */
+CN_MUST_USE int cn_tls_take_output(cn_tls_t *t, cn_buf_t *out);
+
+bool cn_tls_handshake_done(const cn_tls_t *t);
+
+/** RFC 9266 style channel binding value for this connection. */
+CN_MUST_USE int cn_tls_exporter(cn_tls_t *t, uint8_t out[32]);
+
+/** Queues a close_notify alert. */
+void cn_tls_shutdown(cn_tls_t *t);
+
+/* ------------------------------------------------------------ WebSocket */
+
+typedef struct cn_ws cn_ws_t;
+
+/* RFC 6455 7.4.1 close codes we send. */
+#define CN_WS_CLOSE_NORMAL      1000
+#define CN_WS_CLOSE_GOING_AWAY  1001
+#define CN_WS_CLOSE_PROTOCOL    1002
+#define CN_WS_CLOSE_UNSUPPORTED 1003
+#define CN_WS_CLOSE_POLICY      1008
+#define CN_WS_CLOSE_TOO_BIG     1009
+#define CN_WS_CLOSE_INTERNAL    1011
+
+typedef struct cn_ws_callbacks {
+    /** A complete binary message (reassembled); p borrowed for the call. */
+    void (*on_message)(void *ctx, const uint8_t *p, size_t n);
+    /** Bytes to send to the peer (to be TLS-encrypted); copy them. */
+    int (*on_output)(void *ctx, const uint8_t *p, size_t n);
+    /** Any frame arrived (for idle timers); may be NULL. */
+    void (*on_activity)(void *ctx);
+} cn_ws_callbacks_t;
+
+/**
+ * A server-side RFC 6455 session (wslay underneath): requires masked client
+ * frames (else 1002), answers pings, reassembles fragments, refuses text
+ * frames with 1003 and messages over max_message with 1009.
+ * Returns owned; cn_ws_free.
+ */
+cn_ws_t *cn_ws_new(const cn_ws_callbacks_t *cb, void *ctx, size_t max_message);
+void cn_ws_free(cn_ws_t *ws);
+
+/** Feeds received plaintext bytes; calls on_message / on_output. */
+CN_MUST_USE int cn_ws_feed(cn_ws_t *ws, const uint8_t *p, size_t n);
+
+/** Queues one binary message and flushes it through on_output. */
+CN_MUST_USE int cn_ws_send(cn_ws_t *ws, const uint8_t *p, size_t n);
+
+/** Sends a ping (keep-alive). */
+CN_MUST_USE int cn_ws_ping(cn_ws_t *ws);
+
+/** Starts the closing handshake with code and a short reason. */
+CN_MUST_USE int cn_ws_close(cn_ws_t *ws, uint16_t code, const char *reason);
+
+/** True once a close frame was sent and/or received and nothing more may be sent. */
+bool cn_ws_closed(const cn_ws_t *ws);
+/** The close code the peer sent (0 when none), and ours (0 when none). */
+uint16_t cn_ws_peer_close_code(const cn_ws_t *ws);
+uint16_t cn_ws_sent_close_code(const cn_ws_t *ws);
+
+/** Bytes queued inside the session and not yet handed to on_output. */
+size_t cn_ws_queued(const cn_ws_t *ws);
+
+#endif /* CN_NODE_TRANSPORT_H */

@@ -1,0 +1,139 @@
+/**
+ * libchatproto: the client wire format (generated from proto/chat.proto),
+ * the shared limits, the signed-transcript constants and the CBOR codecs
+ * of every stored record.
+ *
+ * Record codecs are pure functions over bytes: encoders append to a
+ * caller-owned cn_buf_t; decoders validate every field against the limits
+ * below and never allocate (variable-length payloads are returned as
+ * slices borrowing the input). Thread-safe.
+ */
+#ifndef CN_PROTO_H
+#define CN_PROTO_H
+
+#include "common/cn_common.h"
+#include "proto/chat.pb-c.h"
+
+/* ----------------------------------------------------------------- limits */
+
+#define CN_DEVICE_ID_LEN    32 /* Ed25519 public key */
+#define CN_SIGNATURE_LEN    64 /* Ed25519 signature */
+#define CN_NONCE_LEN        32 /* auth challenge nonce */
+#define CN_EXPORTER_LEN     32 /* TLS exporter channel binding */
+#define CN_MESSAGE_ID_LEN   16
+#define CN_GROUP_ID_LEN     16
+#define CN_MEDIA_ID_LEN     16
+#define CN_THREAD_TAG_LEN   32
+#define CN_PREKEY_LEN       32 /* X25519 public key */
+#define CN_HANDLE_MIN       3
+#define CN_HANDLE_MAX       32
+#define CN_DEVICE_NAME_MAX  64
+#define CN_DETAIL_MAX       256
+
+#define CN_WS_MESSAGE_MAX    (512u * 1024u) /* one ClientFrame, reassembled */
+#define CN_CIPHERTEXT_MAX    (64u * 1024u)  /* one envelope's ciphertext */
+#define CN_RECIPIENTS_MAX    64             /* envelopes in one Send */
+#define CN_ACK_SEQS_MAX      1024           /* seqs in one Ack */
+#define CN_OTPK_UPLOAD_MAX   100            /* one-time prekeys per upload */
+#define CN_OTPK_STORED_MAX   200            /* one-time prekeys held per device */
+#define CN_OTPK_LOW_MARK     10             /* PrekeysLow below this */
+#define CN_DEVICES_HARD_MAX  16             /* devices per user, whatever the config */
+#define CN_FETCH_DEVICES_MAX CN_DEVICES_HARD_MAX
+#define CN_MEDIA_CHUNK_MAX   (256u * 1024u)
+#define CN_HISTORY_PAGE_MAX  500
+
+/* ---------------------------------------------------- signed transcripts */
+
+/*
+ * Transcripts a device signs with its Ed25519 key (built by libchatcrypto):
+ *   auth:     CN_AUTH_CONTEXT     ‖ nonce(32) ‖ node_id(32) ‖ device_id(32)
+ *             ‖ server_time(u64be) ‖ exporter(32)
+ *   register: CN_REGISTER_CONTEXT ‖ same fields ‖ len(u8) ‖ handle
+ *   link:     CN_LINK_CONTEXT     ‖ same fields ‖ len(u8) ‖ handle
+ * Certificates and prekey signatures:
+ *   link certificate: CN_LINK_CERT_CONTEXT ‖ len(u8) ‖ handle ‖ new device_id(32)
+ *   signed prekey:    CN_PREKEY_CONTEXT ‖ key_id(u32be) ‖ public_key(32)
+ * Each context string includes its terminating NUL so no context is a
+ * prefix of another.
+ */
+#define CN_AUTH_CONTEXT      "chatnode auth v1"
+#define CN_REGISTER_CONTEXT  "chatnode register v1"
+#define CN_LINK_CONTEXT      "chatnode link v1"
+#define CN_LINK_CERT_CONTEXT "chatnode link certificate v1"
+#define CN_PREKEY_CONTEXT    "chatnode signed prekey v1"
+/** RFC 9266 exporter label used for channel binding. */
+#define CN_EXPORTER_LABEL "EXPORTER-Channel-Binding"
+
+/** Checks a handle: [a-z0-9._-]{3,32} after case folding; folds into out. */
+CN_MUST_USE int cn_handle_normalize(const char *in, char out[CN_HANDLE_MAX + 1]);
+
+/* ------------------------------------------------------- stored records */
+
+#define CN_RECORD_VERSION 1
+
+/** devices CF value. */
+typedef struct cn_rec_device {
+    char user[CN_HANDLE_MAX + 1];
+    char name[CN_DEVICE_NAME_MAX + 1];
+    uint64_t created; /* ms since epoch */
+    uint64_t revoked; /* 0 while active */
+    bool has_cert;    /* linked devices carry the approving certificate */
+    uint8_t cert[CN_SIGNATURE_LEN];
+    uint8_t approved_by[CN_DEVICE_ID_LEN];
+} cn_rec_device_t;
+
+/** users CF value. */
+typedef struct cn_rec_user {
+    uint64_t created;
+    bool presence_hidden;
+    bool disabled;
+    uint32_t ndevices;
+    uint8_t devices[CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+} cn_rec_user_t;
+
+/** mailbox CF value: a CBOR header and the opaque ciphertext. */
+typedef struct cn_rec_envelope {
+    uint64_t server_time; /* also the TTL clock */
+    uint8_t message_id[CN_MESSAGE_ID_LEN];
+    char from[CN_HANDLE_MAX + 1];
+    uint8_t from_device[CN_DEVICE_ID_LEN];
+    uint32_t kind; /* Chat__Kind */
+    bool has_group;
+    uint8_t group_id[CN_GROUP_ID_LEN];
+    cn_slice_t ciphertext; /* decode: borrows the input */
+} cn_rec_envelope_t;
+
+/** dedupe CF value: the first result of a send, returned to retries. */
+typedef struct cn_rec_dedupe {
+    uint64_t server_time; /* when the first copy was stored */
+    uint32_t recipients;  /* mailboxes written */
+} cn_rec_dedupe_t;
+
+/** prekeys CF value (signed or one-time). */
+typedef struct cn_rec_prekey {
+    uint32_t key_id;
+    uint8_t public_key[CN_PREKEY_LEN];
+    bool has_signature; /* signed prekeys only */
+    uint8_t signature[CN_SIGNATURE_LEN];
+} cn_rec_prekey_t;
+
+/** Appends the CBOR encoding of a record to out. */
+CN_MUST_USE int cn_rec_device_encode(const cn_rec_device_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_rec_user_encode(const cn_rec_user_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_rec_prekey_encode(const cn_rec_prekey_t *r, cn_buf_t *out);
+
+/**
+ * Decodes a record. Returns CN_OK, CN_EVERSION for an unknown record
+ * version, CN_ETOOBIG for a field above its limit, CN_EINVAL for anything
+ * else malformed (truncated, wrong types, trailing bytes, missing fields).
+ */
+CN_MUST_USE int cn_rec_device_decode(const uint8_t *p, size_t n, cn_rec_device_t *out);
+CN_MUST_USE int cn_rec_user_decode(const uint8_t *p, size_t n, cn_rec_user_t *out);
+/** out->ciphertext borrows p. */
+CN_MUST_USE int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out);
+CN_MUST_USE int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out);
+CN_MUST_USE int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out);
+
+#endif /* CN_PROTO_H */

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian package chatnode needs to build, run and test.
+# Idempotent: installs only what is missing, so `make` can call it every time.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential cmake ninja-build pkg-config
+    libuv1-dev libsodium-dev librocksdb-dev
+    libprotobuf-c-dev protobuf-c-compiler libcbor-dev libssl-dev
+    libwslay-dev libinih-dev libcmocka-dev
+    clang libclang-rt-14-dev clang-format
+    openssl ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
