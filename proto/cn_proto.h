@@ -136,4 +136,67 @@ CN_MUST_USE int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelo
 CN_MUST_USE int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out);
 CN_MUST_USE int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out);
 
+/* ------------------------------------------------------- admin protocol */
+
+/*
+ * chatadmin <-> chatnode over the admin Unix socket (DESIGN section 7).
+ * Each message is a u32be length followed by one CBOR map:
+ *   request:  {"v": 1, "cmd": text, "args": {text: text}}
+ *   response: {"v": 1, "status": uint, "error": text, "rows": [{text: text}]}
+ * Every value is text so that tables and JSON render the same way; status
+ * is CN_ADMIN_* (also chatadmin's exit code).
+ */
+#define CN_ADMIN_VERSION    1
+#define CN_ADMIN_FRAME_MAX  (4u * 1024u * 1024u)
+#define CN_ADMIN_KEY_MAX    32
+#define CN_ADMIN_VALUE_MAX  1024
+#define CN_ADMIN_FIELDS_MAX 32
+#define CN_ADMIN_ROWS_MAX   10000
+
+enum cn_admin_status {
+    CN_ADMIN_OK = 0,
+    CN_ADMIN_FAILED = 1,    /* the node could not do it (storage, internal) */
+    CN_ADMIN_USAGE = 2,     /* unknown command or bad arguments */
+    CN_ADMIN_NOT_FOUND = 3, /* no such device, user, key ... */
+    CN_ADMIN_REFUSED = 4,   /* not allowed in the current state */
+};
+
+typedef struct cn_admin_field {
+    char key[CN_ADMIN_KEY_MAX + 1];
+    char *value; /* owned, NUL-terminated, at most CN_ADMIN_VALUE_MAX bytes */
+} cn_admin_field_t;
+
+typedef struct cn_admin_row {
+    uint32_t n;
+    cn_admin_field_t f[CN_ADMIN_FIELDS_MAX];
+} cn_admin_row_t;
+
+/** A request (cmd, args) or a response (status, error, rows). */
+typedef struct cn_admin_msg {
+    char cmd[CN_ADMIN_KEY_MAX + 1];
+    uint32_t status;
+    char error[CN_DETAIL_MAX + 1];
+    cn_admin_row_t args;
+    uint32_t nrows;
+    cn_admin_row_t *rows; /* owned array */
+} cn_admin_msg_t;
+
+void cn_admin_msg_init(cn_admin_msg_t *m);
+/** Frees every owned value and row. */
+void cn_admin_msg_dispose(cn_admin_msg_t *m);
+/** Sets (or replaces) key in row to a printf-formatted value. */
+CN_MUST_USE int cn_admin_row_set(cn_admin_row_t *row, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** The value of key in row, or NULL. Borrowed. */
+const char *cn_admin_row_get(const cn_admin_row_t *row, const char *key);
+/** Appends an empty row to m; NULL at CN_ADMIN_ROWS_MAX or on ENOMEM. */
+cn_admin_row_t *cn_admin_add_row(cn_admin_msg_t *m);
+
+/** Appends the CBOR request/response (without the length prefix) to out. */
+CN_MUST_USE int cn_admin_request_encode(const cn_admin_msg_t *m, cn_buf_t *out);
+CN_MUST_USE int cn_admin_response_encode(const cn_admin_msg_t *m, cn_buf_t *out);
+/** Decodes into m (initialised by the caller; dispose it even on error). */
+CN_MUST_USE int cn_admin_request_decode(const uint8_t *p, size_t n, cn_admin_msg_t *m);
+CN_MUST_USE int cn_admin_response_decode(const uint8_t *p, size_t n, cn_admin_msg_t *m);
+
 #endif /* CN_PROTO_H */

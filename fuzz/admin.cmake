@@ -1,0 +1,1 @@
+cn_fuzz_target(admin_codec LIBS chatproto)

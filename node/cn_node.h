@@ -1,0 +1,66 @@
+/**
+ * chatnode as a library: a configuration, a server that runs until told to
+ * stop, and a thin main (node/main.c) around it.
+ */
+#ifndef CN_NODE_H
+#define CN_NODE_H
+
+#include "common/cn_common.h"
+#include "store/cn_store.h"
+
+enum cn_registration { CN_REG_OPEN = 0, CN_REG_INVITE };
+
+/** Every knob of the node; cn_node_config_default fills the defaults. */
+typedef struct cn_node_config {
+    char listen_host[64];
+    uint16_t listen_port; /* 0 picks a free port (logged as event=listening) */
+    char data_dir[512];
+    char tls_cert[512];
+    char tls_key[512];
+    char node_key[512];     /* Ed25519 node identity; default DATA/node.key */
+    char admin_socket[108]; /* Unix socket path; empty disables */
+    char metrics_host[64];
+    uint16_t metrics_port; /* 0 picks a free port; metrics_host "" disables */
+    unsigned threads;      /* I/O loops; default: one per core */
+    enum cn_sync sync;
+    enum cn_registration registration;
+    uint32_t max_devices;          /* per user, default 6 */
+    uint32_t handshake_timeout_ms; /* TCP accept -> WebSocket open; default 10 s */
+    uint32_t auth_timeout_ms;      /* WebSocket open -> authenticated; default 30 s */
+    uint32_t challenge_ttl_ms;     /* a challenge older than this is refused; default 30 s */
+    uint32_t idle_timeout_ms;      /* no frame for this long closes; default 90 s */
+    uint32_t ping_interval_ms;     /* ping when idle this long; default 30 s */
+    uint64_t mailbox_ttl_ms;       /* default 30 days */
+    size_t out_soft_limit;         /* per connection: pause reads and mailbox pumping */
+    size_t out_hard_limit;         /* per connection: disconnect a reader this slow */
+    uint32_t max_connections;      /* per node; default 50,000 */
+    enum cn_log_level log_level;
+} cn_node_config_t;
+
+void cn_node_config_default(cn_node_config_t *cfg);
+
+/**
+ * Parses command-line flags over the defaults. Returns CN_OK, CN_EINVAL
+ * with a message in err (size errlen) for a bad flag, or CN_EAGAIN when
+ * --help was given (usage printed).
+ */
+CN_MUST_USE int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err,
+                                     size_t errlen);
+
+typedef struct cn_node cn_node_t;
+
+/** Opens the store, identity, TLS and sockets. Returns owned; cn_node_free. */
+CN_MUST_USE int cn_node_new(const cn_node_config_t *cfg, cn_node_t **out);
+
+/**
+ * Runs until SIGINT/SIGTERM (or cn_node_stop): then pushes GoingAway,
+ * finishes in-flight commits and closes everything cleanly.
+ */
+CN_MUST_USE int cn_node_run(cn_node_t *node);
+
+/** Asks a running node to shut down; async-signal-safe and thread-safe. */
+void cn_node_stop(cn_node_t *node);
+
+void cn_node_free(cn_node_t *node);
+
+#endif /* CN_NODE_H */

@@ -1,0 +1,214 @@
+/* Command-line configuration of chatnode (a config file comes with the operations issue). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node/cn_node.h"
+
+void cn_node_config_default(cn_node_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = 8443;
+    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "./var/data");
+    snprintf(cfg->tls_cert, sizeof(cfg->tls_cert), "./var/tls/cert.pem");
+    snprintf(cfg->tls_key, sizeof(cfg->tls_key), "./var/tls/key.pem");
+    snprintf(cfg->admin_socket, sizeof(cfg->admin_socket), "./var/admin.sock");
+    snprintf(cfg->metrics_host, sizeof(cfg->metrics_host), "127.0.0.1");
+    cfg->metrics_port = 9464;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->threads = cores > 0 ? (unsigned)cores : 1;
+    cfg->sync = CN_SYNC_BATCH;
+    cfg->registration = CN_REG_OPEN;
+    cfg->max_devices = 6;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->auth_timeout_ms = 30000;
+    cfg->challenge_ttl_ms = 30000;
+    cfg->idle_timeout_ms = 90000;
+    cfg->ping_interval_ms = 30000;
+    cfg->mailbox_ttl_ms = 30ull * 24 * 3600 * 1000;
+    cfg->out_soft_limit = 256u * 1024u;
+    cfg->out_hard_limit = 4u * 1024u * 1024u;
+    cfg->max_connections = 50000;
+    cfg->log_level = CN_LOG_INFO;
+}
+
+static const char usage[] =
+    "usage: chatnode [options]\n"
+    "  --listen HOST:PORT        client TLS WebSocket address (127.0.0.1:8443)\n"
+    "  --data DIR                RocksDB data directory (./var/data)\n"
+    "  --tls-cert FILE           PEM certificate chain (./var/tls/cert.pem)\n"
+    "  --tls-key FILE            PEM private key (./var/tls/key.pem)\n"
+    "  --node-key FILE           node Ed25519 identity, created if missing (DATA/node.key)\n"
+    "  --admin-socket PATH       admin Unix socket, mode 0600 (./var/admin.sock; '' disables)\n"
+    "  --metrics HOST:PORT       Prometheus /metrics, /healthz, /readyz (127.0.0.1:9464; '' "
+    "disables)\n"
+    "  --threads N               I/O loops (one per core)\n"
+    "  --sync always|batch|none  fsync policy of group commit (batch)\n"
+    "  --registration open|invite  who may register a first device (open)\n"
+    "  --max-devices N           devices per user (6)\n"
+    "  --handshake-timeout MS    TCP accept to WebSocket open (10000)\n"
+    "  --auth-timeout MS         WebSocket open to authenticated (30000)\n"
+    "  --challenge-ttl MS        validity of an auth challenge (30000)\n"
+    "  --idle-timeout MS         close after this long without a frame (90000)\n"
+    "  --ping-interval MS        ping an idle connection after (30000)\n"
+    "  --mailbox-ttl-days N      queued envelopes expire after (30)\n"
+    "  --out-soft-limit BYTES    per-connection backlog that pauses reads (262144)\n"
+    "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304)\n"
+    "  --max-connections N       per node (50000)\n"
+    "  --log-level debug|info|warn|error  (info)\n";
+
+static int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    CN_ENSURE(colon && colon != s && (size_t)(colon - s) < hostlen, CN_EINVAL);
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    CN_ENSURE(*end == '\0' && colon[1] && p >= 0 && p <= 65535, CN_EINVAL);
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    *port = (uint16_t)p;
+    return CN_OK;
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    CN_ENSURE(s[0] && *end == '\0' && s[0] != '-' && v >= min && v <= max, CN_EINVAL);
+    *out = v;
+    return CN_OK;
+}
+
+static int copy_str(char *dst, size_t cap, const char *src)
+{
+    CN_ENSURE(strlen(src) < cap, CN_EINVAL);
+    memcpy(dst, src, strlen(src) + 1);
+    return CN_OK;
+}
+
+enum {
+    O_LISTEN = 1000, O_DATA, O_CERT, O_KEY, O_NODE_KEY, O_ADMIN, O_METRICS, O_THREADS, O_SYNC,
+    O_REG, O_MAXDEV, O_HS_TO, O_AUTH_TO, O_CH_TTL, O_IDLE, O_PING, O_TTL, O_SOFT, O_HARD,
+    O_MAXCONN, O_LOG, O_HELP,
+};
+
+static const struct option options[] = {
+    {"listen", 1, 0, O_LISTEN},           {"data", 1, 0, O_DATA},
+    {"tls-cert", 1, 0, O_CERT},           {"tls-key", 1, 0, O_KEY},
+    {"node-key", 1, 0, O_NODE_KEY},       {"admin-socket", 1, 0, O_ADMIN},
+    {"metrics", 1, 0, O_METRICS},         {"threads", 1, 0, O_THREADS},
+    {"sync", 1, 0, O_SYNC},               {"registration", 1, 0, O_REG},
+    {"max-devices", 1, 0, O_MAXDEV},      {"handshake-timeout", 1, 0, O_HS_TO},
+    {"auth-timeout", 1, 0, O_AUTH_TO},    {"challenge-ttl", 1, 0, O_CH_TTL},
+    {"idle-timeout", 1, 0, O_IDLE},       {"ping-interval", 1, 0, O_PING},
+    {"mailbox-ttl-days", 1, 0, O_TTL},    {"out-soft-limit", 1, 0, O_SOFT},
+    {"out-hard-limit", 1, 0, O_HARD},     {"max-connections", 1, 0, O_MAXCONN},
+    {"log-level", 1, 0, O_LOG},           {"help", 0, 0, O_HELP},
+    {0, 0, 0, 0},
+};
+
+static int apply(cn_node_config_t *cfg, int opt, const char *v)
+{
+    uint64_t n;
+    switch (opt) {
+    case O_LISTEN:
+        return parse_hostport(v, cfg->listen_host, sizeof(cfg->listen_host), &cfg->listen_port);
+    case O_DATA:
+        return copy_str(cfg->data_dir, sizeof(cfg->data_dir), v);
+    case O_CERT:
+        return copy_str(cfg->tls_cert, sizeof(cfg->tls_cert), v);
+    case O_KEY:
+        return copy_str(cfg->tls_key, sizeof(cfg->tls_key), v);
+    case O_NODE_KEY:
+        return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
+    case O_ADMIN:
+        return copy_str(cfg->admin_socket, sizeof(cfg->admin_socket), v);
+    case O_METRICS:
+        if (!v[0]) {
+            cfg->metrics_host[0] = '\0';
+            return CN_OK;
+        }
+        return parse_hostport(v, cfg->metrics_host, sizeof(cfg->metrics_host),
+                              &cfg->metrics_port);
+    case O_SYNC:
+        return cn_sync_parse(v, &cfg->sync);
+    case O_REG:
+        CN_ENSURE(!strcmp(v, "open") || !strcmp(v, "invite"), CN_EINVAL);
+        cfg->registration = strcmp(v, "open") == 0 ? CN_REG_OPEN : CN_REG_INVITE;
+        return CN_OK;
+    case O_LOG:
+        return cn_log_parse_level(v, &cfg->log_level);
+    case O_TTL:
+        CN_TRY(parse_u64(v, 1, 3650, &n));
+        cfg->mailbox_ttl_ms = n * 24 * 3600 * 1000;
+        return CN_OK;
+    case O_SOFT:
+        CN_TRY(parse_u64(v, 4096, 1ull << 30, &n));
+        cfg->out_soft_limit = (size_t)n;
+        return CN_OK;
+    case O_HARD:
+        CN_TRY(parse_u64(v, 65536, 1ull << 32, &n));
+        cfg->out_hard_limit = (size_t)n;
+        return CN_OK;
+    }
+    /* The rest are bounded integers. */
+    static const struct {
+        int opt;
+        uint64_t min, max;
+        size_t off;
+    } ints[] = {
+        {O_THREADS, 1, 64, offsetof(cn_node_config_t, threads)},
+        {O_MAXDEV, 1, CN_DEVICES_HARD_MAX, offsetof(cn_node_config_t, max_devices)},
+        {O_HS_TO, 10, 600000, offsetof(cn_node_config_t, handshake_timeout_ms)},
+        {O_AUTH_TO, 10, 600000, offsetof(cn_node_config_t, auth_timeout_ms)},
+        {O_CH_TTL, 10, 600000, offsetof(cn_node_config_t, challenge_ttl_ms)},
+        {O_IDLE, 100, 3600000, offsetof(cn_node_config_t, idle_timeout_ms)},
+        {O_PING, 50, 3600000, offsetof(cn_node_config_t, ping_interval_ms)},
+        {O_MAXCONN, 1, 10000000, offsetof(cn_node_config_t, max_connections)},
+    };
+    for (size_t i = 0; i < CN_ARRAY_LEN(ints); i++) {
+        if (ints[i].opt != opt)
+            continue;
+        CN_TRY(parse_u64(v, ints[i].min, ints[i].max, &n));
+        uint32_t v32 = (uint32_t)n;
+        memcpy((char *)cfg + ints[i].off, &v32, sizeof(v32));
+        return CN_OK;
+    }
+    return CN_EINVAL;
+}
+
+int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    optind = 1;
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (opt == O_HELP) {
+            fputs(usage, stdout);
+            return CN_EAGAIN;
+        }
+        if (opt == '?' || opt == ':') {
+            snprintf(err, errlen, "unknown option or missing value: %s", argv[optind - 1]);
+            return CN_EINVAL;
+        }
+        if (apply(cfg, opt, optarg) < 0) {
+            snprintf(err, errlen, "invalid value for --%s: '%s'",
+                     options[opt - O_LISTEN].name, optarg);
+            return CN_EINVAL;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument: %s", argv[optind]);
+        return CN_EINVAL;
+    }
+    if (cfg->out_hard_limit <= cfg->out_soft_limit) {
+        snprintf(err, errlen, "--out-hard-limit must be above --out-soft-limit");
+        return CN_EINVAL;
+    }
+    if (!cfg->node_key[0])
+        snprintf(cfg->node_key, sizeof(cfg->node_key), "%s/node.key", cfg->data_dir);
+    return CN_OK;
+}

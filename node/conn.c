@@ -1,0 +1,477 @@
+/*
+ * A client connection: TCP -> TLS (memory BIOs) -> HTTP upgrade ->
+ * WebSocket -> protobuf. One accumulating output buffer and one write in
+ * flight; reading stops above the soft output limit and a peer that lets
+ * the backlog reach the hard limit is disconnected. Memory is freed in the
+ * uv_close callbacks of the connection's two handles.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node_internal.h"
+
+#define READ_BUF_SIZE (64u * 1024u)
+
+static _Thread_local uint8_t t_readbuf[READ_BUF_SIZE];
+static _Thread_local cn_buf_t t_frame; /* scratch for encoding frames */
+
+static void flush(cn_conn_t *c);
+static void arm_timer(cn_conn_t *c);
+
+static cn_server_t *srv(const cn_conn_t *c)
+{
+    return c->loop->server;
+}
+
+static void count(atomic_uint_fast64_t *ctr, uint64_t n)
+{
+    atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------- teardown */
+
+static void free_conn(cn_conn_t *c)
+{
+    cn_tls_free(c->tls);
+    cn_ws_free(c->ws);
+    cn_buf_dispose(&c->plain_in);
+    cn_buf_dispose(&c->out);
+    cn_buf_dispose(&c->inflight);
+    free(c);
+}
+
+/* Both handles (tcp, timer) close; the second close callback frees. */
+static void on_handle_closed(uv_handle_t *h)
+{
+    cn_conn_t *c = h->data;
+    if (++c->handles_closed == 2)
+        free_conn(c);
+}
+
+static void close_now(cn_conn_t *c)
+{
+    if (c->state == CN_CONN_CLOSED)
+        return;
+    if (c->authed)
+        cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+    c->state = CN_CONN_CLOSED;
+    cn__loop_conn_remove(c->loop, c);
+    count(&srv(c)->counters.connections_open, (uint64_t)-1);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void cn__conn_abort(cn_conn_t *c, const char *why)
+{
+    if (c->state == CN_CONN_CLOSED)
+        return;
+    cn_log_debug("conn_abort", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id,
+                 c->peer, why);
+    close_now(c);
+}
+
+void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason)
+{
+    if (c->state == CN_CONN_CLOSED || c->state == CN_CONN_CLOSING)
+        return;
+    if (!c->ws) {
+        cn__conn_abort(c, reason);
+        return;
+    }
+    cn_log_debug("conn_close", "conn=%llu code=%u reason=\"%s\"", (unsigned long long)c->id, code,
+                 reason);
+    if (c->authed)
+        cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+    c->state = CN_CONN_CLOSING;
+    if (cn_ws_close(c->ws, code, reason) < 0) {
+        close_now(c);
+        return;
+    }
+    c->close_after_flush = true;
+    flush(c);
+}
+
+/* ------------------------------------------------------------ output */
+
+bool cn__conn_backlogged(const cn_conn_t *c)
+{
+    return c->out.len - c->out.rpos + c->inflight.len > srv(c)->cfg.out_soft_limit;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    cn_conn_t *c = req->data;
+    c->writing = false;
+    cn_buf_reset(&c->inflight);
+    if (c->state == CN_CONN_CLOSED)
+        return;
+    if (status < 0) {
+        cn__conn_abort(c, uv_strerror(status));
+        return;
+    }
+    flush(c);
+    if (c->state == CN_CONN_CLOSED)
+        return;
+    if (!cn__conn_backlogged(c)) {
+        if (!c->reading && c->state != CN_CONN_CLOSING) {
+            cn__conn_read_start(c);
+        }
+        if (c->state == CN_CONN_AUTHED)
+            cn__delivery_resume(c);
+    }
+}
+
+static void start_write(cn_conn_t *c)
+{
+    cn_buf_t tmp = c->inflight;
+    c->inflight = c->out;
+    c->out = tmp;
+    cn_buf_reset(&c->out);
+    uv_buf_t b = uv_buf_init((char *)c->inflight.data + c->inflight.rpos,
+                             (unsigned)(c->inflight.len - c->inflight.rpos));
+    c->write_req.data = c;
+    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        cn__conn_abort(c, uv_strerror(rc));
+        return;
+    }
+    c->writing = true;
+    count(&srv(c)->counters.bytes_out, b.len);
+}
+
+/* Moves TLS output to the socket; enforces the hard output limit. */
+static void flush(cn_conn_t *c)
+{
+    if (c->state == CN_CONN_CLOSED)
+        return;
+    if (cn_tls_take_output(c->tls, &c->out) < 0) {
+        cn__conn_abort(c, "out of memory");
+        return;
+    }
+    size_t backlog = c->out.len - c->out.rpos + c->inflight.len;
+    if (backlog > srv(c)->cfg.out_hard_limit) {
+        count(&srv(c)->counters.slow_reader_closes, 1);
+        cn_log_info("slow_reader", "conn=%llu peer=%s backlog=%zu", (unsigned long long)c->id,
+                    c->peer, backlog);
+        close_now(c);
+        return;
+    }
+    if (!c->writing && c->out.len > c->out.rpos)
+        start_write(c);
+    else if (!c->writing && c->close_after_flush)
+        close_now(c);
+}
+
+void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n)
+{
+    if (c->state != CN_CONN_UNAUTH && c->state != CN_CONN_AUTHED)
+        return;
+    if (cn_ws_send(c->ws, p, n) < 0) {
+        cn__conn_abort(c, "websocket send failed");
+        return;
+    }
+    flush(c);
+}
+
+void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame)
+{
+    size_t n = chat__server_frame__get_packed_size(frame);
+    cn_buf_reset(&t_frame);
+    if (cn_buf_reserve(&t_frame, n) < 0) {
+        cn__conn_abort(c, "out of memory");
+        return;
+    }
+    chat__server_frame__pack(frame, t_frame.data);
+    cn__conn_send_bytes(c, t_frame.data, n);
+}
+
+void cn__conn_respond(cn_conn_t *c, Chat__Response *resp)
+{
+    Chat__ServerFrame f;
+    chat__server_frame__init(&f);
+    f.body_case = CHAT__SERVER_FRAME__BODY_RESPONSE;
+    f.response = resp;
+    cn__conn_send_frame(c, &f);
+}
+
+void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status status,
+                             const char *detail)
+{
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = request_id;
+    r.status = status;
+    r.detail = cn__pb_str(detail ? detail : "");
+    cn__conn_respond(c, &r);
+}
+
+/* ------------------------------------------------------------- input */
+
+static void ws_on_message(void *ctx, const uint8_t *p, size_t n)
+{
+    cn_conn_t *c = ctx;
+    if (c->state != CN_CONN_UNAUTH && c->state != CN_CONN_AUTHED)
+        return;
+    cn__dispatch(c, p, n);
+}
+
+static int ws_on_output(void *ctx, const uint8_t *p, size_t n)
+{
+    cn_conn_t *c = ctx;
+    return cn_tls_write(c->tls, p, n);
+}
+
+static void ws_on_activity(void *ctx)
+{
+    cn_conn_t *c = ctx;
+    c->last_activity_ms = cn_now_ms();
+}
+
+static const cn_ws_callbacks_t ws_callbacks = {
+    .on_message = ws_on_message,
+    .on_output = ws_on_output,
+    .on_activity = ws_on_activity,
+};
+
+static void http_fail(cn_conn_t *c, int status, const char *body)
+{
+    cn_buf_t resp;
+    cn_buf_init(&resp);
+    if (cn_http_write_response(&resp, status, "text/plain", body, strlen(body)) == 0)
+        (void)cn_tls_write(c->tls, resp.data, resp.len);
+    cn_buf_dispose(&resp);
+    count(&srv(c)->counters.handshakes_failed, 1);
+    c->state = CN_CONN_CLOSING;
+    c->close_after_flush = true;
+    flush(c);
+}
+
+/* HTTP phase: wait for a complete upgrade request, answer 101 or 4xx. */
+static void on_http_bytes(cn_conn_t *c)
+{
+    cn_http_request_t req;
+    int status = 400;
+    cn_slice_t in = cn_buf_unread(&c->plain_in);
+    int rc = cn_http_request_parse(in.base, in.len, true, &req, &status);
+    if (rc == CN_EAGAIN)
+        return;
+    if (rc < 0) {
+        http_fail(c, status, "a WebSocket upgrade is required\n");
+        return;
+    }
+    if (strcmp(req.path, "/ws") != 0 && strcmp(req.path, "/") != 0) {
+        http_fail(c, 404, "unknown path\n");
+        return;
+    }
+    cn_buf_t resp;
+    cn_buf_init(&resp);
+    rc = cn_http_write_upgrade(&resp, &req);
+    if (rc == 0)
+        rc = cn_tls_write(c->tls, resp.data, resp.len);
+    cn_buf_dispose(&resp);
+    c->ws = rc == 0 ? cn_ws_new(&ws_callbacks, c, CN_WS_MESSAGE_MAX) : NULL;
+    if (!c->ws) {
+        cn__conn_abort(c, "upgrade failed");
+        return;
+    }
+    cn_buf_consume(&c->plain_in, req.consumed);
+    c->state = CN_CONN_UNAUTH;
+    c->ws_opened_ms = c->last_activity_ms = cn_now_ms();
+    cn__auth_send_challenge(c);
+    arm_timer(c);
+}
+
+static void on_plaintext(cn_conn_t *c)
+{
+    if (c->state == CN_CONN_HTTP)
+        on_http_bytes(c);
+    if ((c->state == CN_CONN_UNAUTH || c->state == CN_CONN_AUTHED ||
+         c->state == CN_CONN_CLOSING) &&
+        c->ws) {
+        cn_slice_t in = cn_buf_unread(&c->plain_in);
+        if (in.len) {
+            int rc = cn_ws_feed(c->ws, in.base, in.len);
+            cn_buf_consume(&c->plain_in, in.len);
+            if (rc < 0) {
+                count(&srv(c)->counters.protocol_errors, 1);
+                if (c->state != CN_CONN_CLOSED)
+                    c->close_after_flush = true;
+            }
+        }
+        if (c->state != CN_CONN_CLOSED && cn_ws_closed(c->ws)) {
+            if (c->authed)
+                cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+            c->state = CN_CONN_CLOSING;
+            c->close_after_flush = true;
+        }
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init((char *)t_readbuf, sizeof(t_readbuf));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    cn_conn_t *c = s->data;
+    if (nread == 0 || c->state == CN_CONN_CLOSED)
+        return;
+    if (nread < 0) {
+        close_now(c);
+        return;
+    }
+    count(&srv(c)->counters.bytes_in, (uint64_t)nread);
+    int rc = cn_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread, &c->plain_in);
+    if (rc == CN_EPROTO) {
+        count(&srv(c)->counters.handshakes_failed, c->state == CN_CONN_TLS);
+        flush(c); /* the alert, if any */
+        close_now(c);
+        return;
+    }
+    if (c->state == CN_CONN_TLS && cn_tls_handshake_done(c->tls))
+        c->state = CN_CONN_HTTP;
+    if (c->state == CN_CONN_HTTP && c->plain_in.len - c->plain_in.rpos > CN_HTTP_HEADER_MAX + 4) {
+        http_fail(c, 431, "request header too large\n");
+        return;
+    }
+    on_plaintext(c);
+    if (rc == CN_ECLOSED && c->state != CN_CONN_CLOSED)
+        c->close_after_flush = true;
+    flush(c);
+    if (c->state != CN_CONN_CLOSED && c->reading && cn__conn_backlogged(c)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+void cn__conn_read_start(cn_conn_t *c)
+{
+    if (c->state == CN_CONN_CLOSED || c->reading || c->loop->paused)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+        c->reading = true;
+}
+
+/* ------------------------------------------------------------ timers */
+
+static uint64_t next_deadline(const cn_conn_t *c)
+{
+    const cn_node_config_t *cfg = &srv(c)->cfg;
+    switch (c->state) {
+    case CN_CONN_TLS:
+    case CN_CONN_HTTP:
+        return c->opened_ms + cfg->handshake_timeout_ms;
+    case CN_CONN_UNAUTH:
+        return CN_MIN(c->ws_opened_ms + cfg->auth_timeout_ms,
+                      c->last_activity_ms + cfg->idle_timeout_ms);
+    case CN_CONN_AUTHED: {
+        uint64_t idle = c->last_activity_ms + cfg->idle_timeout_ms;
+        uint64_t ping = CN_MAX(c->last_activity_ms, c->last_ping_ms) + cfg->ping_interval_ms;
+        return CN_MIN(idle, ping);
+    }
+    case CN_CONN_CLOSING:
+        return cn_now_ms() + 5000; /* a peer that never finishes the close */
+    case CN_CONN_CLOSED:
+        break;
+    }
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    cn_conn_t *c = t->data;
+    const cn_node_config_t *cfg = &srv(c)->cfg;
+    uint64_t now = cn_now_ms();
+    switch (c->state) {
+    case CN_CONN_TLS:
+    case CN_CONN_HTTP:
+        if (now >= c->opened_ms + cfg->handshake_timeout_ms) {
+            count(&srv(c)->counters.timeouts, 1);
+            cn__conn_abort(c, "handshake timeout");
+            return;
+        }
+        break;
+    case CN_CONN_UNAUTH:
+        if (now >= c->ws_opened_ms + cfg->auth_timeout_ms) {
+            count(&srv(c)->counters.timeouts, 1);
+            cn__conn_close(c, CN_WS_CLOSE_POLICY, "authentication timeout");
+            return;
+        }
+        /* idle rules apply before auth too */
+        __attribute__((fallthrough));
+    case CN_CONN_AUTHED:
+        if (now >= c->last_activity_ms + cfg->idle_timeout_ms) {
+            count(&srv(c)->counters.timeouts, 1);
+            cn__conn_close(c, CN_WS_CLOSE_GOING_AWAY, "idle timeout");
+            return;
+        }
+        if (now >= CN_MAX(c->last_activity_ms, c->last_ping_ms) + cfg->ping_interval_ms) {
+            c->last_ping_ms = now;
+            if (cn_ws_ping(c->ws) == 0)
+                flush(c);
+        }
+        break;
+    case CN_CONN_CLOSING:
+        cn__conn_abort(c, "close handshake timeout");
+        return;
+    case CN_CONN_CLOSED:
+        return;
+    }
+    if (c->state != CN_CONN_CLOSED)
+        arm_timer(c);
+}
+
+static void arm_timer(cn_conn_t *c)
+{
+    uint64_t now = cn_now_ms();
+    uint64_t due = next_deadline(c);
+    uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* ------------------------------------------------------------ accept */
+
+void cn__conn_accept(cn_loop_t *loop)
+{
+    cn_server_t *s = loop->server;
+    cn_conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->loop = loop;
+    c->id = atomic_fetch_add(&s->next_conn_id, 1) + 1;
+    c->state = CN_CONN_TLS;
+    uv_tcp_init(&loop->uv, &c->tcp);
+    uv_timer_init(&loop->uv, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    (void)cn__loop_conn_add(loop, c);
+    count(&s->counters.connections_open, 1);
+    if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
+        close_now(c);
+        return;
+    }
+    count(&s->counters.connections_accepted, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        char ip[48] = "?";
+        uv_ip_name((struct sockaddr *)&ss, ip, sizeof(ip));
+        int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+    }
+    uint64_t open = atomic_load(&s->counters.connections_open);
+    c->tls = cn_tls_new(s->tls);
+    if (!c->tls || loop->draining || open > s->cfg.max_connections) {
+        count(&s->counters.connections_rejected, 1);
+        close_now(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->opened_ms = c->last_activity_ms = cn_now_ms();
+    cn__conn_read_start(c);
+    arm_timer(c);
+}

@@ -1,0 +1,151 @@
+/*
+ * Mailbox delivery to one connection, in seq order, without loss:
+ *   - on auth the connection "pumps": it reads its mailbox from the store
+ *     in slices and pushes Deliver frames until it is caught up, then
+ *     pushes MailboxDrained once;
+ *   - afterwards each freshly stored envelope arrives as a CN_MSG_DELIVER
+ *     carrying its encoded frame and seq: the next expected seq is pushed
+ *     as is (no read-back), an older one was already sent, a newer one
+ *     means a gap (envelopes from several loops race) and pumps again;
+ *   - while the output backlog is above the soft limit the pump pauses and
+ *     live frames are left in the store, so a slow reader costs disk, not
+ *     memory.
+ */
+#include <string.h>
+
+#include "node/node_internal.h"
+
+#define PUMP_SLICE_ENTRIES 64
+#define PUMP_SLICE_BYTES   (256u * 1024u)
+
+int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value, size_t len)
+{
+    cn_rec_envelope_t env;
+    CN_TRY(cn_rec_envelope_decode(value, len, &env));
+    Chat__Deliver d;
+    chat__deliver__init(&d);
+    d.seq = seq;
+    d.message_id = cn__pb_bytes(env.message_id, CN_MESSAGE_ID_LEN);
+    d.from = env.from;
+    d.from_device = cn__pb_bytes(env.from_device, CN_DEVICE_ID_LEN);
+    d.kind = (Chat__Kind)env.kind;
+    d.server_time = env.server_time;
+    d.ciphertext = cn__pb_bytes(env.ciphertext.base, env.ciphertext.len);
+    if (env.has_group)
+        d.group_id = cn__pb_bytes(env.group_id, CN_GROUP_ID_LEN);
+    Chat__ServerFrame f;
+    chat__server_frame__init(&f);
+    f.body_case = CHAT__SERVER_FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    cn__conn_send_frame(c, &f);
+    return CN_OK;
+}
+
+static int pump_entry(void *ctx, uint64_t seq, const uint8_t *value, size_t len)
+{
+    cn_conn_t *c = ctx;
+    if (cn__delivery_send_record(c, seq, value, len) < 0)
+        cn_log_error("mailbox_record_corrupt", "conn=%llu seq=%llu", (unsigned long long)c->id,
+                     (unsigned long long)seq);
+    else
+        atomic_fetch_add(&c->loop->server->counters.messages_delivered, 1);
+    c->next_seq = seq + 1;
+    return c->state == CN_CONN_AUTHED ? 0 : 1;
+}
+
+static void send_drained(cn_conn_t *c)
+{
+    Chat__MailboxDrained md;
+    chat__mailbox_drained__init(&md);
+    md.last_seq = c->next_seq ? c->next_seq - 1 : 0;
+    Chat__ServerFrame f;
+    chat__server_frame__init(&f);
+    f.body_case = CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED;
+    f.mailbox_drained = &md;
+    cn__conn_send_frame(c, &f);
+}
+
+static void pump(cn_conn_t *c)
+{
+    cn_store_t *store = c->loop->server->store;
+    while (c->state == CN_CONN_AUTHED && c->pumping) {
+        if (cn__conn_backlogged(c))
+            return; /* resumed by the write callback */
+        uint64_t next;
+        int n = cn_store_mailbox_read(store, c->device_id, c->next_seq, PUMP_SLICE_ENTRIES,
+                                      PUMP_SLICE_BYTES, pump_entry, c, &next);
+        if (n < 0) {
+            cn_log_error("mailbox_read_failed", "conn=%llu", (unsigned long long)c->id);
+            cn__conn_close(c, CN_WS_CLOSE_INTERNAL, "storage unavailable");
+            return;
+        }
+        if (n < PUMP_SLICE_ENTRIES && c->state == CN_CONN_AUTHED) {
+            c->pumping = false;
+            if (!c->drained_sent) {
+                c->drained_sent = true;
+                send_drained(c);
+            }
+        }
+    }
+}
+
+void cn__delivery_start(cn_conn_t *c)
+{
+    c->next_seq = 0;
+    c->pumping = true;
+    pump(c);
+}
+
+void cn__delivery_resume(cn_conn_t *c)
+{
+    if (c->pumping)
+        pump(c);
+}
+
+void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
+{
+    if (m->seq == 0) { /* ephemeral: now or never */
+        if (!cn__conn_backlogged(c))
+            cn__conn_send_bytes(c, m->data, m->len);
+        return;
+    }
+    if (c->pumping || (c->next_seq != 0 && m->seq < c->next_seq))
+        return; /* the pump will read it, or it was sent already */
+    if (c->next_seq == m->seq && !cn__conn_backlogged(c)) {
+        cn__conn_send_bytes(c, m->data, m->len);
+        atomic_fetch_add(&c->loop->server->counters.messages_delivered, 1);
+        c->next_seq++;
+        return;
+    }
+    c->pumping = true;
+    pump(c);
+}
+
+static void post_frame(cn_server_t *s, enum cn_msg_type type, const uint8_t *device, uint64_t seq,
+                       const Chat__ServerFrame *frame)
+{
+    cn_route_t route;
+    if (cn__registry_get(s->registry, device, &route) < 0)
+        return; /* offline: the mailbox keeps it */
+    size_t n = chat__server_frame__get_packed_size(frame);
+    cn_msg_t *m = cn__msg_new(type, n);
+    if (!m)
+        return;
+    chat__server_frame__pack(frame, m->data);
+    m->conn_id = route.conn_id;
+    m->seq = seq;
+    memcpy(m->device_id, device, CN_DEVICE_ID_LEN);
+    cn__loop_post(s->loops[route.loop], m);
+}
+
+void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
+                        const Chat__ServerFrame *frame)
+{
+    post_frame(s, CN_MSG_DELIVER, device, seq, frame);
+}
+
+void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                        const Chat__ServerFrame *frame)
+{
+    post_frame(s, CN_MSG_PUSH, device, 0, frame);
+}

@@ -1,0 +1,136 @@
+/*
+ * Decodes one ClientFrame and routes it to its handler. A frame that is
+ * not a valid protobuf closes the connection with 1008 (policy); a valid
+ * frame with bad fields gets BAD_REQUEST and the connection stays.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node_internal.h"
+
+/* Requests a connection may make before it is authenticated. */
+static bool allowed_unauthenticated(Chat__ClientFrame__BodyCase body)
+{
+    return body == CHAT__CLIENT_FRAME__BODY_AUTH || body == CHAT__CLIENT_FRAME__BODY_REGISTER ||
+           body == CHAT__CLIENT_FRAME__BODY_PING;
+}
+
+static void route(cn_conn_t *c, const Chat__ClientFrame *f)
+{
+    uint64_t rid = f->request_id;
+    switch (f->body_case) {
+    case CHAT__CLIENT_FRAME__BODY_AUTH:
+        cn__handle_auth(c, rid, f->auth);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_REGISTER:
+        cn__handle_register(c, rid, f->register_);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_UPLOAD_PREKEYS:
+        cn__handle_upload_prekeys(c, rid, f->upload_prekeys);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_FETCH_PREKEYS:
+        cn__handle_fetch_prekeys(c, rid, f->fetch_prekeys);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_GET_DEVICES:
+        cn__handle_get_devices(c, rid, f->get_devices);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_SEND:
+        cn__handle_send(c, rid, f->send);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_ACK:
+        cn__handle_ack(c, rid, f->ack);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_PING:
+        cn__handle_ping(c, rid, f->ping);
+        break;
+    case CHAT__CLIENT_FRAME__BODY__NOT_SET:
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "empty request");
+        break;
+    default:
+        /* Link, revoke, presence, groups, media and history are part of the
+         * wire format already; this node version does not serve them. */
+        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE,
+                                "request not supported by this node version");
+        break;
+    }
+}
+
+void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
+{
+    Chat__ClientFrame *f = chat__client_frame__unpack(NULL, n, p);
+    if (!f) {
+        atomic_fetch_add(&c->loop->server->counters.protocol_errors, 1);
+        cn__conn_close(c, CN_WS_CLOSE_POLICY, "unparseable frame");
+        return;
+    }
+    if (f->request_id == 0) {
+        cn__conn_respond_status(c, 0, CHAT__STATUS__BAD_REQUEST, "request_id must be non-zero");
+    } else if (c->state != CN_CONN_AUTHED && !allowed_unauthenticated(f->body_case)) {
+        cn__conn_respond_status(c, f->request_id, CHAT__STATUS__UNAUTHORIZED,
+                                "authenticate first");
+    } else {
+        route(c, f);
+    }
+    chat__client_frame__free_unpacked(f, NULL);
+}
+
+/* ----------------------------------------------------------- pending */
+
+static void on_store_done(cn_store_op_t *op)
+{
+    cn_pending_t *p = op->ctx;
+    cn_msg_t *m = cn__msg_new(CN_MSG_STORE_DONE, 0);
+    if (!m) {
+        /* Cannot tell the loop; the client times out and retries (idempotent). */
+        cn_log_error("pending_lost", "request=%llu", (unsigned long long)p->request_id);
+        free(p);
+        return;
+    }
+    m->ptr = p;
+    cn__loop_post(p->loop, m);
+}
+
+cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_op_type type,
+                              cn_pending_fn complete, size_t extra_len)
+{
+    cn_pending_t *p = calloc(1, sizeof(*p) + extra_len);
+    if (!p) {
+        cn__conn_respond_status(c, request_id, CHAT__STATUS__UNAVAILABLE, "out of memory");
+        return NULL;
+    }
+    p->op.type = type;
+    p->op.done = on_store_done;
+    p->op.ctx = p;
+    p->loop = c->loop;
+    p->conn_id = c->id;
+    p->request_id = request_id;
+    p->started_ns = cn_mono_ns();
+    p->complete = complete;
+    p->extra = extra_len ? (uint8_t *)(p + 1) : NULL;
+    return p;
+}
+
+void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)
+{
+    if (cn_store_submit(c->loop->server->store, &p->op) < 0) {
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
+                                "storage is shutting down");
+        free(p);
+        return;
+    }
+    c->pending_ops++;
+}
+
+void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p)
+{
+    cn_conn_t *c = cn__loop_conn_find(loop, p->conn_id);
+    if (c) {
+        c->pending_ops--;
+        if (c->state == CN_CONN_CLOSED || c->state == CN_CONN_CLOSING)
+            c = NULL;
+    }
+    if (p->op.result == CN_EIO)
+        atomic_fetch_add(&loop->server->counters.store_errors, 1);
+    p->complete(c, p);
+    free(p);
+}

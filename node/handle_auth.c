@@ -1,0 +1,217 @@
+/*
+ * Challenge, Auth and Register (DESIGN section 3). A device proves
+ * possession of its Ed25519 key by signing a transcript that binds the
+ * challenge nonce, the node id, its device id, the challenge time and the
+ * TLS exporter of this very connection, so a signature cannot be replayed
+ * later or relayed through another connection. One attempt per
+ * connection: a failure answers UNAUTHORIZED and closes with 1008.
+ */
+#include <string.h>
+
+#include "node/node_internal.h"
+
+static cn_server_t *srv(const cn_conn_t *c)
+{
+    return c->loop->server;
+}
+
+void cn__auth_send_challenge(cn_conn_t *c)
+{
+    cn_random(c->nonce, sizeof(c->nonce));
+    c->challenge_time = cn_now_ms();
+    Chat__Challenge ch;
+    chat__challenge__init(&ch);
+    ch.nonce.data = c->nonce;
+    ch.nonce.len = sizeof(c->nonce);
+    ch.node_id.data = srv(c)->identity.pk;
+    ch.node_id.len = CN_DEVICE_ID_LEN;
+    ch.server_time = c->challenge_time;
+    ch.expires_in_ms = srv(c)->cfg.challenge_ttl_ms;
+    Chat__ServerFrame f;
+    chat__server_frame__init(&f);
+    f.body_case = CHAT__SERVER_FRAME__BODY_CHALLENGE;
+    f.challenge = &ch;
+    cn__conn_send_frame(c, &f);
+}
+
+static void refuse(cn_conn_t *c, uint64_t rid, const char *why)
+{
+    atomic_fetch_add(&srv(c)->counters.auth_failed, 1);
+    cn_log_info("auth_failed", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id,
+                c->peer, why);
+    cn__conn_respond_status(c, rid, CHAT__STATUS__UNAUTHORIZED, why);
+    cn__conn_close(c, CN_WS_CLOSE_POLICY, "authentication failed");
+}
+
+/* Checks the signature of a session transcript; returns a reason or NULL. */
+static const char *verify_session(cn_conn_t *c, const char *context, ProtobufCBinaryData dev,
+                                  ProtobufCBinaryData sig, const char *handle)
+{
+    if (dev.len != CN_DEVICE_ID_LEN || sig.len != CN_SIGNATURE_LEN)
+        return "malformed device id or signature";
+    if (cn_now_ms() > c->challenge_time + srv(c)->cfg.challenge_ttl_ms)
+        return "challenge expired";
+    uint8_t exporter[CN_EXPORTER_LEN];
+    if (cn_tls_exporter(c->tls, exporter) < 0)
+        return "no channel binding";
+    cn_buf_t t;
+    cn_buf_init(&t);
+    int rc = cn_transcript_session(&t, context, c->nonce, srv(c)->identity.pk, dev.data,
+                                   c->challenge_time, exporter, handle);
+    if (rc == 0)
+        rc = cn_sig_verify(dev.data, t.data, t.len, sig.data);
+    cn_buf_dispose(&t);
+    /* The nonce is single use whatever the outcome. */
+    cn_random(c->nonce, sizeof(c->nonce));
+    return rc == 0 ? NULL : "bad signature";
+}
+
+static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, const char *handle)
+{
+    cn_server_t *s = srv(c);
+    memcpy(c->device_id, device, CN_DEVICE_ID_LEN);
+    snprintf(c->handle, sizeof(c->handle), "%s", handle);
+    cn_route_t old, route = {.loop = c->loop->index, .conn_id = c->id};
+    if (cn__registry_set(s->registry, device, route, &old) < 0) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "out of memory");
+        cn__conn_close(c, CN_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    c->authed = true;
+    c->state = CN_CONN_AUTHED;
+    if (old.conn_id != 0 && old.conn_id != c->id) {
+        /* One connection per device: the newest wins. */
+        static const char why[] = "replaced by a newer connection";
+        cn_msg_t *m = cn__msg_new(CN_MSG_KICK, sizeof(why));
+        if (m) {
+            m->conn_id = old.conn_id;
+            memcpy(m->data, why, sizeof(why));
+            cn__loop_post(s->loops[old.loop], m);
+        }
+    }
+    atomic_fetch_add(&s->counters.auth_ok, 1);
+    uint64_t queued = 0;
+    uint32_t prekeys = 0;
+    (void)cn_store_mailbox_depth(s->store, device, 100000, &queued);
+    (void)cn_store_prekey_count(s->store, device, &prekeys);
+
+    Chat__AuthOk ok;
+
+    chat__auth_ok__init(&ok);
+    ok.device_id.data = c->device_id;
+    ok.device_id.len = CN_DEVICE_ID_LEN;
+    ok.handle = c->handle;
+    ok.queued = queued;
+    ok.prekeys_left = prekeys;
+    ok.server_time = cn_now_ms();
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.result_case = CHAT__RESPONSE__RESULT_AUTH_OK;
+    r.auth_ok = &ok;
+    cn__conn_respond(c, &r);
+    cn_log_info("auth_ok", "conn=%llu peer=%s user=%s", (unsigned long long)c->id, c->peer,
+                c->handle);
+    cn__delivery_start(c);
+}
+
+void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m)
+{
+    if (c->state == CN_CONN_AUTHED || c->auth_pending) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
+        return;
+    }
+    if (m->device_id.len != CN_DEVICE_ID_LEN) {
+        refuse(c, rid, "malformed device id or signature");
+        return;
+    }
+    cn_rec_device_t dev;
+    int rc = cn_store_device_get(srv(c)->store, m->device_id.data, &dev);
+    if (rc == CN_ENOTFOUND || (rc == 0 && dev.revoked)) {
+        refuse(c, rid, rc == 0 ? "device revoked" : "unknown device");
+        return;
+    }
+    if (rc < 0) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "storage unavailable");
+        return;
+    }
+    const char *why = verify_session(c, CN_AUTH_CONTEXT, m->device_id, m->signature, NULL);
+    if (why) {
+        refuse(c, rid, why);
+        return;
+    }
+    become_authed(c, rid, m->device_id.data, dev.user);
+}
+
+static void register_done(cn_conn_t *c, cn_pending_t *p)
+{
+    if (!c)
+        return;
+    c->auth_pending = false;
+    switch (p->op.result) {
+    case CN_OK:
+        atomic_fetch_add(&srv(c)->counters.registrations, 1);
+        become_authed(c, p->request_id, p->op.u.reg.device_id, p->op.u.reg.handle);
+        break;
+    case CN_EEXIST:
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__CONFLICT,
+                                "handle or device already registered");
+        break;
+    default:
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
+                                "storage unavailable; retry");
+        break;
+    }
+}
+
+static const char *check_invite(cn_conn_t *c, const char *token)
+{
+    if (srv(c)->cfg.registration == CN_REG_OPEN)
+        return NULL;
+    if (!token || !token[0] || strlen(token) > 128)
+        return "an invite token is required";
+    char name[160];
+    snprintf(name, sizeof(name), "invite/%s", token);
+    cn_buf_t v;
+    cn_buf_init(&v);
+    int rc = cn_store_meta_get(srv(c)->store, name, &v);
+    cn_buf_dispose(&v);
+    return rc == 0 ? NULL : "invalid invite token";
+}
+
+void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
+{
+    char handle[CN_HANDLE_MAX + 1];
+    if (c->state == CN_CONN_AUTHED || c->auth_pending) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
+        return;
+    }
+    if (cn_handle_normalize(m->handle, handle) < 0) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST,
+                                "handle must match [a-z0-9._-]{3,32}");
+        return;
+    }
+    if (strlen(m->device_name) > CN_DEVICE_NAME_MAX) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__TOO_LARGE, "device name too long");
+        return;
+    }
+    const char *why = verify_session(c, CN_REGISTER_CONTEXT, m->device_id, m->signature, handle);
+    if (!why)
+        why = check_invite(c, m->invite_token);
+    if (why) {
+        refuse(c, rid, why);
+        return;
+    }
+    cn_pending_t *p = cn__pending_new(c, rid, CN_OP_REGISTER, register_done, 0);
+    if (!p)
+        return;
+    memcpy(p->op.u.reg.handle, handle, sizeof(handle));
+    memcpy(p->op.u.reg.device_id, m->device_id.data, CN_DEVICE_ID_LEN);
+    cn_rec_device_t *d = &p->op.u.reg.device;
+    memcpy(d->user, handle, sizeof(handle));
+    snprintf(d->name, sizeof(d->name), "%s", m->device_name);
+    d->created = cn_now_ms();
+    p->op.u.reg.max_devices = srv(c)->cfg.max_devices;
+    c->auth_pending = true;
+    cn__pending_submit(c, p);
+}

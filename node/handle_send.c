@@ -1,0 +1,245 @@
+/*
+ * Send (DESIGN section 4): one ciphertext per recipient device. The node
+ * checks the envelope list against the recipient's current devices
+ * (CONFLICT names the missing and stale ones), stores one copy per device
+ * mailbox through group commit, answers OK only once that batch is
+ * durable, then pushes Deliver to the devices that are online. TYPING and
+ * ephemeral sends skip the store: online devices only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node_internal.h"
+
+static cn_server_t *srv(const cn_conn_t *c)
+{
+    return c->loop->server;
+}
+
+static bool device_in_user(const cn_rec_user_t *u, const uint8_t *dev)
+{
+    for (uint32_t i = 0; i < u->ndevices; i++)
+        if (memcmp(u->devices[i], dev, CN_DEVICE_ID_LEN) == 0)
+            return true;
+    return false;
+}
+
+static bool device_in_envelopes(const Chat__Send *m, const uint8_t *dev)
+{
+    for (size_t i = 0; i < m->n_envelopes; i++)
+        if (memcmp(m->envelopes[i]->device_id.data, dev, CN_DEVICE_ID_LEN) == 0)
+            return true;
+    return false;
+}
+
+/* Field checks that need no storage; returns a BAD_REQUEST reason or NULL. */
+static const char *check_fields(const Chat__Send *m, Chat__Status *status)
+{
+    *status = CHAT__STATUS__BAD_REQUEST;
+    if (m->message_id.len != CN_MESSAGE_ID_LEN)
+        return "message_id must be 16 bytes";
+    if (m->kind < CHAT__KIND__MESSAGE || m->kind > CHAT__KIND__CONTROL)
+        return "unknown kind";
+    if (m->group_id.len || m->sender_key_ciphertext.len)
+        return "group sends are not supported by this node version";
+    if (m->n_envelopes == 0)
+        return "no envelopes";
+    if (m->n_envelopes > CN_RECIPIENTS_MAX) {
+        *status = CHAT__STATUS__TOO_LARGE;
+        return "too many recipient devices";
+    }
+    for (size_t i = 0; i < m->n_envelopes; i++) {
+        const Chat__Envelope *e = m->envelopes[i];
+        if (e->device_id.len != CN_DEVICE_ID_LEN)
+            return "device_id must be 32 bytes";
+        if (e->ciphertext.len == 0)
+            return "empty ciphertext";
+        if (e->ciphertext.len > CN_CIPHERTEXT_MAX) {
+            *status = CHAT__STATUS__TOO_LARGE;
+            return "ciphertext too large";
+        }
+        for (size_t j = 0; j < i; j++)
+            if (memcmp(m->envelopes[j]->device_id.data, e->device_id.data, CN_DEVICE_ID_LEN) ==
+                0)
+                return "duplicate recipient device";
+    }
+    return NULL;
+}
+
+/* Answers CONFLICT when the envelopes do not cover exactly the user's devices. */
+static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m,
+                          const cn_rec_user_t *u)
+{
+    ProtobufCBinaryData missing[CN_DEVICES_HARD_MAX], stale[CN_RECIPIENTS_MAX];
+    size_t nm = 0, ns = 0;
+    for (uint32_t i = 0; i < u->ndevices; i++)
+        if (!device_in_envelopes(m, u->devices[i]))
+            missing[nm++] = cn__pb_bytes(u->devices[i], CN_DEVICE_ID_LEN);
+    for (size_t i = 0; i < m->n_envelopes; i++)
+        if (!device_in_user(u, m->envelopes[i]->device_id.data))
+            stale[ns++] = m->envelopes[i]->device_id;
+    if (nm == 0 && ns == 0)
+        return true;
+    Chat__Conflict cf;
+    chat__conflict__init(&cf);
+    cf.n_missing_devices = nm;
+    cf.missing_devices = missing;
+    cf.n_stale_devices = ns;
+    cf.stale_devices = stale;
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.status = CHAT__STATUS__CONFLICT;
+    r.detail = cn__pb_str("device list mismatch");
+    r.result_case = CHAT__RESPONSE__RESULT_CONFLICT;
+    r.conflict = &cf;
+    cn__conn_respond(c, &r);
+    return false;
+}
+
+static void fill_deliver(Chat__Deliver *d, const cn_rec_envelope_t *env, uint64_t seq,
+                         cn_slice_t ciphertext)
+{
+    chat__deliver__init(d);
+    d->seq = seq;
+    d->message_id = cn__pb_bytes(env->message_id, CN_MESSAGE_ID_LEN);
+    d->from = cn__pb_str(env->from);
+    d->from_device = cn__pb_bytes(env->from_device, CN_DEVICE_ID_LEN);
+    d->kind = (Chat__Kind)env->kind;
+    d->server_time = env->server_time;
+    d->ciphertext = cn__pb_bytes(ciphertext.base, ciphertext.len);
+    d->ephemeral = seq == 0;
+}
+
+static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_recipient_t *rcpt,
+                      uint32_t n, bool ephemeral)
+{
+    Chat__Deliver d;
+    Chat__ServerFrame f;
+    chat__server_frame__init(&f);
+    f.body_case = CHAT__SERVER_FRAME__BODY_DELIVER;
+    f.deliver = &d;
+    for (uint32_t i = 0; i < n; i++) {
+        fill_deliver(&d, env, ephemeral ? 0 : rcpt[i].seq, rcpt[i].ciphertext);
+        cn__delivery_route(s, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f);
+    }
+}
+
+static void respond_ok(cn_conn_t *c, uint64_t rid, uint64_t server_time, bool duplicate)
+{
+    Chat__SendOk ok;
+    chat__send_ok__init(&ok);
+    ok.server_time = server_time;
+    ok.duplicate = duplicate;
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.result_case = CHAT__RESPONSE__RESULT_SEND_OK;
+    r.send_ok = &ok;
+    cn__conn_respond(c, &r);
+}
+
+static void send_done(cn_conn_t *c, cn_pending_t *p)
+{
+    cn_server_t *s = p->loop->server;
+    if (p->op.result == CN_OK) {
+        uint64_t us = (cn_mono_ns() - p->started_ns) / 1000;
+        atomic_fetch_add(&s->counters.send_durable_us_sum, us);
+        atomic_fetch_add(&s->counters.send_durable_count, 1);
+        if (p->op.u.send.duplicate) {
+            atomic_fetch_add(&s->counters.messages_duplicate, 1);
+        } else {
+            atomic_fetch_add(&s->counters.messages_accepted, 1);
+            route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, false);
+        }
+    }
+    if (!c)
+        return;
+    if (p->op.result == CN_OK)
+        respond_ok(c, p->request_id, p->op.u.send.env.server_time, p->op.u.send.duplicate);
+    else
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
+                                "not stored; retry with the same message_id");
+}
+
+/* Copies the frame's envelopes into the pending request (it outlives the frame). */
+static cn_pending_t *make_pending(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
+{
+    size_t n = m->n_envelopes, bytes = n * sizeof(cn_store_recipient_t);
+    for (size_t i = 0; i < n; i++)
+        bytes += m->envelopes[i]->ciphertext.len;
+    cn_pending_t *p = cn__pending_new(c, rid, CN_OP_SEND, send_done, bytes);
+    if (!p)
+        return NULL;
+    cn_store_recipient_t *r = p->extra;
+    uint8_t *data = (uint8_t *)(r + n);
+    for (size_t i = 0; i < n; i++) {
+        const Chat__Envelope *e = m->envelopes[i];
+        memcpy(r[i].device_id, e->device_id.data, CN_DEVICE_ID_LEN);
+        memcpy(data, e->ciphertext.data, e->ciphertext.len);
+        r[i].ciphertext = cn_slice(data, e->ciphertext.len);
+        data += e->ciphertext.len;
+    }
+    cn_rec_envelope_t *env = &p->op.u.send.env;
+    env->server_time = cn_now_ms();
+    memcpy(env->message_id, m->message_id.data, CN_MESSAGE_ID_LEN);
+    memcpy(env->from, c->handle, sizeof(env->from));
+    memcpy(env->from_device, c->device_id, CN_DEVICE_ID_LEN);
+    env->kind = (uint32_t)m->kind;
+    p->op.u.send.n = (uint32_t)n;
+    p->op.u.send.recipients = r;
+    return p;
+}
+
+static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
+{
+    cn_server_t *s = srv(c);
+    uint32_t online = 0;
+    cn_route_t route;
+    for (uint32_t i = 0; i < p->op.u.send.n; i++)
+        online += cn__registry_get(s->registry, p->op.u.send.recipients[i].device_id, &route) == 0;
+    route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true);
+    Chat__SendOk ok;
+    chat__send_ok__init(&ok);
+    ok.server_time = p->op.u.send.env.server_time;
+    ok.delivered_online = online;
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.result_case = CHAT__RESPONSE__RESULT_SEND_OK;
+    r.send_ok = &ok;
+    cn__conn_respond(c, &r);
+    free(p);
+}
+
+void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
+{
+    Chat__Status status;
+    const char *why = check_fields(m, &status);
+    char to[CN_HANDLE_MAX + 1];
+    if (!why && cn_handle_normalize(m->to, to) < 0)
+        why = "invalid recipient handle";
+    if (why) {
+        cn__conn_respond_status(c, rid, status, why);
+        return;
+    }
+    cn_rec_user_t user;
+    int rc = cn_store_user_get(srv(c)->store, to, &user);
+    if (rc == CN_ENOTFOUND || (rc == 0 && user.disabled)) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
+        return;
+    }
+    if (rc < 0) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "storage unavailable");
+        return;
+    }
+    if (!check_devices(c, rid, m, &user))
+        return;
+    cn_pending_t *p = make_pending(c, rid, m);
+    if (!p)
+        return;
+    if (m->ephemeral || m->kind == CHAT__KIND__TYPING)
+        send_ephemeral(c, rid, p);
+    else
+        cn__pending_submit(c, p);
+}

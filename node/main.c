@@ -1,0 +1,27 @@
+/* chatnode: the daemon's thin main around the node library. */
+#include <stdio.h>
+
+#include "node/cn_node.h"
+
+int main(int argc, char **argv)
+{
+    cn_node_config_t cfg;
+    char err[256];
+    cn_node_config_default(&cfg);
+    int rc = cn_node_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rc == CN_EAGAIN)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "chatnode: %s (see --help)\n", err);
+        return 64; /* EX_USAGE */
+    }
+    cn_node_t *node;
+    rc = cn_node_new(&cfg, &node);
+    if (rc < 0) {
+        fprintf(stderr, "chatnode: cannot start: %s\n", cn_strerror(rc));
+        return 1;
+    }
+    rc = cn_node_run(node);
+    cn_node_free(node);
+    return rc < 0 ? 1 : 0;
+}

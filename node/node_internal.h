@@ -1,0 +1,302 @@
+/**
+ * Internal to node/: the server, its I/O loops, connections, the device
+ * registry and the request handlers.
+ *
+ * Threads: one control thread (signals, metrics, admin socket), N loop
+ * threads that own their connections, and the store's writer thread. A
+ * connection is touched only by its loop; other threads talk to a loop by
+ * posting a cn_msg to its inbox (mutex + list, woken by uv_async).
+ */
+#ifndef CN_NODE_INTERNAL_H
+#define CN_NODE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <string.h>
+#include <uv.h>
+
+#include "crypto/cn_crypto.h"
+#include "node/cn_node.h"
+#include "node/transport.h"
+#include "proto/cn_proto.h"
+#include "store/cn_store.h"
+
+typedef struct cn_loop cn_loop_t;
+typedef struct cn_conn cn_conn_t;
+typedef struct cn_registry cn_registry_t;
+
+/* protobuf-c's message structs take non-const pointers even when only
+ * packing from them; these helpers make that one cast in one place. */
+static inline char *cn__pb_str(const char *s)
+{
+    char *out;
+    memcpy(&out, &s, sizeof(out));
+    return out;
+}
+
+static inline ProtobufCBinaryData cn__pb_bytes(const void *p, size_t n)
+{
+    ProtobufCBinaryData b;
+    memcpy(&b.data, &p, sizeof(b.data));
+    b.len = n;
+    return b;
+}
+
+/* --------------------------------------------------------- inter-thread */
+
+enum cn_msg_type {
+    CN_MSG_STORE_DONE = 1, /* a store op finished; op->ctx is a cn_pending */
+    CN_MSG_DELIVER,        /* an envelope for a device connected to this loop */
+    CN_MSG_PUSH,           /* a pre-encoded ServerFrame for a device */
+    CN_MSG_KICK,           /* close a connection (replaced or revoked) */
+    CN_MSG_DRAIN,          /* shutdown 1: stop accepting and reading requests */
+    CN_MSG_GOAWAY,         /* shutdown 2: GoingAway and a close frame to everyone */
+    CN_MSG_STOP,           /* close everything and leave the loop */
+};
+
+/** A message between threads. Owned by the inbox until handled, then freed. */
+typedef struct cn_msg {
+    struct cn_msg *next;
+    enum cn_msg_type type;
+    uint64_t conn_id; /* target connection (0: none) */
+    uint8_t device_id[CN_DEVICE_ID_LEN];
+    uint64_t seq;       /* CN_MSG_DELIVER: mailbox seq (0 for ephemeral) */
+    void *ptr;          /* CN_MSG_STORE_DONE: the pending request */
+    size_t len;         /* bytes in data */
+    uint8_t data[];     /* DELIVER: encoded envelope record; PUSH: ServerFrame */
+} cn_msg_t;
+
+/** Allocates a message with room for len data bytes; NULL on ENOMEM. */
+cn_msg_t *cn__msg_new(enum cn_msg_type type, size_t len);
+
+/** Posts msg to loop's inbox (takes ownership); thread-safe. */
+void cn__loop_post(cn_loop_t *loop, cn_msg_t *msg);
+
+/* ------------------------------------------------------------- metrics */
+
+/** Counters shared by every thread (relaxed atomics). */
+typedef struct cn_counters {
+    atomic_uint_fast64_t connections_accepted;
+    atomic_uint_fast64_t connections_open;
+    atomic_uint_fast64_t connections_rejected;
+    atomic_uint_fast64_t handshakes_failed;
+    atomic_uint_fast64_t auth_ok;
+    atomic_uint_fast64_t auth_failed;
+    atomic_uint_fast64_t registrations;
+    atomic_uint_fast64_t messages_accepted;
+    atomic_uint_fast64_t messages_duplicate;
+    atomic_uint_fast64_t messages_delivered;
+    atomic_uint_fast64_t messages_acked;
+    atomic_uint_fast64_t bytes_in;
+    atomic_uint_fast64_t bytes_out;
+    atomic_uint_fast64_t protocol_errors;
+    atomic_uint_fast64_t slow_reader_closes;
+    atomic_uint_fast64_t timeouts;
+    atomic_uint_fast64_t store_errors;
+    atomic_uint_fast64_t send_durable_us_sum; /* send received -> durable */
+    atomic_uint_fast64_t send_durable_count;
+} cn_counters_t;
+
+/* -------------------------------------------------------------- server */
+
+typedef struct cn_server {
+    cn_node_config_t cfg;
+    cn_store_t *store;
+    SSL_CTX *tls;
+    cn_identity_t identity; /* the node's Ed25519 key; pk is the node id */
+    cn_registry_t *registry;
+    cn_loop_t **loops;
+    unsigned nloops;
+    cn_counters_t counters;
+    atomic_bool draining;
+    atomic_uint_fast64_t next_conn_id;
+    uint16_t bound_port; /* the port actually listened on */
+} cn_server_t;
+
+/* ---------------------------------------------------------------- loop */
+
+struct cn_loop {
+    cn_server_t *server;
+    unsigned index;
+    uv_loop_t uv;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    bool listening;
+    uv_async_t wakeup;
+    uv_mutex_t inbox_lock;
+    cn_msg_t *inbox_head, *inbox_tail;
+    /* Connections of this loop by id: chained buckets (cn_conn.hnext). */
+    cn_conn_t **buckets;
+    size_t nbuckets, nconns;
+    bool draining; /* shutting down: no new connections */
+    bool paused;   /* shutting down: no new requests read */
+    bool stopping;
+};
+
+CN_MUST_USE int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd);
+/** Runs the loop on its own thread. */
+CN_MUST_USE int cn__loop_start(cn_loop_t *loop);
+/** Joins the thread and releases everything; after CN_MSG_STOP. */
+void cn__loop_join(cn_loop_t *loop);
+
+CN_MUST_USE int cn__loop_conn_add(cn_loop_t *loop, cn_conn_t *c);
+void cn__loop_conn_remove(cn_loop_t *loop, cn_conn_t *c);
+cn_conn_t *cn__loop_conn_find(cn_loop_t *loop, uint64_t id);
+
+/* ------------------------------------------------------------ registry */
+
+/** Where an authenticated device is connected. */
+typedef struct cn_route {
+    unsigned loop;
+    uint64_t conn_id;
+} cn_route_t;
+
+cn_registry_t *cn__registry_new(void);
+void cn__registry_free(cn_registry_t *r);
+/** Sets the device's route; *old receives the replaced one (conn_id 0: none). */
+CN_MUST_USE int cn__registry_set(cn_registry_t *r, const uint8_t dev[CN_DEVICE_ID_LEN],
+                                 cn_route_t route, cn_route_t *old);
+/** Removes the device's route only if it still points at conn_id. */
+void cn__registry_remove(cn_registry_t *r, const uint8_t dev[CN_DEVICE_ID_LEN], uint64_t conn_id);
+/** CN_ENOTFOUND when the device is not connected. */
+CN_MUST_USE int cn__registry_get(cn_registry_t *r, const uint8_t dev[CN_DEVICE_ID_LEN],
+                                 cn_route_t *out);
+size_t cn__registry_size(cn_registry_t *r);
+
+/* ---------------------------------------------------------- connection */
+
+enum cn_conn_state {
+    CN_CONN_TLS = 1,   /* TLS handshake */
+    CN_CONN_HTTP,      /* waiting for the upgrade request */
+    CN_CONN_UNAUTH,    /* WebSocket open, challenge sent */
+    CN_CONN_AUTHED,    /* a device is signed in */
+    CN_CONN_CLOSING,   /* close frame queued; flushing */
+    CN_CONN_CLOSED,    /* uv_close called */
+};
+
+struct cn_conn {
+    cn_loop_t *loop;
+    cn_conn_t *hnext; /* loop bucket chain */
+    uint64_t id;
+    enum cn_conn_state state;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    char peer[64]; /* ip:port for logs */
+    cn_tls_t *tls;
+    cn_ws_t *ws;
+    cn_buf_t plain_in;  /* decrypted bytes not yet parsed (HTTP phase) */
+    cn_buf_t out;       /* ciphertext waiting for the socket */
+    cn_buf_t inflight;  /* ciphertext of the write in flight */
+    uv_write_t write_req;
+    bool writing;
+    bool reading;
+    bool close_after_flush;
+    bool authed;            /* registered in the device registry */
+    uint8_t handles_closed; /* tcp + timer; freed at 2 */
+    uint64_t ws_opened_ms;
+    uint64_t opened_ms;
+    uint64_t last_activity_ms;
+    uint64_t last_ping_ms;
+    unsigned pending_ops; /* store ops in flight for this connection */
+    /* Authentication. */
+    uint8_t nonce[CN_NONCE_LEN];
+    uint64_t challenge_time;
+    uint8_t device_id[CN_DEVICE_ID_LEN];
+    char handle[CN_HANDLE_MAX + 1];
+    /* Mailbox delivery: the next seq to push (0: unknown, pump first). */
+    uint64_t next_seq;
+    bool pumping;       /* reading the mailbox from the store */
+    bool auth_pending;  /* a Register is being stored */
+    bool drained_sent;  /* MailboxDrained pushed once */
+};
+
+/** Accepts a connection on loop (called from the listener callback). */
+void cn__conn_accept(cn_loop_t *loop);
+
+/** Encodes and sends a ServerFrame on c (no-op when c is closing). */
+void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame);
+/** Sends pre-encoded ServerFrame bytes. */
+void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n);
+/** Starts the WebSocket closing handshake with code and reason. */
+void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason);
+/** Drops the connection at once (no close frame), e.g. a slow reader. */
+void cn__conn_abort(cn_conn_t *c, const char *why);
+/** Resumes reading from the socket (after back-pressure). */
+void cn__conn_read_start(cn_conn_t *c);
+/** True when the output backlog is above the soft limit. */
+bool cn__conn_backlogged(const cn_conn_t *c);
+/** Sends a Response with status and detail (and optional result set by caller). */
+void cn__conn_respond(cn_conn_t *c, Chat__Response *resp);
+void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status status,
+                             const char *detail);
+
+/* ------------------------------------------------------------ handlers */
+
+/**
+ * A request waiting for a store op. Allocated by a handler with room for
+ * the op's borrowed data; freed after its completion ran on the loop.
+ */
+typedef struct cn_pending cn_pending_t;
+typedef void (*cn_pending_fn)(cn_conn_t *c, cn_pending_t *p);
+struct cn_pending {
+    cn_store_op_t op;
+    cn_loop_t *loop;
+    uint64_t conn_id;
+    uint64_t request_id;
+    uint64_t started_ns;
+    cn_pending_fn complete; /* runs on the loop; c is NULL if the conn is gone */
+    void *extra;            /* handler-owned allocation freed with the pending */
+};
+
+/** Allocates a pending request for c; extra_len bytes follow at ->extra. */
+cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_op_type type,
+                              cn_pending_fn complete, size_t extra_len);
+/** Submits to the store; on refusal answers UNAVAILABLE and frees p. */
+void cn__pending_submit(cn_conn_t *c, cn_pending_t *p);
+/** Runs p->complete on its loop and frees p (CN_MSG_STORE_DONE). */
+void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p);
+
+/** Dispatches one decoded ClientFrame (after the size and decode checks). */
+void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n);
+
+void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m);
+void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m);
+void cn__handle_upload_prekeys(cn_conn_t *c, uint64_t rid, const Chat__UploadPrekeys *m);
+void cn__handle_fetch_prekeys(cn_conn_t *c, uint64_t rid, const Chat__FetchPrekeys *m);
+void cn__handle_get_devices(cn_conn_t *c, uint64_t rid, const Chat__GetDevices *m);
+void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m);
+void cn__handle_ack(cn_conn_t *c, uint64_t rid, const Chat__Ack *m);
+void cn__handle_ping(cn_conn_t *c, uint64_t rid, const Chat__Ping *m);
+
+/** Sends the Challenge push when the WebSocket opens. */
+void cn__auth_send_challenge(cn_conn_t *c);
+
+/* ------------------------------------------------------------ delivery */
+
+/** The device signed in: register it and start draining its mailbox. */
+void cn__delivery_start(cn_conn_t *c);
+/** Continues a paused mailbox drain (output drained below the soft limit). */
+void cn__delivery_resume(cn_conn_t *c);
+/** A CN_MSG_DELIVER for c's device. */
+void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *msg);
+/**
+ * Routes a Deliver frame for a freshly stored (seq > 0) or ephemeral
+ * (seq 0) envelope to the loop the device is connected to, if any.
+ */
+void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
+                        const Chat__ServerFrame *frame);
+/** Encodes a mailbox record as a Deliver frame and sends it on c. */
+CN_MUST_USE int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value,
+                                         size_t len);
+/** Pushes pre-encoded ServerFrame bytes to a device if it is online. */
+void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                        const Chat__ServerFrame *frame);
+
+/* ------------------------------------------------------------- control */
+
+/** Starts the metrics HTTP listener on the control loop. */
+CN_MUST_USE int cn__metrics_start(cn_server_t *s, uv_loop_t *loop, uv_tcp_t *listener);
+
+/** Starts the admin Unix socket (mode 0600) on the control loop. */
+CN_MUST_USE int cn__admin_start(cn_server_t *s, uv_loop_t *loop, uv_pipe_t *listener);
+
+#endif /* CN_NODE_INTERNAL_H */
