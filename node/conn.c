@@ -294,10 +294,15 @@ static void on_plaintext(cn_conn_t *c)
         if (in.len) {
             int rc = cn_ws_feed(c->ws, in.base, in.len);
             cn_buf_consume(&c->plain_in, in.len);
-            if (rc < 0) {
+            /* Any non-OK: the session already queued its close frame (1002,
+             * 1003, 1009, or the echo of the peer's close); flush and close. */
+            if (rc == CN_EPROTO)
                 count(&srv(c)->counters.protocol_errors, 1);
-                if (c->state != CN_CONN_CLOSED)
-                    c->close_after_flush = true;
+            if (rc < 0 && c->state != CN_CONN_CLOSED) {
+                if (c->authed)
+                    cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+                c->state = CN_CONN_CLOSING;
+                c->close_after_flush = true;
             }
         }
         if (c->state != CN_CONN_CLOSED && cn_ws_closed(c->ws)) {

@@ -1,0 +1,346 @@
+/*
+ * cn_tls over memory BIOs against a real OpenSSL client in the same
+ * process: a self-signed Ed25519 certificate is made in a temp dir, the
+ * handshake is pumped by hand, then data, exporters, close_notify, a TLS
+ * 1.2-only client, garbage input and broken certificate files are checked.
+ */
+/* cmocka.h needs these first. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+/* clang-format on */
+#include "node/transport.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LABEL "EXPORTER-Channel-Binding"
+
+static char g_dir[256];
+static char g_cert[300];
+static char g_key[300];
+static char g_other_key[300];
+static X509 *g_x509;
+
+typedef struct pair {
+    SSL_CTX *sctx;
+    cn_tls_t *server;
+    SSL_CTX *cctx;
+    SSL *client;
+    BIO *c_in;  /* client reads from it */
+    BIO *c_out; /* client writes to it */
+    cn_buf_t plain;
+    int server_rc; /* last cn_tls_feed result */
+} pair_t;
+
+static int write_pem_key(const char *path, EVP_PKEY *k)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int ok = PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+    return fclose(f) == 0 && ok == 1 ? 0 : -1;
+}
+
+static X509 *make_cert(EVP_PKEY *k)
+{
+    X509 *x = X509_new();
+    if (!x)
+        return NULL;
+    X509_NAME *name = X509_get_subject_name(x);
+    int ok = X509_set_version(x, 2) == 1 && ASN1_INTEGER_set(X509_get_serialNumber(x), 1) == 1 &&
+             X509_gmtime_adj(X509_getm_notBefore(x), -60) != NULL &&
+             X509_gmtime_adj(X509_getm_notAfter(x), 3600) != NULL && X509_set_pubkey(x, k) == 1 &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                        (const unsigned char *)"localhost", -1, -1, 0) == 1 &&
+             X509_set_issuer_name(x, name) == 1 && X509_sign(x, k, NULL) > 0; /* Ed25519: no md */
+    if (!ok) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static int setup_certs(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof(g_dir), "/tmp/cn_test_tls.XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    snprintf(g_cert, sizeof(g_cert), "%s/cert.pem", g_dir);
+    snprintf(g_key, sizeof(g_key), "%s/key.pem", g_dir);
+    snprintf(g_other_key, sizeof(g_other_key), "%s/other.pem", g_dir);
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    int rc = -1;
+    if (!k || !other)
+        goto out;
+    g_x509 = make_cert(k);
+    FILE *f = fopen(g_cert, "w");
+    if (!g_x509 || !f)
+        goto out;
+    int ok = PEM_write_X509(f, g_x509);
+    if (fclose(f) != 0 || ok != 1)
+        goto out;
+    if (write_pem_key(g_key, k) != 0 || write_pem_key(g_other_key, other) != 0)
+        goto out;
+    rc = 0;
+out:
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(other);
+    return rc;
+}
+
+static int teardown_certs(void **state)
+{
+    (void)state;
+    X509_free(g_x509);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/** A client trusting only our certificate, checking the name "localhost". */
+static void pair_init(pair_t *p, int client_max_version)
+{
+    memset(p, 0, sizeof(*p));
+    cn_buf_init(&p->plain);
+    p->sctx = cn_tls_server_ctx_new(g_cert, g_key);
+    assert_non_null(p->sctx);
+    p->server = cn_tls_new(p->sctx);
+    assert_non_null(p->server);
+    p->cctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(p->cctx);
+    assert_int_equal(SSL_CTX_set_max_proto_version(p->cctx, client_max_version), 1);
+    assert_int_equal(X509_STORE_add_cert(SSL_CTX_get_cert_store(p->cctx), g_x509), 1);
+    SSL_CTX_set_verify(p->cctx, SSL_VERIFY_PEER, NULL);
+    static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+    assert_int_equal(SSL_CTX_set_alpn_protos(p->cctx, alpn, sizeof(alpn) - 1), 0);
+    p->client = SSL_new(p->cctx);
+    assert_non_null(p->client);
+    assert_int_equal(SSL_set1_host(p->client, "localhost"), 1);
+    p->c_in = BIO_new(BIO_s_mem());
+    p->c_out = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(p->c_in, -1);
+    SSL_set_bio(p->client, p->c_in, p->c_out);
+    SSL_set_connect_state(p->client);
+}
+
+static void pair_dispose(pair_t *p)
+{
+    SSL_free(p->client);
+    SSL_CTX_free(p->cctx);
+    cn_tls_free(p->server);
+    SSL_CTX_free(p->sctx);
+    cn_buf_dispose(&p->plain);
+    ERR_clear_error();
+}
+
+/** Moves client output to the server and server output to the client. */
+static void pump(pair_t *p)
+{
+    char buf[4096];
+    int n;
+    while ((n = BIO_read(p->c_out, buf, sizeof(buf))) > 0) {
+        p->server_rc = cn_tls_feed(p->server, (const uint8_t *)buf, (size_t)n, &p->plain);
+        if (p->server_rc != CN_OK)
+            break;
+    }
+    cn_buf_t out;
+    cn_buf_init(&out);
+    assert_int_equal(cn_tls_take_output(p->server, &out), CN_OK);
+    if (out.len > 0)
+        assert_int_equal(BIO_write(p->c_in, out.data, (int)out.len), (int)out.len);
+    cn_buf_dispose(&out);
+}
+
+/** Runs the handshake; returns the client's final SSL_do_handshake result. */
+static int handshake(pair_t *p)
+{
+    int r = 0;
+    for (int i = 0; i < 10; i++) {
+        r = SSL_do_handshake(p->client);
+        pump(p);
+        if ((r == 1 && cn_tls_handshake_done(p->server)) || p->server_rc != CN_OK)
+            break;
+    }
+    if (r != 1)
+        r = SSL_do_handshake(p->client);
+    return r;
+}
+
+/** Server to client, several records' worth. */
+static void server_to_client_big(pair_t *p)
+{
+    size_t big = 100000;
+    uint8_t *data = malloc(big);
+    uint8_t *got = malloc(big);
+    assert_non_null(data);
+    assert_non_null(got);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (uint8_t)(i * 31);
+    assert_int_equal(cn_tls_write(p->server, data, big), CN_OK);
+    assert_int_equal(cn_tls_write(p->server, data, 0), CN_OK);
+    pump(p);
+    size_t have = 0;
+    while (have < big) {
+        int n = SSL_read(p->client, got + have, (int)(big - have));
+        assert_true(n > 0);
+        have += (size_t)n;
+    }
+    assert_memory_equal(got, data, big);
+    free(data);
+    free(got);
+}
+
+static void test_handshake_data_exporter(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, TLS1_3_VERSION);
+    assert_false(cn_tls_handshake_done(p.server));
+    uint8_t ex_server[32], ex_client[32];
+    assert_int_equal(cn_tls_exporter(p.server, ex_server), CN_EINVAL);
+    assert_int_equal(cn_tls_write(p.server, (const uint8_t *)"x", 1), CN_EINVAL);
+
+    assert_int_equal(handshake(&p), 1);
+    assert_int_equal(p.server_rc, CN_OK);
+    assert_true(cn_tls_handshake_done(p.server));
+    assert_int_equal(SSL_version(p.client), TLS1_3_VERSION);
+    assert_int_equal(SSL_get_verify_result(p.client), X509_V_OK);
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(p.client, &alpn, &alpn_len);
+    assert_int_equal(alpn_len, 8);
+    assert_memory_equal(alpn, "http/1.1", 8);
+
+    /* RFC 9266: both ends derive the same channel binding. */
+    assert_int_equal(cn_tls_exporter(p.server, ex_server), CN_OK);
+    assert_int_equal(
+        SSL_export_keying_material(p.client, ex_client, 32, LABEL, strlen(LABEL), NULL, 0, 0), 1);
+    assert_memory_equal(ex_server, ex_client, 32);
+
+    /* Client to server. */
+    const char hello[] = "GET /ws HTTP/1.1\r\n";
+    assert_int_equal(SSL_write(p.client, hello, (int)strlen(hello)), (int)strlen(hello));
+    pump(&p);
+    assert_int_equal(p.server_rc, CN_OK);
+    assert_int_equal(p.plain.len, strlen(hello));
+    assert_memory_equal(p.plain.data, hello, p.plain.len);
+
+    server_to_client_big(&p);
+
+    /* Our close_notify reaches the client. */
+    cn_tls_shutdown(p.server);
+    pump(&p);
+    char c;
+    assert_int_equal(SSL_read(p.client, &c, 1), 0);
+    assert_int_equal(SSL_get_error(p.client, 0), SSL_ERROR_ZERO_RETURN);
+    pair_dispose(&p);
+}
+
+static void test_client_close_notify(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, TLS1_3_VERSION);
+    assert_int_equal(handshake(&p), 1);
+    /* Data and close_notify in one read: the data is still delivered. */
+    assert_int_equal(SSL_write(p.client, "last", 4), 4);
+    assert_true(SSL_shutdown(p.client) >= 0);
+    pump(&p);
+    assert_int_equal(p.server_rc, CN_ECLOSED);
+    assert_int_equal(p.plain.len, 4);
+    assert_memory_equal(p.plain.data, "last", 4);
+    pair_dispose(&p);
+}
+
+static void test_tls12_client_refused(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, TLS1_2_VERSION);
+    assert_int_not_equal(handshake(&p), 1);
+    assert_int_equal(p.server_rc, CN_EPROTO);
+    assert_false(cn_tls_handshake_done(p.server));
+    pair_dispose(&p);
+}
+
+static void test_garbage_is_eproto(void **state)
+{
+    (void)state;
+    SSL_CTX *ctx = cn_tls_server_ctx_new(g_cert, g_key);
+    assert_non_null(ctx);
+#define IN(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    static const struct {
+        const char *p;
+        size_t n;
+    } inputs[] = {
+        IN("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),        /* plain HTTP on the TLS port */
+        IN("\x16\x03\x01\x00\x05\x01\x00\x00\x01\xff"), /* a one-byte ClientHello */
+        IN("\x15\x03\x03\x00\x02\x02\x28"),             /* an alert as first record */
+        IN("\x17\x03\x03\x00\x05hello"),                /* application data first */
+    };
+#undef IN
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        cn_tls_t *t = cn_tls_new(ctx);
+        assert_non_null(t);
+        cn_buf_t plain;
+        cn_buf_init(&plain);
+        int rc = cn_tls_feed(t, (const uint8_t *)inputs[i].p, inputs[i].n, &plain);
+        if (rc != CN_EPROTO)
+            fail_msg("input %zu: rc=%d", i, rc);
+        assert_int_equal(plain.len, 0);
+        assert_false(cn_tls_handshake_done(t));
+        cn_buf_dispose(&plain);
+        cn_tls_free(t);
+    }
+    /* A partial record is not an error yet. */
+    cn_tls_t *t = cn_tls_new(ctx);
+    cn_buf_t plain;
+    cn_buf_init(&plain);
+    assert_int_equal(cn_tls_feed(t, (const uint8_t *)"\x16\x03\x01", 3, &plain), CN_OK);
+    assert_int_equal(cn_tls_feed(t, NULL, 0, &plain), CN_OK);
+    cn_buf_dispose(&plain);
+    cn_tls_free(t);
+    cn_tls_free(NULL);
+    SSL_CTX_free(ctx);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_ctx_bad_files(void **state)
+{
+    (void)state;
+    char missing[320];
+    snprintf(missing, sizeof(missing), "%s/missing.pem", g_dir);
+    assert_null(cn_tls_server_ctx_new(missing, g_key));
+    assert_null(cn_tls_server_ctx_new(g_cert, missing));
+    /* A key that does not belong to the certificate. */
+    assert_null(cn_tls_server_ctx_new(g_cert, g_other_key));
+    /* The files swapped. */
+    assert_null(cn_tls_server_ctx_new(g_key, g_cert));
+    assert_null(cn_tls_server_ctx_new(NULL, g_key));
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_data_exporter), cmocka_unit_test(test_client_close_notify),
+        cmocka_unit_test(test_tls12_client_refused),    cmocka_unit_test(test_garbage_is_eproto),
+        cmocka_unit_test(test_ctx_bad_files),
+    };
+    return cmocka_run_group_tests(tests, setup_certs, teardown_certs);
+}
