@@ -187,7 +187,7 @@ typedef struct cn_store_stats {
     uint64_t fsync_ns_total;
     uint64_t last_batch_ops;
     uint64_t write_errors;
-    uint64_t queue_depth;
+    uint64_t queue_depth; /* submitted and not yet called back */
 } cn_store_stats_t;
 
 void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out);

@@ -1,0 +1,1 @@
+cn_fuzz_target(records LIBS chatproto)

@@ -1,0 +1,276 @@
+/*
+ * Opening and closing the database: options, column families, TTL
+ * compaction filters, the sync policy names.
+ *
+ * Expiry: envelopes older than mailbox_ttl_ms and dedupe records older than
+ * dedupe_ttl_ms are dropped by compaction filters, so expiry costs nothing
+ * on the hot path but happens only when RocksDB compacts the file holding
+ * the record. periodic_compaction_seconds on those two column families
+ * makes every file older than a day go through compaction, so an expired
+ * record lingers at most about a day past its TTL. Readers may see it until
+ * then.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAILBOX_TTL_DEFAULT_MS (30ull * 24 * 3600 * 1000)
+#define DEDUPE_TTL_DEFAULT_MS  (7ull * 24 * 3600 * 1000)
+#define BLOCK_CACHE_DEFAULT    (64u * 1024 * 1024)
+#define WAL_TTL_DEFAULT_S      3600
+#define WAL_SIZE_DEFAULT_MB    1024
+#define MAX_BATCH_DEFAULT      4096
+#define BLOOM_BITS_PER_KEY     10
+
+static const char *const cf_names[CN__CF_COUNT] = {
+    "default", "devices", "users", "prekeys", "mailbox",
+    "dedupe",  "groups",  "media", "history", "meta",
+};
+
+int cn__rdb_err(char *err, const char *what)
+{
+    if (err == NULL)
+        return CN_OK;
+    /* RocksDB messages name files and statuses, never our values. */
+    cn_log_error("store_error", "op=%s reason=\"%s\"", what, err);
+    rocksdb_free(err);
+    return CN_EIO;
+}
+
+void cn_store_options_default(cn_store_options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->sync = CN_SYNC_BATCH;
+    opts->mailbox_ttl_ms = MAILBOX_TTL_DEFAULT_MS;
+    opts->dedupe_ttl_ms = DEDUPE_TTL_DEFAULT_MS;
+    opts->block_cache_bytes = BLOCK_CACHE_DEFAULT;
+    opts->wal_ttl_seconds = WAL_TTL_DEFAULT_S;
+    opts->wal_size_limit_mb = WAL_SIZE_DEFAULT_MB;
+    opts->max_batch_ops = MAX_BATCH_DEFAULT;
+}
+
+int cn_sync_parse(const char *s, enum cn_sync *out)
+{
+    CN_ENSURE(s != NULL, CN_EINVAL);
+    if (strcmp(s, "batch") == 0)
+        *out = CN_SYNC_BATCH;
+    else if (strcmp(s, "always") == 0)
+        *out = CN_SYNC_ALWAYS;
+    else if (strcmp(s, "none") == 0)
+        *out = CN_SYNC_NONE;
+    else
+        return CN_EINVAL;
+    return CN_OK;
+}
+
+const char *cn_sync_name(enum cn_sync s)
+{
+    switch (s) {
+    case CN_SYNC_BATCH:
+        return "batch";
+    case CN_SYNC_ALWAYS:
+        return "always";
+    case CN_SYNC_NONE:
+        return "none";
+    }
+    return "unknown";
+}
+
+/* --------------------------------------------------------- TTL filters */
+
+/* Returns 1 (drop) for a record whose server_time is older than the TTL.
+ * A record we cannot decode is kept: expiry never destroys what it does not
+ * understand. */
+static unsigned char ttl_filter(void *state, int level, const char *key, size_t klen,
+                                const char *val, size_t vlen, char **new_val, size_t *new_len,
+                                unsigned char *changed)
+{
+    const cn__ttl_t *t = state;
+    uint64_t server_time;
+    (void)level, (void)key, (void)klen, (void)new_val, (void)new_len;
+    *changed = 0;
+    if (t->cf == CN__CF_MAILBOX) {
+        cn_rec_envelope_t env;
+        if (cn_rec_envelope_decode((const uint8_t *)val, vlen, &env) != CN_OK)
+            return 0;
+        server_time = env.server_time;
+    } else {
+        cn_rec_dedupe_t d;
+        if (cn_rec_dedupe_decode((const uint8_t *)val, vlen, &d) != CN_OK)
+            return 0;
+        server_time = d.server_time;
+    }
+    uint64_t now = cn_now_ms();
+    return now > server_time && now - server_time > t->ttl_ms;
+}
+
+static const char *ttl_filter_name(void *state)
+{
+    const cn__ttl_t *t = state;
+    return t->cf == CN__CF_MAILBOX ? "cn.mailbox_ttl" : "cn.dedupe_ttl";
+}
+
+static void ttl_filter_destroy(void *state)
+{
+    (void)state; /* the state lives in cn_store_t */
+}
+
+/* ------------------------------------------------------------- options */
+
+static rocksdb_options_t *base_options(const cn_store_options_t *o)
+{
+    rocksdb_options_t *opt = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(opt, 1);
+    rocksdb_options_set_create_missing_column_families(opt, 1);
+    /* WAL kept for replicas (DESIGN section 6). */
+    rocksdb_options_set_WAL_ttl_seconds(opt, o->wal_ttl_seconds);
+    rocksdb_options_set_WAL_size_limit_MB(opt, o->wal_size_limit_mb);
+
+    rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
+    rocksdb_cache_t *cache = rocksdb_cache_create_lru(o->block_cache_bytes);
+    rocksdb_block_based_options_set_block_cache(bbto, cache);
+    /* Point lookups (devices, users, dedupe) skip files with a bloom filter;
+     * the table options take ownership of the policy. */
+    rocksdb_block_based_options_set_filter_policy(
+        bbto, rocksdb_filterpolicy_create_bloom_full(BLOOM_BITS_PER_KEY));
+    rocksdb_options_set_block_based_table_factory(opt, bbto);
+    /* Both hold shared references now. */
+    rocksdb_block_based_options_destroy(bbto);
+    rocksdb_cache_destroy(cache);
+    return opt;
+}
+
+static void make_cf_options(cn_store_t *s)
+{
+    s->mailbox_ttl = (cn__ttl_t){CN__CF_MAILBOX, s->opts.mailbox_ttl_ms};
+    s->dedupe_ttl = (cn__ttl_t){CN__CF_DEDUPE, s->opts.dedupe_ttl_ms};
+    s->mailbox_filter = rocksdb_compactionfilter_create(&s->mailbox_ttl, ttl_filter_destroy,
+                                                        ttl_filter, ttl_filter_name);
+    s->dedupe_filter = rocksdb_compactionfilter_create(&s->dedupe_ttl, ttl_filter_destroy,
+                                                       ttl_filter, ttl_filter_name);
+    for (int i = 0; i < CN__CF_COUNT; i++)
+        s->cfopts[i] = rocksdb_options_create_copy(s->dbopts);
+    rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MAILBOX], s->mailbox_filter);
+    rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_DEDUPE], s->dedupe_filter);
+    rocksdb_options_set_enable_blob_files(s->cfopts[CN__CF_MEDIA], 1);
+}
+
+/* The 7.8 C API has no setter for periodic_compaction_seconds; it is a
+ * mutable column family option, so set it by name right after open. */
+static int set_periodic_compaction(cn_store_t *s)
+{
+    static const char *const keys[] = {"periodic_compaction_seconds"};
+    char value[24];
+    const char *values[] = {value};
+    snprintf(value, sizeof(value), "%u", (unsigned)CN__PERIODIC_COMPACTION_S);
+    enum cn__cf cfs[] = {CN__CF_MAILBOX, CN__CF_DEDUPE};
+    for (size_t i = 0; i < CN_ARRAY_LEN(cfs); i++) {
+        char *err = NULL;
+        rocksdb_set_options_cf(s->db, s->cf[cfs[i]], 1, keys, values, &err);
+        CN_TRY(cn__rdb_err(err, "set_options"));
+    }
+    return CN_OK;
+}
+
+static void fill_defaults(cn_store_options_t *o, const cn_store_options_t *in)
+{
+    cn_store_options_t d;
+    cn_store_options_default(&d);
+    *o = *in;
+    if (!o->mailbox_ttl_ms)
+        o->mailbox_ttl_ms = d.mailbox_ttl_ms;
+    if (!o->dedupe_ttl_ms)
+        o->dedupe_ttl_ms = d.dedupe_ttl_ms;
+    if (!o->block_cache_bytes)
+        o->block_cache_bytes = d.block_cache_bytes;
+    if (!o->wal_ttl_seconds)
+        o->wal_ttl_seconds = d.wal_ttl_seconds;
+    if (!o->wal_size_limit_mb)
+        o->wal_size_limit_mb = d.wal_size_limit_mb;
+    if (!o->max_batch_ops)
+        o->max_batch_ops = d.max_batch_ops;
+}
+
+static int open_db(cn_store_t *s)
+{
+    char *err = NULL;
+    s->dbopts = base_options(&s->opts);
+    make_cf_options(s);
+    s->db = rocksdb_open_column_families(s->dbopts, s->path, CN__CF_COUNT, cf_names,
+                                         (const rocksdb_options_t *const *)s->cfopts, s->cf, &err);
+    CN_TRY(cn__rdb_err(err, "open"));
+    CN_TRY(set_periodic_compaction(s));
+    s->ro = rocksdb_readoptions_create();
+    s->wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo, s->opts.sync != CN_SYNC_NONE);
+    s->wo_sync = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+    return CN_OK;
+}
+
+int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
+{
+    int rc;
+    *out = NULL;
+    CN_ENSURE(opts != NULL && opts->path != NULL && opts->path[0] != '\0', CN_EINVAL);
+    CN_ENSURE(opts->sync <= CN_SYNC_NONE, CN_EINVAL);
+    cn_store_t *s = calloc(1, sizeof(*s));
+    CN_ENSURE(s != NULL, CN_ENOMEM);
+    fill_defaults(&s->opts, opts);
+    s->path = strdup(opts->path);
+    CN_ENSURE_OUT(s->path != NULL, CN_ENOMEM);
+    s->opts.path = s->path;
+    CN_TRY_OUT(open_db(s));
+    CN_TRY_OUT(cn__writer_start(s));
+    *out = s;
+    return CN_OK;
+out:
+    cn_store_free(s);
+    return rc;
+}
+
+static void close_db(cn_store_t *s)
+{
+    for (int i = 0; i < CN__CF_COUNT; i++) {
+        if (s->cf[i])
+            rocksdb_column_family_handle_destroy(s->cf[i]);
+    }
+    if (s->db)
+        rocksdb_close(s->db);
+    for (int i = 0; i < CN__CF_COUNT; i++) {
+        if (s->cfopts[i])
+            rocksdb_options_destroy(s->cfopts[i]);
+    }
+    /* The filters must outlive the database that calls them. */
+    if (s->mailbox_filter)
+        rocksdb_compactionfilter_destroy(s->mailbox_filter);
+    if (s->dedupe_filter)
+        rocksdb_compactionfilter_destroy(s->dedupe_filter);
+    if (s->dbopts)
+        rocksdb_options_destroy(s->dbopts);
+    if (s->ro)
+        rocksdb_readoptions_destroy(s->ro);
+    if (s->wo)
+        rocksdb_writeoptions_destroy(s->wo);
+    if (s->wo_sync)
+        rocksdb_writeoptions_destroy(s->wo_sync);
+}
+
+void cn_store_free(cn_store_t *s)
+{
+    if (s == NULL)
+        return;
+    cn__writer_stop(s);
+    close_db(s);
+    free(s->path);
+    free(s);
+}
+
+int cn__store_compact(cn_store_t *s, enum cn__cf cf)
+{
+    CN_ENSURE(cf < CN__CF_COUNT, CN_EINVAL);
+    rocksdb_compact_range_cf(s->db, s->cf[cf], NULL, 0, NULL, 0);
+    return CN_OK;
+}

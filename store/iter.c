@@ -1,0 +1,108 @@
+/*
+ * Key builders and prefix iterators.
+ */
+#include "store/store_internal.h"
+
+#include <string.h>
+
+void cn__key_mailbox(uint8_t out[CN__KEY_MAILBOX], const uint8_t *device, uint64_t seq)
+{
+    memcpy(out, device, CN_DEVICE_ID_LEN);
+    cn_store_u64be(out + CN_DEVICE_ID_LEN, seq);
+}
+
+void cn__key_prekey(uint8_t out[CN__KEY_PREKEY], const uint8_t *device, uint8_t kind,
+                    uint64_t order)
+{
+    memcpy(out, device, CN_DEVICE_ID_LEN);
+    out[CN_DEVICE_ID_LEN] = kind;
+    cn_store_u64be(out + CN_DEVICE_ID_LEN + 1, order);
+}
+
+void cn__key_dedupe(uint8_t out[CN__KEY_DEDUPE], const uint8_t *from_device,
+                    const uint8_t *message_id)
+{
+    memcpy(out, from_device, CN_DEVICE_ID_LEN);
+    memcpy(out + CN_DEVICE_ID_LEN, message_id, CN_MESSAGE_ID_LEN);
+}
+
+void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const uint8_t *device)
+{
+    memcpy(out, which == CN__CTR_MAILBOX ? CN__META_MSEQ : CN__META_OSEQ, 5);
+    memcpy(out + 5, device, CN_DEVICE_ID_LEN);
+}
+
+bool cn__handle_ok(const char *handle)
+{
+    char norm[CN_HANDLE_MAX + 1];
+    if (handle == NULL || strnlen(handle, CN_HANDLE_MAX + 1) > CN_HANDLE_MAX)
+        return false;
+    return cn_handle_normalize(handle, norm) == CN_OK && strcmp(norm, handle) == 0;
+}
+
+int cn__iter_open(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf, const uint8_t *prefix,
+                  size_t plen, size_t suffix_len, const uint8_t *seek, size_t seeklen,
+                  cn__iter_t *it)
+{
+    memset(it, 0, sizeof(*it));
+    CN_ENSURE(plen + suffix_len + 1 <= CN__KEY_MAX && seeklen <= CN__KEY_MAX, CN_EINVAL);
+    memcpy(it->prefix, prefix, plen);
+    it->plen = plen;
+    /* Every key prefix ‖ suffix sorts below prefix ‖ 0xff × (suffix + 1),
+     * and every key with a greater prefix sorts above it. */
+    memcpy(it->bound, prefix, plen);
+    memset(it->bound + plen, 0xff, suffix_len + 1);
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, (const char *)it->bound,
+                                                plen + suffix_len + 1);
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+    if (wb != NULL) {
+        /* Takes over the base iterator (the C API frees its wrapper). */
+        it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(wb, it->it, s->cf[cf]);
+    }
+    if (seek != NULL)
+        rocksdb_iter_seek(it->it, (const char *)seek, seeklen);
+    else
+        rocksdb_iter_seek(it->it, (const char *)prefix, plen);
+    return CN_OK;
+}
+
+bool cn__iter_valid(const cn__iter_t *it)
+{
+    size_t klen;
+    if (!rocksdb_iter_valid(it->it))
+        return false;
+    /* The batch side of an iterator-with-base ignores the upper bound. */
+    const char *k = rocksdb_iter_key(it->it, &klen);
+    return klen >= it->plen && memcmp(k, it->prefix, it->plen) == 0;
+}
+
+const uint8_t *cn__iter_key(const cn__iter_t *it, size_t *len)
+{
+    return (const uint8_t *)rocksdb_iter_key(it->it, len);
+}
+
+const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len)
+{
+    return (const uint8_t *)rocksdb_iter_value(it->it, len);
+}
+
+void cn__iter_next(cn__iter_t *it)
+{
+    rocksdb_iter_next(it->it);
+}
+
+int cn__iter_close(cn__iter_t *it)
+{
+    int rc = CN_OK;
+    if (it->it) {
+        char *err = NULL;
+        rocksdb_iter_get_error(it->it, &err);
+        rc = cn__rdb_err(err, "iterate");
+        rocksdb_iter_destroy(it->it);
+    }
+    if (it->ro)
+        rocksdb_readoptions_destroy(it->ro);
+    memset(it, 0, sizeof(*it));
+    return rc;
+}

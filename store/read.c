@@ -1,0 +1,149 @@
+/*
+ * Synchronous reads (any thread) and the meta put. Reads see what the
+ * writer has committed, never a batch in progress.
+ */
+#include "store/store_internal.h"
+
+#include <limits.h>
+#include <string.h>
+
+/** Reads a key into a pinned slice: CN_OK, CN_ENOTFOUND or CN_EIO. */
+static int get_pinned(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                      rocksdb_pinnableslice_t **out)
+{
+    char *err = NULL;
+    *out = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], (const char *)key, klen, &err);
+    if (err != NULL) {
+        *out = NULL;
+        return cn__rdb_err(err, "get");
+    }
+    return *out != NULL ? CN_OK : CN_ENOTFOUND;
+}
+
+static int corrupt(const char *what, int rc)
+{
+    cn_log_error("store_corrupt", "what=%s rc=%s", what, cn_strerror(rc));
+    return CN_EIO;
+}
+
+int cn_store_device_get(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], cn_rec_device_t *out)
+{
+    rocksdb_pinnableslice_t *ps;
+    size_t vlen;
+    CN_TRY(get_pinned(s, CN__CF_DEVICES, id, CN_DEVICE_ID_LEN, &ps));
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    int rc = cn_rec_device_decode((const uint8_t *)v, vlen, out);
+    rocksdb_pinnableslice_destroy(ps);
+    return rc < 0 ? corrupt("device", rc) : CN_OK;
+}
+
+int cn_store_user_get(cn_store_t *s, const char *handle, cn_rec_user_t *out)
+{
+    rocksdb_pinnableslice_t *ps;
+    size_t vlen;
+    CN_ENSURE(cn__handle_ok(handle), CN_EINVAL);
+    CN_TRY(get_pinned(s, CN__CF_USERS, handle, strlen(handle), &ps));
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    int rc = cn_rec_user_decode((const uint8_t *)v, vlen, out);
+    rocksdb_pinnableslice_destroy(ps);
+    return rc < 0 ? corrupt("user", rc) : CN_OK;
+}
+
+int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uint32_t *out)
+{
+    uint8_t prefix[CN_DEVICE_ID_LEN + 1];
+    cn__iter_t it;
+    uint32_t n = 0;
+    memcpy(prefix, id, CN_DEVICE_ID_LEN);
+    prefix[CN_DEVICE_ID_LEN] = CN__PK_ONETIME;
+    CN_TRY(cn__iter_open(s, NULL, CN__CF_PREKEYS, prefix, sizeof(prefix), 8, NULL, 0, &it));
+    for (; cn__iter_valid(&it); cn__iter_next(&it))
+        n++;
+    CN_TRY(cn__iter_close(&it));
+    *out = n;
+    return CN_OK;
+}
+
+/*
+ * The byte limit never stops the first entry (an envelope larger than
+ * max_bytes would otherwise block its mailbox for good). A callback that
+ * returns non-zero stops the read after its entry, which counts as passed.
+ */
+int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t from_seq,
+                          size_t max_entries, size_t max_bytes, cn_store_mailbox_cb cb, void *ctx,
+                          uint64_t *next_seq)
+{
+    uint8_t seek[CN__KEY_MAILBOX];
+    cn__iter_t it;
+    size_t n = 0, bytes = 0;
+    CN_ENSURE(cb != NULL && next_seq != NULL, CN_EINVAL);
+    *next_seq = from_seq;
+    if (max_entries > INT_MAX)
+        max_entries = INT_MAX;
+    cn__key_mailbox(seek, device, from_seq);
+    CN_TRY(cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, seek, sizeof(seek),
+                         &it));
+    for (; n < max_entries && cn__iter_valid(&it); cn__iter_next(&it)) {
+        size_t klen, vlen;
+        const uint8_t *k = cn__iter_key(&it, &klen);
+        const uint8_t *v = cn__iter_value(&it, &vlen);
+        if (klen != CN__KEY_MAILBOX)
+            continue;
+        if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen))
+            break;
+        uint64_t seq = cn_load_u64be(k + CN_DEVICE_ID_LEN);
+        n++;
+        bytes += vlen;
+        *next_seq = seq + 1;
+        if (cb(ctx, seq, v, vlen) != 0)
+            break;
+    }
+    CN_TRY(cn__iter_close(&it));
+    return (int)n;
+}
+
+int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t limit,
+                           uint64_t *out)
+{
+    cn__iter_t it;
+    uint64_t n = 0;
+    CN_TRY(cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, NULL, 0, &it));
+    for (; n < limit && cn__iter_valid(&it); cn__iter_next(&it))
+        n++;
+    CN_TRY(cn__iter_close(&it));
+    *out = n;
+    return CN_OK;
+}
+
+/** Meta names are 1..255 bytes; the counter prefixes belong to the writer. */
+static int meta_name_ok(const char *name)
+{
+    CN_ENSURE(name != NULL, CN_EINVAL);
+    size_t n = strnlen(name, CN__META_NAME_MAX + 1);
+    CN_ENSURE(n > 0 && n <= CN__META_NAME_MAX, CN_EINVAL);
+    CN_ENSURE(strncmp(name, CN__META_MSEQ, 5) != 0 && strncmp(name, CN__META_OSEQ, 5) != 0,
+              CN_EINVAL);
+    return CN_OK;
+}
+
+int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
+{
+    rocksdb_pinnableslice_t *ps;
+    size_t vlen;
+    CN_TRY(meta_name_ok(name));
+    CN_TRY(get_pinned(s, CN__CF_META, name, strlen(name), &ps));
+    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    int rc = cn_buf_append(out, v, vlen);
+    rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len)
+{
+    char *err = NULL;
+    CN_TRY(meta_name_ok(name));
+    CN_ENSURE(value != NULL || len == 0, CN_EINVAL);
+    rocksdb_put_cf(s->db, s->wo_sync, s->cf[CN__CF_META], name, strlen(name),
+                   value ? (const char *)value : "", len, &err);
+    return cn__rdb_err(err, "meta_put");
+}

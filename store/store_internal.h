@@ -1,0 +1,198 @@
+/**
+ * Internal to libchatstore: the store object, key layouts, the writer's
+ * batch context and the helpers shared by db.c, writer.c, ops*.c, read.c
+ * and counters.c. Nothing outside store/ (except the store's own unit
+ * tests) includes this header.
+ */
+#ifndef CN_STORE_INTERNAL_H
+#define CN_STORE_INTERNAL_H
+
+#include "store/cn_store.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+
+/** Column families, in the fixed creation order (their ids). */
+enum cn__cf {
+    CN__CF_DEFAULT = 0,
+    CN__CF_DEVICES,
+    CN__CF_USERS,
+    CN__CF_PREKEYS,
+    CN__CF_MAILBOX,
+    CN__CF_DEDUPE,
+    CN__CF_GROUPS,
+    CN__CF_MEDIA,
+    CN__CF_HISTORY,
+    CN__CF_META,
+    CN__CF_COUNT
+};
+
+/* Key layouts (DESIGN section 5; big-endian integers sort in order). */
+#define CN__PK_SIGNED             1 /* prekeys: device ‖ 1 ‖ u64be 0 */
+#define CN__PK_ONETIME            2 /* prekeys: device ‖ 2 ‖ u64be upload order */
+#define CN__KEY_MAILBOX           (CN_DEVICE_ID_LEN + 8)
+#define CN__KEY_PREKEY            (CN_DEVICE_ID_LEN + 1 + 8)
+#define CN__KEY_DEDUPE            (CN_DEVICE_ID_LEN + CN_MESSAGE_ID_LEN)
+#define CN__KEY_MAX               64
+#define CN__META_MSEQ             "mseq/" /* meta: mseq/ ‖ device → u64be next mailbox seq */
+#define CN__META_OSEQ             "oseq/" /* meta: oseq/ ‖ device → u64be next one-time prekey order */
+#define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
+#define CN__META_NAME_MAX         255
+#define CN__PERIODIC_COMPACTION_S 86400 /* TTL filters run at least daily */
+
+/** Which per-device counter. */
+enum cn__ctr { CN__CTR_MAILBOX = 0, CN__CTR_OTPK = 1, CN__CTR_COUNT };
+
+/** One device's cached counters (writer thread only). */
+typedef struct cn__counter {
+    uint8_t id[CN_DEVICE_ID_LEN];
+    uint64_t next[CN__CTR_COUNT]; /* next value to hand out */
+    bool valid[CN__CTR_COUNT];    /* loaded from disk (or set by this batch) */
+    bool dirty[CN__CTR_COUNT];    /* changed by the current batch */
+    bool touched;                 /* listed in touched[] */
+} cn__counter_t;
+
+/** Open-addressing table of counters; entries never move once allocated. */
+typedef struct cn__counters {
+    cn__counter_t **slots;
+    size_t cap, count;
+    cn__counter_t **touched; /* entries changed by the current batch */
+    size_t ntouched, touched_cap;
+} cn__counters_t;
+
+/** The writer's per-batch state, reused from batch to batch. */
+typedef struct cn__batch {
+    cn_store_t *s;
+    rocksdb_writebatch_wi_t *wb; /* indexed: later ops read earlier ops' writes */
+    cn_buf_t v1, v2;             /* scratch for encoded values */
+    uint8_t (*revoked)[CN_DEVICE_ID_LEN];
+    size_t nrevoked, revoked_cap; /* devices whose ranges are dropped at commit */
+    int fatal;                    /* an internal failure: the whole batch fails */
+} cn__batch_t;
+
+/** Per-CF TTL for the compaction filters. */
+typedef struct cn__ttl {
+    enum cn__cf cf;
+    uint64_t ttl_ms;
+} cn__ttl_t;
+
+struct cn_store {
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[CN__CF_COUNT];
+    rocksdb_options_t *dbopts;
+    rocksdb_options_t *cfopts[CN__CF_COUNT];
+    rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter;
+    cn__ttl_t mailbox_ttl, dedupe_ttl;
+    rocksdb_readoptions_t *ro;
+    rocksdb_writeoptions_t *wo;      /* the writer's, per the sync policy */
+    rocksdb_writeoptions_t *wo_sync; /* meta_put: always durable */
+    cn_store_options_t opts;
+    char *path;
+
+    pthread_mutex_t mu; /* guards the queue, closing and stats */
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool thread_started;
+    bool closing;
+    cn_store_op_t *head, *tail;
+    cn_store_stats_t stats;
+
+    cn__batch_t batch;       /* writer thread only */
+    cn__counters_t counters; /* writer thread only */
+};
+
+/** An iterator over the keys with one prefix (optionally through a batch). */
+typedef struct cn__iter {
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    uint8_t prefix[CN__KEY_MAX];
+    size_t plen;
+    uint8_t bound[CN__KEY_MAX]; /* prefix ‖ 0xff × (suffix + 1) */
+} cn__iter_t;
+
+/* db.c */
+/** Logs and frees a RocksDB error string; returns CN_EIO (CN_OK for NULL). */
+int cn__rdb_err(char *err, const char *what);
+/** Test hook: flushes and compacts one column family (runs the TTL filters). */
+CN_MUST_USE int cn__store_compact(cn_store_t *s, enum cn__cf cf);
+
+/* iter.c */
+/**
+ * Opens an iterator over the keys prefix ‖ suffix (suffix_len bytes),
+ * reading through wb when not NULL, positioned at seek (or the prefix when
+ * seek is NULL). Close with cn__iter_close, always.
+ */
+CN_MUST_USE int cn__iter_open(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf,
+                              const uint8_t *prefix, size_t plen, size_t suffix_len,
+                              const uint8_t *seek, size_t seeklen, cn__iter_t *it);
+bool cn__iter_valid(const cn__iter_t *it);
+const uint8_t *cn__iter_key(const cn__iter_t *it, size_t *len);
+const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len);
+void cn__iter_next(cn__iter_t *it);
+/** Frees the iterator; CN_EIO when it had failed. */
+CN_MUST_USE int cn__iter_close(cn__iter_t *it);
+
+/* keys (iter.c) */
+void cn__key_mailbox(uint8_t out[CN__KEY_MAILBOX], const uint8_t *device, uint64_t seq);
+void cn__key_prekey(uint8_t out[CN__KEY_PREKEY], const uint8_t *device, uint8_t kind,
+                    uint64_t order);
+void cn__key_dedupe(uint8_t out[CN__KEY_DEDUPE], const uint8_t *from_device,
+                    const uint8_t *message_id);
+void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const uint8_t *device);
+/** True for a handle already in normal form. */
+bool cn__handle_ok(const char *handle);
+
+/* counters.c (writer thread only) */
+/** Hands out the next value of a device's counter, loading it on first use. */
+CN_MUST_USE int cn__counter_take(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
+                                 uint64_t *out);
+/** Puts every counter the batch changed into the batch. */
+CN_MUST_USE int cn__counters_flush(cn__batch_t *b);
+/** Ends the batch: ok keeps the cached values, otherwise they reload from disk. */
+void cn__counters_end(cn__counters_t *c, bool ok);
+void cn__counters_dispose(cn__counters_t *c);
+
+/* batch helpers (ops_util.c) */
+/**
+ * Reads a key through the batch: CN_OK with *val owned (free with
+ * rocksdb_free), CN_ENOTFOUND, or CN_EIO.
+ */
+CN_MUST_USE int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                              char **val, size_t *vlen);
+void cn__batch_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                   const cn_buf_t *val);
+void cn__batch_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
+/** Reads and decodes a device record through the batch. */
+CN_MUST_USE int cn__batch_device(cn__batch_t *b, const uint8_t *id, cn_rec_device_t *out);
+/** Reads and decodes a user record through the batch. */
+CN_MUST_USE int cn__batch_user(cn__batch_t *b, const char *handle, cn_rec_user_t *out);
+bool cn__batch_revoked(const cn__batch_t *b, const uint8_t *device);
+
+/* ops_account.c, ops_prekeys.c, ops_mail.c: each returns the op's result. */
+int cn__op_register(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_link(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_upload(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_fetch(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_send(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_ack(cn__batch_t *b, cn_store_op_t *op);
+
+/**
+ * Inside an op, after its checks: any failure from here on is internal
+ * (allocation, RocksDB), poisons the batch and fails every op in it.
+ */
+#define CN__APPLY(b, expr)                                                                         \
+    do {                                                                                           \
+        int cn__arc = (expr);                                                                      \
+        if (cn__arc < 0) {                                                                         \
+            (b)->fatal = cn__arc;                                                                  \
+            return cn__arc;                                                                        \
+        }                                                                                          \
+    } while (0)
+
+/* writer.c */
+CN_MUST_USE int cn__writer_start(cn_store_t *s);
+/** Refuses new ops, drains the queue, joins the writer. */
+void cn__writer_stop(cn_store_t *s);
+
+#endif /* CN_STORE_INTERNAL_H */

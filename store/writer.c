@@ -1,0 +1,223 @@
+/*
+ * The writer thread: group commit (DESIGN section 5). It takes everything
+ * queued (up to max_batch_ops, or one op under sync=always), applies each op
+ * to one indexed WriteBatch, writes it once (fsync unless sync=none), and
+ * only then sets results and calls the done callbacks. An op that fails its
+ * checks gets its own result and writes nothing; an internal failure or a
+ * failed write fails every op of the batch with CN_EIO.
+ */
+#include "store/store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int cn_store_submit(cn_store_t *s, cn_store_op_t *op)
+{
+    CN_ENSURE(s != NULL && op != NULL, CN_EINVAL);
+    op->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        return CN_ECLOSED;
+    }
+    if (s->tail)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    s->stats.queue_depth++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return CN_OK;
+}
+
+void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int apply_op(cn__batch_t *b, cn_store_op_t *op)
+{
+    switch (op->type) {
+    case CN_OP_REGISTER:
+        return cn__op_register(b, op);
+    case CN_OP_LINK:
+        return cn__op_link(b, op);
+    case CN_OP_REVOKE:
+        return cn__op_revoke(b, op);
+    case CN_OP_PREKEYS_UPLOAD:
+        return cn__op_upload(b, op);
+    case CN_OP_PREKEYS_FETCH:
+        return cn__op_fetch(b, op);
+    case CN_OP_SEND:
+        return cn__op_send(b, op);
+    case CN_OP_ACK:
+        return cn__op_ack(b, op);
+    }
+    return CN_EINVAL;
+}
+
+/* An indexed batch cannot carry range deletes, so when devices were revoked
+ * the batch is copied into a plain one and the ranges appended: later ops
+ * of this batch cannot have written anything there that must survive. */
+static int write_with_ranges(cn_store_t *s, cn__batch_t *b)
+{
+    size_t size;
+    char *err = NULL;
+    const char *data = rocksdb_writebatch_wi_data(b->wb, &size);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create_from(data, size);
+    for (size_t i = 0; i < b->nrevoked; i++) {
+        uint8_t lo[CN_DEVICE_ID_LEN], hi[CN_DEVICE_ID_LEN + 10];
+        memcpy(lo, b->revoked[i], CN_DEVICE_ID_LEN);
+        memcpy(hi, b->revoked[i], CN_DEVICE_ID_LEN);
+        /* device ‖ 0xff × (suffix + 1) is above every key of the device. */
+        memset(hi + CN_DEVICE_ID_LEN, 0xff, 10);
+        rocksdb_writebatch_delete_range_cf(wb, s->cf[CN__CF_MAILBOX], (const char *)lo, sizeof(lo),
+                                           (const char *)hi, CN_DEVICE_ID_LEN + 9);
+        rocksdb_writebatch_delete_range_cf(wb, s->cf[CN__CF_PREKEYS], (const char *)lo, sizeof(lo),
+                                           (const char *)hi, CN_DEVICE_ID_LEN + 10);
+    }
+    rocksdb_write(s->db, s->wo, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    return cn__rdb_err(err, "write");
+}
+
+/** Writes the batch; returns the fsync (write) duration in *ns. */
+static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns)
+{
+    char *err = NULL;
+    uint64_t t0 = cn_mono_ns();
+    int rc;
+    *ns = 0;
+    if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->nrevoked == 0)
+        return CN_OK;
+    if (b->nrevoked > 0) {
+        rc = write_with_ranges(s, b);
+    } else {
+        rocksdb_write_writebatch_wi(s->db, s->wo, b->wb, &err);
+        rc = cn__rdb_err(err, "write");
+    }
+    *ns = cn_mono_ns() - t0;
+    return rc;
+}
+
+/** Applies, writes and completes one batch of n ops (a list via next). */
+static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
+{
+    cn__batch_t *b = &s->batch;
+    uint64_t ns = 0;
+    rocksdb_writebatch_wi_clear(b->wb);
+    b->nrevoked = 0;
+    b->fatal = CN_OK;
+    for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next)
+        op->result = apply_op(b, op);
+    if (b->fatal == CN_OK)
+        b->fatal = cn__counters_flush(b);
+    if (b->fatal == CN_OK)
+        b->fatal = write_batch(s, b, &ns);
+    cn__counters_end(&s->counters, b->fatal == CN_OK);
+
+    pthread_mutex_lock(&s->mu);
+    s->stats.batches++;
+    s->stats.ops += n;
+    s->stats.last_batch_ops = n;
+    if (s->opts.sync != CN_SYNC_NONE)
+        s->stats.fsync_ns_total += ns;
+    if (b->fatal != CN_OK)
+        s->stats.write_errors++;
+    pthread_mutex_unlock(&s->mu);
+
+    for (cn_store_op_t *op = ops, *next; op != NULL; op = next) {
+        next = op->next; /* done may free or resubmit the op */
+        if (b->fatal != CN_OK)
+            op->result = CN_EIO;
+        if (op->done)
+            op->done(op);
+    }
+    /* Counted out only after the callbacks: a drained queue means every
+     * caller has been answered (the node's shutdown waits for that). */
+    pthread_mutex_lock(&s->mu);
+    s->stats.queue_depth -= n;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/** Detaches up to max queued ops; called with mu held. */
+static cn_store_op_t *take_batch(cn_store_t *s, size_t max, size_t *n)
+{
+    cn_store_op_t *first = s->head, *last = s->head;
+    *n = 1;
+    while (*n < max && last->next != NULL) {
+        last = last->next;
+        (*n)++;
+    }
+    s->head = last->next;
+    if (s->head == NULL)
+        s->tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+static void *writer_main(void *arg)
+{
+    cn_store_t *s = arg;
+    size_t max = s->opts.sync == CN_SYNC_ALWAYS ? 1 : s->opts.max_batch_ops;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->head == NULL && !s->closing)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->head == NULL)
+            break; /* closing and drained */
+        size_t n;
+        cn_store_op_t *ops = take_batch(s, max, &n);
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, ops, n);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int cn__writer_start(cn_store_t *s)
+{
+    s->batch.s = s;
+    cn_buf_init(&s->batch.v1);
+    cn_buf_init(&s->batch.v2);
+    /* overwrite_key: reads through the batch see the latest write of a key. */
+    s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
+    CN_ENSURE(pthread_mutex_init(&s->mu, NULL) == 0, CN_EINTERNAL);
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return CN_EINTERNAL;
+    }
+    if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        return CN_EINTERNAL;
+    }
+    s->thread_started = true;
+    return CN_OK;
+}
+
+void cn__writer_stop(cn_store_t *s)
+{
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        s->thread_started = false;
+    }
+    if (s->batch.wb)
+        rocksdb_writebatch_wi_destroy(s->batch.wb);
+    s->batch.wb = NULL;
+    cn_buf_dispose(&s->batch.v1);
+    cn_buf_dispose(&s->batch.v2);
+    free(s->batch.revoked);
+    s->batch.revoked = NULL;
+    cn__counters_dispose(&s->counters);
+}

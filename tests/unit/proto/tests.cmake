@@ -1,0 +1,1 @@
+cn_unit_test(proto records LIBS chatproto)

@@ -1,0 +1,412 @@
+/*
+ * Group commit: ops of one batch see each other's effects, a refused op
+ * contributes nothing, batch limits hold, and concurrent submitters never
+ * get the same one-time prekey or mailbox seq twice.
+ */
+#include "tests/unit/store/store_test_util.h"
+
+static const uint8_t SENDER[CN_DEVICE_ID_LEN] = {0xee};
+
+static void test_same_dedupe_key_in_one_batch(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    cn_store_op_t op1, op2;
+    cn_store_recipient_t r1, r2;
+    make_id(a, 1, 1);
+    recipient(&r1, a, "first");
+    recipient(&r2, a, "retry");
+    op_send(&op1, SENDER, 7, &r1, 1, 100);
+    op_send(&op2, SENDER, 7, &r2, 1, 200);
+    cn_store_op_t *ops[] = {&op1, &op2};
+    run_batch_of(f->s, ops, 2);
+    assert_int_equal(op1.result, CN_OK);
+    assert_int_equal(op2.result, CN_OK);
+    assert_false(op1.u.send.duplicate);
+    assert_true(op2.u.send.duplicate);
+    assert_int_equal(op2.u.send.env.server_time, 100);
+    assert_int_equal(r1.seq, 1);
+    fx_reopen(f);
+    assert_int_equal(depth(f->s, a), 1);
+}
+
+static void test_register_then_send_and_link(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN], c[CN_DEVICE_ID_LEN];
+    cn_store_op_t reg, send, link, dup, dup_dev;
+    cn_store_recipient_t r;
+    make_id(a, 2, 1);
+    make_id(b, 2, 2);
+    make_id(c, 2, 3);
+    op_register(&reg, CN_OP_REGISTER, "grace", a);
+    recipient(&r, a, "welcome");
+    op_send(&send, SENDER, 1, &r, 1, 10);
+    op_register(&link, CN_OP_LINK, "grace", b);
+    op_register(&dup, CN_OP_REGISTER, "grace", c);
+    op_register(&dup_dev, CN_OP_REGISTER, "henry", b);
+    cn_store_op_t *ops[] = {&reg, &send, &link, &dup, &dup_dev};
+    run_batch_of(f->s, ops, 5);
+    assert_int_equal(reg.result, CN_OK);
+    assert_int_equal(send.result, CN_OK);
+    assert_int_equal(link.result, CN_OK);
+    assert_int_equal(dup.result, CN_EEXIST);
+    assert_int_equal(dup_dev.result, CN_EEXIST);
+    fx_reopen(f);
+    cn_rec_user_t u;
+    cn_rec_device_t d;
+    assert_int_equal(cn_store_user_get(f->s, "grace", &u), CN_OK);
+    assert_int_equal(u.ndevices, 2);
+    assert_int_equal(cn_store_user_get(f->s, "henry", &u), CN_ENOTFOUND);
+    assert_int_equal(cn_store_device_get(f->s, c, &d), CN_ENOTFOUND);
+    assert_int_equal(depth(f->s, a), 1);
+}
+
+static void test_two_fetches_in_one_batch(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    cn_rec_prekey_t keys[3];
+    cn_store_op_t reg, up, f1, f2, f3;
+    cn_store_bundle_t b1, b2, b3;
+    make_id(a, 3, 1);
+    op_register(&reg, CN_OP_REGISTER, "ivan", a);
+    op_upload(&up, a, keys, 3, 1);
+    op_fetch(&f1, &b1, a);
+    op_fetch(&f2, &b2, a);
+    op_fetch(&f3, &b3, a);
+    /* Register, upload and three fetches all in one batch. */
+    cn_store_op_t *ops[] = {&reg, &up, &f1, &f2, &f3};
+    run_batch_of(f->s, ops, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(ops[i]->result, CN_OK);
+    assert_true(b1.has_otpk && b2.has_otpk && b3.has_otpk);
+    assert_int_equal(b1.otpk.key_id, 1);
+    assert_int_equal(b2.otpk.key_id, 2);
+    assert_int_equal(b3.otpk.key_id, 3);
+    assert_int_equal(b1.remaining, 2);
+    assert_int_equal(b3.remaining, 0);
+    uint32_t count;
+    assert_int_equal(cn_store_prekey_count(f->s, a, &count), CN_OK);
+    assert_int_equal(count, 0);
+}
+
+static void test_ack_of_same_batch_appends(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    cn_store_op_t s1, s2, ak;
+    cn_store_recipient_t r1, r2;
+    uint64_t seqs[] = {1, 2};
+    make_id(a, 4, 1);
+    recipient(&r1, a, "one");
+    recipient(&r2, a, "two");
+    op_send(&s1, SENDER, 1, &r1, 1, 10);
+    op_send(&s2, SENDER, 2, &r2, 1, 10);
+    memset(&ak, 0, sizeof(ak));
+    ak.type = CN_OP_ACK;
+    memcpy(ak.u.ack.device_id, a, CN_DEVICE_ID_LEN);
+    ak.u.ack.n = 2;
+    ak.u.ack.seqs = seqs;
+    cn_store_op_t *ops[] = {&s1, &s2, &ak};
+    run_batch_of(f->s, ops, 3);
+    assert_int_equal(r1.seq, 1);
+    assert_int_equal(r2.seq, 2);
+    assert_int_equal(ak.result, CN_OK);
+    assert_int_equal(ak.u.ack.deleted, 2);
+    fx_reopen(f);
+    assert_int_equal(depth(f->s, a), 0);
+    uint64_t seq;
+    assert_int_equal(send1(f->s, SENDER, 3, a, "three", &seq), CN_OK);
+    assert_int_equal(seq, 3);
+}
+
+static void test_refused_op_contributes_nothing(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    cn_store_op_t s1, bad, s2, bad_upload;
+    cn_store_recipient_t r1, rbad[2], r2;
+    static char big[CN_CIPHERTEXT_MAX + 1];
+    make_id(a, 5, 1);
+    recipient(&r1, a, "one");
+    recipient(&rbad[0], a, "fine");
+    recipient(&rbad[1], a, "x");
+    rbad[1].ciphertext = cn_slice(big, sizeof(big));
+    recipient(&r2, a, "two");
+    op_send(&s1, SENDER, 1, &r1, 1, 10);
+    op_send(&bad, SENDER, 2, rbad, 2, 10);
+    op_send(&s2, SENDER, 3, &r2, 1, 10);
+    cn_rec_prekey_t keys[1];
+    op_upload(&bad_upload, a, keys, 1, 1); /* no such device */
+    cn_store_op_t *ops[] = {&s1, &bad, &bad_upload, &s2};
+    run_batch_of(f->s, ops, 4);
+    assert_int_equal(s1.result, CN_OK);
+    assert_int_equal(bad.result, CN_ETOOBIG);
+    assert_int_equal(bad_upload.result, CN_ENOTFOUND);
+    assert_int_equal(s2.result, CN_OK);
+    assert_int_equal(r1.seq, 1);
+    assert_int_equal(r2.seq, 2); /* contiguous: the refused send took none */
+    fx_reopen(f);
+    assert_int_equal(depth(f->s, a), 2);
+    /* The refused send left no dedupe record either. */
+    recipient(&r1, a, "retry ok");
+    op_send(&s1, SENDER, 2, &r1, 1, 10);
+    assert_int_equal(run_op(f->s, &s1), CN_OK);
+    assert_false(s1.u.send.duplicate);
+    assert_int_equal(r1.seq, 3);
+}
+
+static void test_revoke_then_ops_in_one_batch(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN];
+    cn_rec_prekey_t keys[2];
+    make_id(a, 6, 1);
+    make_id(b, 6, 2);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "judy", a, 0), CN_OK);
+    assert_int_equal(do_register(f->s, CN_OP_LINK, "judy", b, 0), CN_OK);
+    cn_store_op_t up;
+    op_upload(&up, a, keys, 2, 1);
+    assert_int_equal(run_op(f->s, &up), CN_OK);
+    assert_int_equal(send1(f->s, SENDER, 1, a, "before", NULL), CN_OK);
+
+    cn_store_op_t rv, fe, ak, up2, s;
+    cn_store_bundle_t bu;
+    cn_store_recipient_t r;
+    uint64_t seqs[] = {1};
+    memset(&rv, 0, sizeof(rv));
+    rv.type = CN_OP_REVOKE;
+    memcpy(rv.u.revoke.device_id, a, CN_DEVICE_ID_LEN);
+    op_fetch(&fe, &bu, a);
+    memset(&ak, 0, sizeof(ak));
+    ak.type = CN_OP_ACK;
+    memcpy(ak.u.ack.device_id, a, CN_DEVICE_ID_LEN);
+    ak.u.ack.n = 1;
+    ak.u.ack.seqs = seqs;
+    op_upload(&up2, a, keys, 1, 9);
+    recipient(&r, b, "to the survivor");
+    op_send(&s, SENDER, 2, &r, 1, 10);
+    cn_store_op_t *ops[] = {&rv, &fe, &ak, &up2, &s};
+    run_batch_of(f->s, ops, 5);
+    assert_int_equal(rv.result, CN_OK);
+    assert_int_equal(fe.result, CN_OK);
+    assert_false(bu.has_otpk || bu.has_signed);
+    assert_int_equal(ak.result, CN_OK);
+    assert_int_equal(ak.u.ack.deleted, 0);
+    assert_int_equal(up2.result, CN_ENOTFOUND);
+    assert_int_equal(s.result, CN_OK);
+    fx_reopen(f);
+    uint32_t count;
+    assert_int_equal(depth(f->s, a), 0);
+    assert_int_equal(cn_store_prekey_count(f->s, a, &count), CN_OK);
+    assert_int_equal(count, 0);
+    assert_int_equal(depth(f->s, b), 1);
+}
+
+static void test_batch_limit(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    cn_store_op_t ops[5];
+    cn_store_recipient_t r[5];
+    gate_t g;
+    waiter_t w;
+    cn_store_stats_t st;
+    f->opts.max_batch_ops = 2;
+    fx_reopen(f);
+    make_id(a, 7, 1);
+    waiter_init(&w);
+    gate_hold(f->s, &g);
+    for (int i = 0; i < 5; i++) {
+        recipient(&r[i], a, "x");
+        op_send(&ops[i], SENDER, (uint8_t)i, &r[i], 1, 10);
+        submit_with(f->s, &ops[i], &w);
+    }
+    gate_release(&g);
+    waiter_wait(&w);
+    cn_store_stats_get(f->s, &st);
+    assert_int_equal(st.batches, 1 + 3); /* the gate, then 2 + 2 + 1 */
+    assert_int_equal(st.ops, 6);
+    assert_int_equal(st.last_batch_ops, 1);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(r[i].seq, (uint64_t)i + 1);
+    gate_dispose(&g);
+    waiter_dispose(&w);
+}
+
+/* A batch that fails as a whole writes nothing, fails every op with CN_EIO,
+ * and drops the counters it advanced, so seqs stay contiguous. The failure
+ * is provoked by a mailbox counter at its maximum, written behind the
+ * store's back. */
+static void test_failed_batch_drops_counters(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN], key[CN__META_CTR_LEN], v[8];
+    char *err = NULL;
+    make_id(a, 10, 1);
+    make_id(b, 10, 2);
+    cn__key_counter(key, CN__CTR_MAILBOX, a);
+    cn_store_u64be(v, UINT64_MAX);
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CN__CF_META], (const char *)key, sizeof(key),
+                   (const char *)v, sizeof(v), &err);
+    assert_null(err);
+
+    cn_store_op_t s1, s2;
+    cn_store_recipient_t r1, r2;
+    recipient(&r1, b, "lost");
+    recipient(&r2, a, "poison");
+    op_send(&s1, SENDER, 1, &r1, 1, 10);
+    op_send(&s2, SENDER, 2, &r2, 1, 10);
+    cn_store_op_t *ops[] = {&s1, &s2};
+    run_batch_of(f->s, ops, 2);
+    assert_int_equal(s1.result, CN_EIO);
+    assert_int_equal(s2.result, CN_EIO);
+    assert_int_equal(depth(f->s, b), 0);
+    cn_store_stats_t st;
+    cn_store_stats_get(f->s, &st);
+    assert_int_equal(st.write_errors, 1);
+
+    uint64_t seq;
+    assert_int_equal(send1(f->s, SENDER, 1, b, "again", &seq), CN_OK);
+    assert_int_equal(seq, 1); /* not 2: the failed batch's seq was dropped */
+    assert_int_equal(depth(f->s, b), 1);
+}
+
+/* --------------------------------------------------------- concurrency */
+
+#define FETCHERS     2
+#define FETCHES_EACH 150
+#define SENDS_EACH   200
+
+typedef struct worker {
+    cn_store_t *s;
+    const uint8_t *device;
+    int index;
+    uint32_t got[FETCHES_EACH];
+    size_t ngot;
+    uint64_t seqs[SENDS_EACH];
+} worker_t;
+
+static void *fetch_worker(void *arg)
+{
+    worker_t *wk = arg;
+    for (int i = 0; i < FETCHES_EACH; i++) {
+        cn_store_op_t op;
+        cn_store_bundle_t b;
+        op_fetch(&op, &b, wk->device);
+        if (run_op(wk->s, &op) != CN_OK)
+            return NULL;
+        if (b.has_otpk)
+            wk->got[wk->ngot++] = b.otpk.key_id;
+    }
+    return NULL;
+}
+
+static void test_concurrent_fetchers_never_share(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    static cn_rec_prekey_t keys[CN_OTPK_UPLOAD_MAX];
+    make_id(a, 8, 1);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "kate", a, 0), CN_OK);
+    for (uint32_t u = 0; u < 2; u++) {
+        cn_store_op_t op;
+        op_upload(&op, a, keys, CN_OTPK_UPLOAD_MAX, 1 + u * CN_OTPK_UPLOAD_MAX);
+        assert_int_equal(run_op(f->s, &op), CN_OK);
+    }
+    static worker_t wk[FETCHERS];
+    pthread_t t[FETCHERS];
+    for (int i = 0; i < FETCHERS; i++) {
+        memset(&wk[i], 0, sizeof(wk[i]));
+        wk[i].s = f->s;
+        wk[i].device = a;
+        assert_int_equal(pthread_create(&t[i], NULL, fetch_worker, &wk[i]), 0);
+    }
+    for (int i = 0; i < FETCHERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    /* 300 fetches, 200 keys: each key handed out exactly once. */
+    uint8_t seen[2 * CN_OTPK_UPLOAD_MAX + 1];
+    memset(seen, 0, sizeof(seen));
+    size_t total = 0;
+    for (int i = 0; i < FETCHERS; i++) {
+        for (size_t j = 0; j < wk[i].ngot; j++) {
+            uint32_t k = wk[i].got[j];
+            assert_true(k >= 1 && k <= 2 * CN_OTPK_UPLOAD_MAX);
+            assert_int_equal(seen[k], 0);
+            seen[k] = 1;
+            /* Each worker sees its keys in FIFO order. */
+            if (j > 0)
+                assert_true(wk[i].got[j - 1] < k);
+        }
+        total += wk[i].ngot;
+    }
+    assert_int_equal(total, 2 * CN_OTPK_UPLOAD_MAX);
+}
+
+static void *send_worker(void *arg)
+{
+    worker_t *wk = arg;
+    uint8_t from[CN_DEVICE_ID_LEN];
+    make_id(from, 0xf0, (uint8_t)wk->index);
+    for (int i = 0; i < SENDS_EACH; i++) {
+        cn_store_op_t op;
+        cn_store_recipient_t r;
+        recipient(&r, wk->device, "c");
+        op_send(&op, from, 0, &r, 1, 10);
+        memcpy(op.u.send.env.message_id, &i, sizeof(i));
+        if (run_op(wk->s, &op) != CN_OK)
+            return NULL;
+        wk->seqs[i] = r.seq;
+    }
+    return NULL;
+}
+
+static void test_concurrent_senders_contiguous(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    f->opts.sync = CN_SYNC_BATCH;
+    fx_reopen(f);
+    make_id(a, 9, 1);
+    static worker_t wk[2];
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&wk[i], 0, sizeof(wk[i]));
+        wk[i].s = f->s;
+        wk[i].device = a;
+        wk[i].index = i;
+        assert_int_equal(pthread_create(&t[i], NULL, send_worker, &wk[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    uint8_t seen[2 * SENDS_EACH + 1];
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < SENDS_EACH; j++) {
+            uint64_t s = wk[i].seqs[j];
+            assert_true(s >= 1 && s <= 2 * SENDS_EACH);
+            assert_int_equal(seen[s], 0);
+            seen[s] = 1;
+        }
+    }
+    assert_int_equal(depth(f->s, a), 2 * SENDS_EACH);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_same_dedupe_key_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_of_same_batch_appends, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_op_contributes_nothing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_then_ops_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_limit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_batch_drops_counters, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_fetchers_never_share, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_senders_contiguous, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
