@@ -6,9 +6,9 @@
  * later or relayed through another connection. One attempt per
  * connection: a failure answers UNAUTHORIZED and closes with 1008.
  */
-#include <string.h>
-
 #include "node/node_internal.h"
+
+#include <string.h>
 
 static cn_server_t *srv(const cn_conn_t *c)
 {
@@ -157,6 +157,9 @@ static void register_done(cn_conn_t *c, cn_pending_t *p)
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__CONFLICT,
                                 "handle or device already registered");
         break;
+    case CN_EAUTH:
+        refuse(c, p->request_id, "invalid invite token");
+        break;
     default:
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
                                 "storage unavailable; retry");
@@ -164,19 +167,21 @@ static void register_done(cn_conn_t *c, cn_pending_t *p)
     }
 }
 
-static const char *check_invite(cn_conn_t *c, const char *token)
+/* Policy invite: the token names a meta record that REGISTER consumes. */
+static const char *invite_record(cn_conn_t *c, const char *token, char *name, size_t cap)
 {
+    name[0] = '\0';
     if (srv(c)->cfg.registration == CN_REG_OPEN)
         return NULL;
-    if (!token || !token[0] || strlen(token) > 128)
+    size_t n = strlen(token);
+    if (n == 0)
         return "an invite token is required";
-    char name[160];
-    snprintf(name, sizeof(name), "invite/%s", token);
-    cn_buf_t v;
-    cn_buf_init(&v);
-    int rc = cn_store_meta_get(srv(c)->store, name, &v);
-    cn_buf_dispose(&v);
-    return rc == 0 ? NULL : "invalid invite token";
+    for (size_t i = 0; i < n; i++)
+        if (n > 64 ||
+            !((token[i] >= '0' && token[i] <= '9') || (token[i] >= 'a' && token[i] <= 'f')))
+            return "invalid invite token";
+    snprintf(name, cap, "invite/%s", token);
+    return NULL;
 }
 
 void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
@@ -195,9 +200,10 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
         cn__conn_respond_status(c, rid, CHAT__STATUS__TOO_LARGE, "device name too long");
         return;
     }
+    char invite[CN_STORE_META_NAME_MAX + 1];
     const char *why = verify_session(c, CN_REGISTER_CONTEXT, m->device_id, m->signature, handle);
     if (!why)
-        why = check_invite(c, m->invite_token);
+        why = invite_record(c, m->invite_token, invite, sizeof(invite));
     if (why) {
         refuse(c, rid, why);
         return;
@@ -212,6 +218,7 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
     snprintf(d->name, sizeof(d->name), "%s", m->device_name);
     d->created = cn_now_ms();
     p->op.u.reg.max_devices = srv(c)->cfg.max_devices;
+    memcpy(p->op.u.reg.consume_meta, invite, sizeof(invite));
     c->auth_pending = true;
     cn__pending_submit(c, p);
 }

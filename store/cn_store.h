@@ -20,6 +20,8 @@
 
 typedef struct cn_store cn_store_t;
 
+#define CN_STORE_META_NAME_MAX 255
+
 enum cn_sync {
     CN_SYNC_BATCH = 0, /* one fsync per group-commit batch (default) */
     CN_SYNC_ALWAYS,    /* one fsync per operation (batches of one) */
@@ -130,7 +132,8 @@ typedef struct cn_store_op {
     void *ctx;
     struct cn_store_op *next; /* internal: writer queue link */
     union {
-        /* CN_OP_REGISTER: CN_EEXIST when the handle or the device exists.
+        /* CN_OP_REGISTER: CN_EEXIST when the handle or the device exists,
+         * CN_EAUTH when consume_meta names a missing record.
          * CN_OP_LINK: CN_ENOTFOUND without the user, CN_EEXIST for a known
          * device, CN_ELIMIT at max_devices. */
         struct {
@@ -138,6 +141,9 @@ typedef struct cn_store_op {
             uint8_t device_id[CN_DEVICE_ID_LEN];
             cn_rec_device_t device;
             uint32_t max_devices;
+            /* REGISTER only: when non-empty, this meta record (an invite)
+             * must exist and is deleted in the same batch; CN_EAUTH if not. */
+            char consume_meta[CN_STORE_META_NAME_MAX + 1];
         } reg;
         /* CN_ENOTFOUND for an unknown or already revoked device. */
         struct {

@@ -53,6 +53,15 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     CN_ENSURE(cn__handle_ok(handle), CN_EINVAL);
     CN_TRY(ensure_absent(b, CN__CF_USERS, handle, strlen(handle)));
     CN_TRY(ensure_absent(b, CN__CF_DEVICES, id, CN_DEVICE_ID_LEN));
+    const char *invite = op->u.reg.consume_meta;
+    size_t ilen = strnlen(invite, sizeof(op->u.reg.consume_meta));
+    if (ilen > 0) {
+        CN_ENSURE(ilen <= CN_STORE_META_NAME_MAX, CN_EINVAL);
+        int rc = ensure_absent(b, CN__CF_META, invite, ilen);
+        CN_ENSURE(rc != CN_OK, CN_EAUTH); /* absent: no such invite */
+        if (rc != CN_EEXIST)
+            return rc;
+    }
 
     cn_rec_device_t dev;
     cn_rec_user_t user;
@@ -62,6 +71,8 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     user.ndevices = 1;
     memcpy(user.devices[0], id, CN_DEVICE_ID_LEN);
     CN_TRY(encode_pair(b, &dev, &user));
+    if (ilen > 0)
+        cn__batch_delete(b, CN__CF_META, invite, ilen); /* single use */
     put_pair(b, id, handle);
     return CN_OK;
 }
