@@ -58,8 +58,8 @@ CN_MUST_USE int cn_transcript_session(cn_buf_t *out, const char *context,
                                       const uint8_t nonce[CN_NONCE_LEN],
                                       const uint8_t node_id[CN_DEVICE_ID_LEN],
                                       const uint8_t device_id[CN_DEVICE_ID_LEN],
-                                      uint64_t server_time,
-                                      const uint8_t exporter[CN_EXPORTER_LEN], const char *handle);
+                                      uint64_t server_time, const uint8_t exporter[CN_EXPORTER_LEN],
+                                      const char *handle);
 
 /** Transcript of a signed prekey: CN_PREKEY_CONTEXT ‖ key_id ‖ public_key. */
 CN_MUST_USE int cn_transcript_prekey(cn_buf_t *out, uint32_t key_id,

@@ -42,8 +42,6 @@ static const char *check_fields(const Chat__Send *m, Chat__Status *status)
         return "unknown kind";
     if (m->group_id.len || m->sender_key_ciphertext.len)
         return "group sends are not supported by this node version";
-    if (m->n_envelopes == 0)
-        return "no envelopes";
     if (m->n_envelopes > CN_RECIPIENTS_MAX) {
         *status = CHAT__STATUS__TOO_LARGE;
         return "too many recipient devices";
@@ -225,7 +223,7 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     }
     cn_rec_user_t user;
     int rc = cn_store_user_get(srv(c)->store, to, &user);
-    if (rc == CN_ENOTFOUND || (rc == 0 && user.disabled)) {
+    if (rc == CN_ENOTFOUND || (rc == 0 && (user.disabled || user.ndevices == 0))) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
         return;
     }

@@ -9,7 +9,7 @@ PACKAGES=(
     libprotobuf-c-dev protobuf-c-compiler libcbor-dev libssl-dev
     libwslay-dev libinih-dev libcmocka-dev
     clang libclang-rt-14-dev clang-format
-    openssl ca-certificates
+    openssl ca-certificates python3
 )
 
 missing=()

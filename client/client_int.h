@@ -1,0 +1,252 @@
+/*
+ * libchatclient internals shared between its files (and its unit tests):
+ * the home directory's stores (outbox, seen-set, device cache, prekeys),
+ * small file helpers and the connection (TLS + WebSocket) layer.
+ */
+#ifndef CN_CLIENT_INT_H
+#define CN_CLIENT_INT_H
+
+#include "client/cn_client.h"
+#include "crypto/cn_crypto.h"
+
+#define CN__PATH_MAX 4096
+
+#include <string.h>
+
+/* protobuf-c's message structs take char * for strings they never write;
+ * this lends them a const string without a qualifier-dropping cast. */
+static inline char *cn__str_mut(const char *s)
+{
+    char *p;
+    memcpy(&p, &s, sizeof(p));
+    return p;
+}
+
+/** A protobuf bytes field borrowing n bytes at p (never written through). */
+static inline ProtobufCBinaryData cn__bin(const void *p, size_t n)
+{
+    ProtobufCBinaryData b;
+    b.len = n;
+    memcpy(&b.data, &p, sizeof(b.data));
+    return b;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/** Writes p to path atomically: tmp file (mode), fsync, rename, fsync dir. */
+CN_MUST_USE int cn__file_write_atomic(const char *path, const void *p, size_t n, int mode);
+/**
+ * Creates a new file from tmpl (ending in XXXXXX, rewritten with the name
+ * chosen), writes p and fsyncs it; the directory is not synced.
+ */
+CN_MUST_USE int cn__file_write_new(char *tmpl, const void *p, size_t n, int mode);
+/** Reads a whole file (at most max bytes) into out (reset first). */
+CN_MUST_USE int cn__file_read(const char *path, size_t max, cn_buf_t *out);
+/** fsyncs a directory. */
+CN_MUST_USE int cn__dir_sync(const char *dir);
+/** mkdir mode unless it exists as a directory. */
+CN_MUST_USE int cn__mkdir(const char *dir, int mode);
+
+/* --------------------------------------------------------------- outbox */
+
+#define CN__OUTBOX_MAX_FILE (CN_CLIENT_CONTENT_MAX + 128u)
+
+/** One queued message (owned content). */
+typedef struct cn__outbox_entry {
+    uint64_t seq; /* from the file name: directory order = send order */
+    uint8_t kind; /* Chat__Kind */
+    uint8_t message_id[CN_MESSAGE_ID_LEN];
+    char to[CN_HANDLE_MAX + 1];
+    uint64_t created;
+    cn_buf_t content; /* encoded cn_content */
+} cn__outbox_entry_t;
+
+/**
+ * Appends an entry as DIR/<%020llu seq>.msg, durably (file and directory
+ * fsync'd). *next_seq is the sequence to try (0: one above the largest
+ * queued); a name taken by a concurrent writer moves on to the next one.
+ * Sets e->seq and advances *next_seq past it.
+ */
+CN_MUST_USE int cn__outbox_put(const char *dir, uint64_t *next_seq, cn__outbox_entry_t *e);
+/**
+ * Lists the outbox in send order: *out is an owned array of *n entries;
+ * free with cn__outbox_list_free. Unreadable files are skipped and logged.
+ */
+CN_MUST_USE int cn__outbox_list(const char *dir, cn__outbox_entry_t **out, size_t *n);
+void cn__outbox_list_free(cn__outbox_entry_t *v, size_t n);
+/** Removes an entry (durably); a missing file is not an error. */
+CN_MUST_USE int cn__outbox_remove(const char *dir, uint64_t seq);
+/** Encodes / decodes one outbox file's bytes. */
+CN_MUST_USE int cn__outbox_encode(const cn__outbox_entry_t *e, cn_buf_t *out);
+CN_MUST_USE int cn__outbox_decode(const uint8_t *p, size_t n, cn__outbox_entry_t *e);
+
+/* ------------------------------------------------------------- seen-set */
+
+#define CN__SEEN_KEY_LEN (CN_DEVICE_ID_LEN + CN_MESSAGE_ID_LEN)
+
+/** A bounded FIFO set of (device, message id), persisted as an append log. */
+typedef struct cn__seen cn__seen_t;
+
+/** Opens (or creates) the set stored at path, keeping the newest cap keys. */
+CN_MUST_USE int cn__seen_open(const char *path, size_t cap, cn__seen_t **out);
+void cn__seen_close(cn__seen_t *s);
+bool cn__seen_has(const cn__seen_t *s, const uint8_t dev[CN_DEVICE_ID_LEN],
+                  const uint8_t id[CN_MESSAGE_ID_LEN]);
+/** Adds a key (a no-op when present), appending it to the log (not synced). */
+CN_MUST_USE int cn__seen_add(cn__seen_t *s, const uint8_t dev[CN_DEVICE_ID_LEN],
+                             const uint8_t id[CN_MESSAGE_ID_LEN]);
+/** Makes every added key durable (fdatasync); compacts an oversized log. */
+CN_MUST_USE int cn__seen_sync(cn__seen_t *s);
+size_t cn__seen_count(const cn__seen_t *s);
+
+/* ---------------------------------------------------------- device cache */
+
+/** A recipient's device ids as last learned from CONFLICT answers. */
+typedef struct cn__devices {
+    uint32_t n;
+    uint8_t ids[CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+} cn__devices_t;
+
+/** Loads HOME/devices/<handle>; an empty list when missing. */
+CN_MUST_USE int cn__devices_load(const char *home, const char *handle, cn__devices_t *out);
+CN_MUST_USE int cn__devices_save(const char *home, const char *handle, const cn__devices_t *d);
+/** Applies a Conflict: drops stale ids, adds missing ones. */
+CN_MUST_USE int cn__devices_apply(cn__devices_t *d, const ProtobufCBinaryData *missing,
+                                  size_t nmissing, const ProtobufCBinaryData *stale, size_t nstale);
+
+/* --------------------------------------------------------------- prekeys */
+
+/** Private prekeys kept for the E2E layer (X3DH). Keys in sodium memory. */
+typedef struct cn__prekeys {
+    uint32_t next_key_id;
+    uint32_t signed_id;
+    cn_x25519_t signed_kp;
+    uint32_t n; /* one-time prekeys held */
+    uint32_t *ids;
+    cn_x25519_t *otpk;
+} cn__prekeys_t;
+
+#define CN__PREKEYS_HELD_MAX 1000
+
+CN_MUST_USE int cn__prekeys_load(const char *path, cn__prekeys_t *pk);
+CN_MUST_USE int cn__prekeys_save(const char *path, const cn__prekeys_t *pk);
+/** Generates a signed prekey when missing and count new one-time prekeys. */
+CN_MUST_USE int cn__prekeys_generate(cn__prekeys_t *pk, bool new_signed, uint32_t count);
+void cn__prekeys_dispose(cn__prekeys_t *pk);
+
+/* ------------------------------------------------------------ connection */
+
+typedef struct cn__conn cn__conn_t;
+
+typedef struct cn__tls_opts {
+    const char *ca_file;
+    bool insecure;
+} cn__tls_opts_t;
+
+/**
+ * Connects to url, completes TLS and the WebSocket upgrade before
+ * deadline_ms (cn_mono_ns()/1e6 clock). CN_ETIMEDOUT, CN_ECLOSED (refused /
+ * reset), CN_EAUTH (certificate verification failed), CN_EPROTO (bad
+ * upgrade answer). Returns owned; free with cn__conn_free.
+ */
+CN_MUST_USE int cn__conn_open(const cn_client_url_t *url, const cn__tls_opts_t *tls,
+                              uint64_t deadline_ms, cn__conn_t **out);
+void cn__conn_free(cn__conn_t *c);
+/** The RFC 9266 exporter of this TLS connection. */
+CN_MUST_USE int cn__conn_exporter(cn__conn_t *c, uint8_t out[CN_EXPORTER_LEN]);
+/** Packs and sends one frame (queued in wslay and written out). */
+CN_MUST_USE int cn__conn_send(cn__conn_t *c, const Chat__ClientFrame *f, uint64_t deadline_ms);
+/**
+ * Waits for the next ServerFrame until deadline_ms. Returns owned;
+ * free with chat__server_frame__free_unpacked(f, NULL). CN_ETIMEDOUT when
+ * nothing came, CN_ECLOSED when the connection is gone.
+ */
+CN_MUST_USE int cn__conn_recv(cn__conn_t *c, uint64_t deadline_ms, Chat__ServerFrame **out);
+/** Sends a WebSocket ping (keep-alive). */
+CN_MUST_USE int cn__conn_ping(cn__conn_t *c, uint64_t deadline_ms);
+
+/** Monotonic milliseconds. */
+uint64_t cn__now_ms(void);
+
+/* ---------------------------------------------------------------- client */
+
+#define CN__ACKS_INFLIGHT_MAX 64
+
+/** How a connection authenticates after the Challenge. */
+typedef struct cn__login {
+    bool register_;     /* Register instead of Auth */
+    const char *handle; /* normalized; register only */
+    const char *invite; /* may be NULL */
+    const char *name;   /* device name, may be NULL */
+} cn__login_t;
+
+struct cn_client {
+    cn_client_url_t url;
+    cn__tls_opts_t tls;
+    char *ca_file;
+    uint32_t timeout_ms;
+    char home[CN__PATH_MAX];
+    char outbox_dir[CN__PATH_MAX];
+    uint64_t outbox_next;
+    cn_identity_t id;
+    bool has_id;
+    char handle[CN_HANDLE_MAX + 1];
+
+    cn__conn_t *conn;
+    uint64_t next_rid;
+    uint32_t reconnects;    /* consecutive failed attempts (backoff exponent) */
+    uint64_t not_before_ms; /* GoingAway: reconnect no earlier than this */
+
+    bool refused;
+    int refusal_status;
+    char refusal_detail[CN_DETAIL_MAX + 1];
+
+    /* Receiving (cn_client_recv); cb is NULL otherwise and deliveries are
+     * left unacked for the next recv. */
+    cn_client_message_cb msg_cb;
+    void *msg_ud;
+    int msg_err;
+    bool drained;
+    cn__seen_t *seen;
+    uint64_t *acks; /* seqs handed to the caller, not yet acked */
+    size_t nacks, acks_cap;
+    uint64_t ack_rids[CN__ACKS_INFLIGHT_MAX];
+    size_t nack_rids;
+    uint64_t misc_rid; /* a background UploadPrekeys (refill), 0 if none */
+};
+
+/** A fresh non-zero request id. */
+uint64_t cn__client_rid(cn_client_t *c);
+/** Records a refusal (status + detail) for cn_client_last_refusal. */
+void cn__client_refuse(cn_client_t *c, int status, const char *detail);
+/** Maps a Chat__Status to an error code. */
+int cn__status_err(int status);
+/** Connects and authenticates, retrying with backoff until deadline_ms. */
+CN_MUST_USE int cn__client_connect(cn_client_t *c, const cn__login_t *login, uint64_t deadline_ms);
+/** Drops the connection (pending requests are the callers' to retry). */
+void cn__client_disconnect(cn_client_t *c);
+/** Sends one frame on the connection; CN_ECLOSED drops it. */
+CN_MUST_USE int cn__client_send(cn_client_t *c, const Chat__ClientFrame *f, uint64_t deadline_ms);
+/**
+ * Waits for the next Response meant for the caller, handling pushes (and
+ * responses to acks and background requests) on the way. Returns owned;
+ * free with chat__server_frame__free_unpacked. CN_EAGAIN after a push was
+ * handled (so callers can re-check their state), CN_ECLOSED when the
+ * connection dropped, CN_ETIMEDOUT at the deadline.
+ */
+CN_MUST_USE int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms,
+                                         Chat__ServerFrame **out);
+/** Acks every delivered seq handed to the caller (seen-set synced first). */
+CN_MUST_USE int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms);
+/** Handles one Deliver push (recv mode: hand out, remember, queue the ack). */
+CN_MUST_USE int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms);
+/** Uploads fresh one-time prekeys after PrekeysLow (response not awaited). */
+CN_MUST_USE int cn__client_refill_prekeys(cn_client_t *c, uint32_t remaining, uint64_t deadline_ms);
+/** cn_client_flush with an absolute deadline (refusal state kept). */
+CN_MUST_USE int cn__client_flush_until(cn_client_t *c, uint64_t deadline_ms, cn_client_sent_cb cb,
+                                       void *ud);
+/** Sends one request and waits for its response (pushes handled). */
+CN_MUST_USE int cn__client_call(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
+                                Chat__ServerFrame **out);
+
+#endif /* CN_CLIENT_INT_H */

@@ -1,0 +1,199 @@
+/**
+ * libchatclient: the reference client of chatnode.
+ *
+ * A cn_client_t owns one home directory (identity key, handle, prekeys,
+ * outbox, device-list cache, seen-set) and at most one connection to a
+ * node: TLS 1.3 -> WebSocket -> protobuf frames (proto/chat.proto). The
+ * design is synchronous: every call blocks until it is done or its
+ * deadline passes, and reconnects with jittered exponential backoff
+ * whenever the connection drops.
+ *
+ * Sending is durable: cn_client_queue_text() writes the message to the
+ * outbox (fsync'd) before anything goes on the wire, and cn_client_flush()
+ * resends the outbox in order with the same message ids until the node
+ * answers OK (it dedupes retries). Receiving is at-least-once from the
+ * node and exactly-once to the caller: deliveries are deduplicated by
+ * (sender device, message id) against a persistent seen-set and acked
+ * only after the callback returned.
+ *
+ * Thread-safety: a cn_client_t is used by one thread at a time; distinct
+ * clients are independent. Call cn_crypto_init() (or cn_client_new, which
+ * does) before anything else.
+ *
+ * Message content format (version 1): the plaintext that the per-device
+ * `seal` step encrypts is a CBOR map with unsigned integer keys:
+ *   { 0: version (uint, = 1),
+ *     1: type    (uint: 0 = text; other values reserved),
+ *     2: text    (text string, valid UTF-8, at most CN_CLIENT_TEXT_MAX bytes),
+ *     3: sent_at (uint, sender's clock, ms since the epoch) }
+ * Definite lengths only. Decoders reject unknown versions (CN_EVERSION),
+ * duplicate keys, nested items and trailing bytes, and skip unknown keys
+ * whose values are integers, strings or booleans. Until the Double Ratchet
+ * lands, `seal` is the identity, so the envelope ciphertext is exactly
+ * this CBOR map.
+ */
+#ifndef CN_CLIENT_H
+#define CN_CLIENT_H
+
+#include "common/cn_common.h"
+#include "proto/cn_proto.h"
+
+#define CN_CLIENT_TEXT_MAX     (32u * 1024u) /* bytes of UTF-8 text in one message */
+#define CN_CLIENT_CONTENT_MAX  (CN_CLIENT_TEXT_MAX + 64u)
+#define CN_CLIENT_WINDOW       64    /* sends in flight on one connection */
+#define CN_CLIENT_SEEN_MAX     10000 /* remembered (device, message id) pairs */
+#define CN_CLIENT_BACKOFF_MIN  100   /* ms, first reconnect delay bound */
+#define CN_CLIENT_BACKOFF_MAX  5000  /* ms, largest reconnect delay bound */
+#define CN_CLIENT_HOST_MAX     253
+#define CN_CLIENT_PATH_MAX     256
+#define CN_CLIENT_DEFAULT_URL  "wss://127.0.0.1:8443"
+#define CN_CLIENT_DEFAULT_PATH "/ws"
+#define CN_CLIENT_CONTENT_VER  1
+
+/* ------------------------------------------------------------ pure parts */
+
+/** A parsed server URL: wss://HOST[:PORT][/path]; IPv6 hosts in brackets. */
+typedef struct cn_client_url {
+    char host[CN_CLIENT_HOST_MAX + 1]; /* without brackets */
+    uint16_t port;                     /* 443 when absent */
+    char path[CN_CLIENT_PATH_MAX + 1]; /* CN_CLIENT_DEFAULT_PATH when absent */
+    bool host_is_ip;                   /* literal IPv4 / IPv6 address */
+} cn_client_url_t;
+
+/** Parses url into out. CN_EINVAL for anything but a well-formed wss:// URL. */
+CN_MUST_USE int cn_client_url_parse(const char *url, cn_client_url_t *out);
+
+enum cn_content_type {
+    CN_CONTENT_TEXT = 0,
+};
+
+/** Decoded message content; text borrows the decoder's input. */
+typedef struct cn_content {
+    uint32_t version;
+    uint32_t type;    /* enum cn_content_type; others are reserved */
+    const char *text; /* not NUL-terminated; NULL when absent */
+    size_t text_len;
+    uint64_t sent_at; /* ms since the epoch, sender's clock */
+} cn_content_t;
+
+/** Appends the CBOR encoding of a text message to out. */
+CN_MUST_USE int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len,
+                                       uint64_t sent_at);
+/**
+ * Decodes content. CN_EVERSION for an unknown version, CN_ETOOBIG above
+ * the limits, CN_EINVAL for anything else malformed (including invalid
+ * UTF-8 and a text message without text). out->text borrows p.
+ */
+CN_MUST_USE int cn_content_decode(const uint8_t *p, size_t n, cn_content_t *out);
+
+/** Appends s (n bytes) as a quoted JSON string, escaping per RFC 8259 section 7. */
+CN_MUST_USE int cn_json_append_string(cn_buf_t *out, const char *s, size_t n);
+
+/** True when p[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+bool cn_utf8_valid(const uint8_t *p, size_t n);
+
+/** Full-jitter backoff: a uniform delay in [0, min(MAX, MIN * 2^attempt)] ms. */
+uint32_t cn_client_backoff_ms(uint32_t attempt);
+
+/* ---------------------------------------------------------------- client */
+
+typedef struct cn_client cn_client_t;
+
+typedef struct cn_client_options {
+    const char *server_url; /* NULL: CN_CLIENT_DEFAULT_URL */
+    const char *ca_file;    /* PEM bundle to verify the node against */
+    bool insecure;          /* skip certificate verification (tests only) */
+    const char *home;       /* created 0700 when missing; required */
+    uint32_t timeout_ms;    /* overall budget of one operation; 0: 60 s */
+} cn_client_options_t;
+
+/**
+ * Opens the home directory (creating it 0700, and its outbox) and loads the
+ * identity and handle when present. Does not connect.
+ * Returns owned; free with cn_client_free.
+ */
+CN_MUST_USE int cn_client_new(const cn_client_options_t *opt, cn_client_t **out);
+/** Closes the connection and frees the client. Accepts NULL. */
+void cn_client_free(cn_client_t *c);
+
+/**
+ * After a call failed because the node refused it: the status (Chat__Status)
+ * and its detail (borrowed, valid until the next call). Returns false when
+ * the last failure was not a refusal (timeout, I/O, local error).
+ */
+bool cn_client_last_refusal(const cn_client_t *c, int *status, const char **detail);
+/** A static name for a Chat__Status ("CONFLICT"). */
+const char *cn_client_status_name(int status);
+
+/** The registered handle (NULL before register) and the device id. */
+const char *cn_client_handle(const cn_client_t *c);
+/** Copies the device id; CN_ENOTFOUND when the home has no identity yet. */
+CN_MUST_USE int cn_client_device_id(const cn_client_t *c, uint8_t out[CN_DEVICE_ID_LEN]);
+
+/**
+ * Creates the identity if missing, registers handle, uploads a signed
+ * prekey and CN_OTPK_UPLOAD_MAX one-time prekeys, and remembers the handle.
+ * invite and device_name may be NULL. Re-running it for the handle the home
+ * already holds only completes a missing prekey upload.
+ * Returns CN_OK; CN_ECONFLICT etc. when refused (see cn_client_last_refusal);
+ * CN_ETIMEDOUT when the node could not be reached within the budget;
+ * CN_EEXIST when the home is registered under another handle.
+ */
+CN_MUST_USE int cn_client_register(cn_client_t *c, const char *handle, const char *invite,
+                                   const char *device_name);
+
+/**
+ * Writes a text message for handle to the outbox (durably) without sending
+ * it. message_id (may be NULL) receives the id it will be sent with.
+ */
+CN_MUST_USE int cn_client_queue_text(cn_client_t *c, const char *handle, const char *text,
+                                     uint8_t message_id[CN_MESSAGE_ID_LEN]);
+
+/** Called once per outbox entry that reached a final state. */
+typedef void (*cn_client_sent_cb)(void *ud, const uint8_t message_id[CN_MESSAGE_ID_LEN],
+                                  const char *to, int status, const char *detail);
+
+/**
+ * Connects (reconnecting as needed) and sends every outbox entry, oldest
+ * first, up to CN_CLIENT_WINDOW in flight. An entry leaves the outbox on OK
+ * or on a final refusal (NOT_FOUND, BAD_REQUEST, TOO_LARGE, FORBIDDEN),
+ * reported through cb (may be NULL) with its status. Returns CN_OK when the
+ * outbox is empty and every entry was accepted, CN_ENOTFOUND (etc.) when
+ * at least one was refused, CN_ETIMEDOUT when the budget ran out (the rest
+ * stays queued), CN_ELIMIT when it gave up because of rate limiting.
+ */
+CN_MUST_USE int cn_client_flush(cn_client_t *c, cn_client_sent_cb cb, void *ud);
+
+/** cn_client_queue_text + cn_client_flush. */
+CN_MUST_USE int cn_client_send_text(cn_client_t *c, const char *handle, const char *text,
+                                    uint8_t message_id[CN_MESSAGE_ID_LEN]);
+
+/** One received message, borrowed for the duration of the callback. */
+typedef struct cn_client_message {
+    uint64_t seq;
+    uint8_t message_id[CN_MESSAGE_ID_LEN];
+    const char *from;
+    uint8_t from_device[CN_DEVICE_ID_LEN];
+    int kind; /* Chat__Kind */
+    uint64_t server_time;
+    bool ephemeral;
+    bool decoded;         /* content below is valid */
+    cn_content_t content; /* the opened and decoded payload */
+} cn_client_message_t;
+
+/**
+ * Called once per new message, in mailbox order. The message is acked
+ * after the callback returns, so a callback that printed it must have
+ * flushed its output first. Return CN_OK, or a negative code to stop
+ * (the message is then neither remembered nor acked).
+ */
+typedef int (*cn_client_message_cb)(void *ud, const cn_client_message_t *m);
+
+/**
+ * Connects, flushes the outbox, drains the mailbox (until MailboxDrained)
+ * and then stays connected for wait_ms more for live messages, acking
+ * everything handed to cb. Duplicates are acked without calling cb.
+ */
+CN_MUST_USE int cn_client_recv(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud);
+
+#endif /* CN_CLIENT_H */

@@ -1,0 +1,251 @@
+/*
+ * Message content codec (format in client/cn_client.h): a small CBOR map
+ * with unsigned integer keys. The decoder walks the input with libcbor's
+ * streaming decoder, one item at a time, so it never allocates and never
+ * follows a length it has not checked.
+ */
+#include "client/client_int.h"
+
+#include <cbor.h>
+#include <string.h>
+
+enum { KEY_VERSION = 0, KEY_TYPE = 1, KEY_TEXT = 2, KEY_SENT_AT = 3 };
+
+#define CONTENT_KEYS_MAX 16 /* entries in one map, known or not */
+
+/* ---------------------------------------------------------------- encode */
+
+/* Appends one CBOR head produced by an encoder of libcbor. */
+static int put_head(cn_buf_t *out, size_t (*enc)(uint64_t, unsigned char *, size_t), uint64_t v)
+{
+    CN_TRY(cn_buf_reserve(out, 9));
+    size_t n = enc(v, out->data + out->len, out->cap - out->len);
+    CN_ENSURE(n > 0, CN_EINTERNAL);
+    out->len += n;
+    return CN_OK;
+}
+
+static size_t enc_uint(uint64_t v, unsigned char *b, size_t n)
+{
+    return cbor_encode_uint(v, b, n);
+}
+
+static size_t enc_map(uint64_t v, unsigned char *b, size_t n)
+{
+    return cbor_encode_map_start((size_t)v, b, n);
+}
+
+static size_t enc_text(uint64_t v, unsigned char *b, size_t n)
+{
+    return cbor_encode_string_start((size_t)v, b, n);
+}
+
+int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len, uint64_t sent_at)
+{
+    CN_ENSURE(out != NULL && (text != NULL || len == 0), CN_EINVAL);
+    CN_ENSURE(len <= CN_CLIENT_TEXT_MAX, CN_ETOOBIG);
+    CN_ENSURE(cn_utf8_valid((const uint8_t *)text, len), CN_EINVAL);
+    CN_TRY(put_head(out, enc_map, 4));
+    CN_TRY(put_head(out, enc_uint, KEY_VERSION));
+    CN_TRY(put_head(out, enc_uint, CN_CLIENT_CONTENT_VER));
+    CN_TRY(put_head(out, enc_uint, KEY_TYPE));
+    CN_TRY(put_head(out, enc_uint, CN_CONTENT_TEXT));
+    CN_TRY(put_head(out, enc_uint, KEY_TEXT));
+    CN_TRY(put_head(out, enc_text, len));
+    CN_TRY(cn_buf_append(out, text, len));
+    CN_TRY(put_head(out, enc_uint, KEY_SENT_AT));
+    return put_head(out, enc_uint, sent_at);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+enum item_kind { IT_NONE, IT_UINT, IT_SCALAR, IT_TEXT, IT_MAP, IT_BAD };
+
+typedef struct item {
+    enum item_kind kind;
+    uint64_t u;
+    const uint8_t *s;
+    size_t len;
+} item_t;
+
+static void on_u8(void *ctx, uint8_t v)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_UINT, .u = v};
+}
+static void on_u16(void *ctx, uint16_t v)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_UINT, .u = v};
+}
+static void on_u32(void *ctx, uint32_t v)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_UINT, .u = v};
+}
+static void on_u64(void *ctx, uint64_t v)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_UINT, .u = v};
+}
+static void on_n8(void *ctx, uint8_t v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+static void on_n16(void *ctx, uint16_t v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+static void on_n32(void *ctx, uint32_t v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+static void on_n64(void *ctx, uint64_t v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+static void on_text(void *ctx, cbor_data p, size_t n)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_TEXT, .s = p, .len = n};
+}
+static void on_bytes(void *ctx, cbor_data p, size_t n)
+{
+    (void)p;
+    (void)n;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+static void on_map(void *ctx, size_t n)
+{
+    *(item_t *)ctx = (item_t){.kind = IT_MAP, .u = n};
+}
+static void on_bool(void *ctx, bool v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_SCALAR;
+}
+/* Indefinite lengths, arrays, tags, floats, null and undefined are refused. */
+static void on_bad(void *ctx)
+{
+    ((item_t *)ctx)->kind = IT_BAD;
+}
+static void on_bad_n(void *ctx, size_t n)
+{
+    (void)n;
+    ((item_t *)ctx)->kind = IT_BAD;
+}
+static void on_bad_tag(void *ctx, uint64_t v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_BAD;
+}
+static void on_bad_f(void *ctx, float v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_BAD;
+}
+static void on_bad_d(void *ctx, double v)
+{
+    (void)v;
+    ((item_t *)ctx)->kind = IT_BAD;
+}
+
+static const struct cbor_callbacks item_callbacks = {
+    .uint8 = on_u8,
+    .uint16 = on_u16,
+    .uint32 = on_u32,
+    .uint64 = on_u64,
+    .negint8 = on_n8,
+    .negint16 = on_n16,
+    .negint32 = on_n32,
+    .negint64 = on_n64,
+    .byte_string_start = on_bad,
+    .byte_string = on_bytes,
+    .string = on_text,
+    .string_start = on_bad,
+    .indef_array_start = on_bad,
+    .array_start = on_bad_n,
+    .indef_map_start = on_bad,
+    .map_start = on_map,
+    .tag = on_bad_tag,
+    .float2 = on_bad_f,
+    .float4 = on_bad_f,
+    .float8 = on_bad_d,
+    .undefined = on_bad,
+    .null = on_bad,
+    .boolean = on_bool,
+    .indef_break = on_bad,
+};
+
+/* Reads the next item at *pos; only complete, supported items succeed. */
+static int next_item(cn_cursor_t *c, item_t *it)
+{
+    CN_ENSURE(cn_cursor_left(c) > 0, CN_EINVAL);
+    *it = (item_t){.kind = IT_NONE};
+    struct cbor_decoder_result r =
+        cbor_stream_decode(c->p + c->pos, cn_cursor_left(c), &item_callbacks, it);
+    CN_ENSURE(r.status == CBOR_DECODER_FINISHED, CN_EINVAL);
+    CN_ENSURE(r.read > 0 && r.read <= cn_cursor_left(c), CN_EINVAL);
+    CN_ENSURE(it->kind != IT_NONE && it->kind != IT_BAD, CN_EINVAL);
+    c->pos += r.read;
+    return CN_OK;
+}
+
+/* Stores the value of one known key after checking its type. */
+static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
+{
+    switch (key) {
+    case KEY_VERSION:
+    case KEY_TYPE:
+        CN_ENSURE(v->kind == IT_UINT && v->u <= UINT32_MAX, CN_EINVAL);
+        if (key == KEY_VERSION)
+            out->version = (uint32_t)v->u;
+        else
+            out->type = (uint32_t)v->u;
+        return CN_OK;
+    case KEY_TEXT:
+        CN_ENSURE(v->kind == IT_TEXT, CN_EINVAL);
+        CN_ENSURE(v->len <= CN_CLIENT_TEXT_MAX, CN_ETOOBIG);
+        CN_ENSURE(cn_utf8_valid(v->s, v->len), CN_EINVAL);
+        out->text = (const char *)v->s;
+        out->text_len = v->len;
+        return CN_OK;
+    case KEY_SENT_AT:
+        CN_ENSURE(v->kind == IT_UINT, CN_EINVAL);
+        out->sent_at = v->u;
+        return CN_OK;
+    default:
+        /* Unknown keys of version 1 may carry scalars only. */
+        CN_ENSURE(v->kind != IT_MAP, CN_EINVAL);
+        return CN_OK;
+    }
+}
+
+int cn_content_decode(const uint8_t *p, size_t n, cn_content_t *out)
+{
+    CN_ENSURE(out != NULL && (p != NULL || n == 0), CN_EINVAL);
+    memset(out, 0, sizeof(*out));
+    CN_ENSURE(n <= CN_CLIENT_CONTENT_MAX, CN_ETOOBIG);
+    cn_cursor_t c;
+    cn_cursor_init(&c, p, n);
+    item_t it, v;
+    CN_TRY(next_item(&c, &it));
+    CN_ENSURE(it.kind == IT_MAP, CN_EINVAL);
+    CN_ENSURE(it.u <= CONTENT_KEYS_MAX, CN_ETOOBIG);
+    uint32_t seen = 0;
+    for (uint64_t i = 0; i < it.u; i++) {
+        item_t k;
+        CN_TRY(next_item(&c, &k));
+        CN_ENSURE(k.kind == IT_UINT, CN_EINVAL);
+        if (k.u < 32) {
+            CN_ENSURE((seen & (1u << k.u)) == 0, CN_EINVAL); /* duplicate key */
+            seen |= 1u << k.u;
+        }
+        CN_TRY(next_item(&c, &v));
+        CN_TRY(apply_field(out, k.u, &v));
+    }
+    CN_ENSURE(cn_cursor_left(&c) == 0, CN_EINVAL);
+    CN_ENSURE((seen & (1u << KEY_VERSION)) && (seen & (1u << KEY_TYPE)), CN_EINVAL);
+    CN_ENSURE(out->version == CN_CLIENT_CONTENT_VER, CN_EVERSION);
+    CN_ENSURE(out->type != CN_CONTENT_TEXT || out->text != NULL, CN_EINVAL);
+    return CN_OK;
+}

@@ -1,0 +1,300 @@
+/*
+ * One authenticated session at a time: connect with backoff, answer the
+ * Challenge (Auth or Register over the transcript of proto/cn_proto.h,
+ * bound to this TLS connection's exporter), and dispatch what the node
+ * pushes (Deliver, MailboxDrained, GoingAway, PrekeysLow) while callers
+ * wait for their responses.
+ */
+#include "client/client_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t cn__client_rid(cn_client_t *c)
+{
+    if (++c->next_rid == 0)
+        c->next_rid = 1;
+    return c->next_rid;
+}
+
+void cn__client_refuse(cn_client_t *c, int status, const char *detail)
+{
+    c->refused = true;
+    c->refusal_status = status;
+    snprintf(c->refusal_detail, sizeof(c->refusal_detail), "%s", detail ? detail : "");
+}
+
+int cn__status_err(int status)
+{
+    switch (status) {
+    case CHAT__STATUS__OK:
+        return CN_OK;
+    case CHAT__STATUS__BAD_REQUEST:
+        return CN_EINVAL;
+    case CHAT__STATUS__UNAUTHORIZED:
+    case CHAT__STATUS__FORBIDDEN:
+        return CN_EAUTH;
+    case CHAT__STATUS__NOT_FOUND:
+        return CN_ENOTFOUND;
+    case CHAT__STATUS__CONFLICT:
+        return CN_ECONFLICT;
+    case CHAT__STATUS__RATE_LIMITED:
+        return CN_ELIMIT;
+    case CHAT__STATUS__TOO_LARGE:
+        return CN_ETOOBIG;
+    case CHAT__STATUS__UNAVAILABLE:
+        return CN_ECLOSED;
+    case CHAT__STATUS__REDIRECT:
+        return CN_EPROTO;
+    default:
+        return CN_EINTERNAL;
+    }
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+void cn__client_disconnect(cn_client_t *c)
+{
+    cn__conn_free(c->conn);
+    c->conn = NULL;
+    c->drained = false;
+    c->nack_rids = 0;
+    c->misc_rid = 0;
+    /* Unacked seqs stay unacked: the node redelivers them, the seen-set
+     * recognises them, and they are acked on the next connection. */
+    c->nacks = 0;
+}
+
+int cn__client_send(cn_client_t *c, const Chat__ClientFrame *f, uint64_t deadline_ms)
+{
+    CN_ENSURE(c->conn != NULL, CN_ECLOSED);
+    int rc = cn__conn_send(c->conn, f, deadline_ms);
+    if (rc == CN_ECLOSED)
+        cn__client_disconnect(c);
+    return rc;
+}
+
+/* Builds and sends Auth or Register for the challenge. */
+static int answer_challenge(cn_client_t *c, const Chat__Challenge *ch, const cn__login_t *login,
+                            uint64_t rid, uint64_t deadline_ms)
+{
+    int rc = CN_OK;
+    uint8_t exporter[CN_EXPORTER_LEN], sig[CN_SIGNATURE_LEN];
+    cn_buf_t t;
+    cn_buf_init(&t);
+    CN_ENSURE_OUT(ch->nonce.len == CN_NONCE_LEN && ch->node_id.len == CN_DEVICE_ID_LEN, CN_EPROTO);
+    CN_TRY_OUT(cn__conn_exporter(c->conn, exporter));
+    CN_TRY_OUT(cn_transcript_session(&t, login->register_ ? CN_REGISTER_CONTEXT : CN_AUTH_CONTEXT,
+                                     ch->nonce.data, ch->node_id.data, c->id.pk, ch->server_time,
+                                     exporter, login->register_ ? login->handle : NULL));
+    CN_TRY_OUT(cn_identity_sign(&c->id, t.data, t.len, sig));
+    Chat__ClientFrame f;
+    chat__client_frame__init(&f);
+    Chat__Auth auth;
+    chat__auth__init(&auth);
+    Chat__Register reg;
+    chat__register__init(&reg);
+    f.request_id = rid;
+    if (login->register_) {
+        reg.handle = cn__str_mut(login->handle);
+        reg.device_id = cn__bin(c->id.pk, CN_DEVICE_ID_LEN);
+        reg.signature = cn__bin(sig, CN_SIGNATURE_LEN);
+        reg.device_name = cn__str_mut(login->name ? login->name : "");
+        reg.invite_token = cn__str_mut(login->invite ? login->invite : "");
+        f.body_case = CHAT__CLIENT_FRAME__BODY_REGISTER;
+        f.register_ = &reg;
+    } else {
+        auth.device_id = cn__bin(c->id.pk, CN_DEVICE_ID_LEN);
+        auth.signature = cn__bin(sig, CN_SIGNATURE_LEN);
+        f.body_case = CHAT__CLIENT_FRAME__BODY_AUTH;
+        f.auth = &auth;
+    }
+    CN_TRY_OUT(cn__conn_send(c->conn, &f, deadline_ms));
+out:
+    cn_buf_dispose(&t);
+    return rc;
+}
+
+/* Checks the answer to Auth/Register; refusals are recorded. */
+static int check_login_response(cn_client_t *c, const Chat__ServerFrame *f, uint64_t rid,
+                                uint32_t *retry_ms, int *status)
+{
+    CN_ENSURE(f->body_case == CHAT__SERVER_FRAME__BODY_RESPONSE, CN_EPROTO);
+    const Chat__Response *r = f->response;
+    CN_ENSURE(r->request_id == rid, CN_EPROTO);
+    *retry_ms = r->retry_after_ms;
+    *status = r->status;
+    if (r->status != CHAT__STATUS__OK) {
+        cn__client_refuse(c, r->status, r->detail);
+        return cn__status_err(r->status);
+    }
+    if (r->result_case == CHAT__RESPONSE__RESULT_AUTH_OK && r->auth_ok->handle != NULL &&
+        r->auth_ok->handle[0] != '\0' && c->handle[0] == '\0')
+        snprintf(c->handle, sizeof(c->handle), "%s", r->auth_ok->handle);
+    return CN_OK;
+}
+
+/* One attempt: TLS + WebSocket, Challenge, Auth/Register, its answer. */
+static int connect_once(cn_client_t *c, const cn__login_t *login, uint64_t deadline_ms,
+                        uint32_t *retry_ms, int *status)
+{
+    int rc = CN_OK;
+    Chat__ServerFrame *f = NULL;
+    CN_TRY(cn__conn_open(&c->url, &c->tls, deadline_ms, &c->conn));
+    CN_TRY_OUT(cn__conn_recv(c->conn, deadline_ms, &f));
+    CN_ENSURE_OUT(f->body_case == CHAT__SERVER_FRAME__BODY_CHALLENGE, CN_EPROTO);
+    uint64_t rid = cn__client_rid(c);
+    CN_TRY_OUT(answer_challenge(c, f->challenge, login, rid, deadline_ms));
+    chat__server_frame__free_unpacked(f, NULL);
+    f = NULL;
+    CN_TRY_OUT(cn__conn_recv(c->conn, deadline_ms, &f));
+    CN_TRY_OUT(check_login_response(c, f, rid, retry_ms, status));
+out:
+    if (f != NULL)
+        chat__server_frame__free_unpacked(f, NULL);
+    if (rc < 0)
+        cn__client_disconnect(c);
+    return rc;
+}
+
+/* Failures worth another attempt: the network and a busy node. */
+static bool transient(int rc)
+{
+    return rc == CN_ECLOSED || rc == CN_EIO || rc == CN_EPROTO || rc == CN_ELIMIT ||
+           rc == CN_EAGAIN;
+}
+
+int cn__client_connect(cn_client_t *c, const cn__login_t *login, uint64_t deadline_ms)
+{
+    if (c->conn != NULL)
+        return CN_OK;
+    CN_ENSURE(c->has_id, CN_ENOTFOUND);
+    for (;;) {
+        uint64_t now = cn__now_ms();
+        if (c->not_before_ms > now)
+            sleep_ms(CN_MIN(c->not_before_ms, deadline_ms) - now);
+        CN_ENSURE(cn__now_ms() < deadline_ms, CN_ETIMEDOUT);
+        uint32_t retry_ms = 0;
+        int status = -1;
+        int rc = connect_once(c, login, deadline_ms, &retry_ms, &status);
+        if (rc == CN_OK) {
+            c->reconnects = 0;
+            c->not_before_ms = 0;
+            return CN_OK;
+        }
+        bool busy = status == CHAT__STATUS__UNAVAILABLE || status == CHAT__STATUS__RATE_LIMITED;
+        if (status > 0 && !busy)
+            return rc; /* refused: no retry will change the answer */
+        if (!transient(rc) && rc != CN_ETIMEDOUT)
+            return rc;
+        uint64_t wait = CN_MAX((uint64_t)cn_client_backoff_ms(c->reconnects++), retry_ms);
+        cn_log_debug("client.reconnect", "err=%s wait_ms=%llu", cn_strerror(rc),
+                     (unsigned long long)wait);
+        c->not_before_ms = cn__now_ms() + wait;
+    }
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static void on_going_away(cn_client_t *c, const Chat__GoingAway *g)
+{
+    cn_log_info("client.going_away", "reconnect_after_ms=%u", g->reconnect_after_ms);
+    c->not_before_ms = cn__now_ms() + g->reconnect_after_ms;
+    cn__client_disconnect(c);
+}
+
+/* Consumes responses that belong to the client itself (acks, refills). */
+static bool own_response(cn_client_t *c, const Chat__Response *r)
+{
+    for (size_t i = 0; i < c->nack_rids; i++) {
+        if (c->ack_rids[i] != r->request_id)
+            continue;
+        if (r->status != CHAT__STATUS__OK)
+            cn_log_warn("client.ack_refused", "status=%s", cn_client_status_name(r->status));
+        c->ack_rids[i] = c->ack_rids[--c->nack_rids];
+        return true;
+    }
+    if (c->misc_rid != 0 && r->request_id == c->misc_rid) {
+        c->misc_rid = 0;
+        if (r->status != CHAT__STATUS__OK)
+            cn_log_warn("client.refill_refused", "status=%s", cn_client_status_name(r->status));
+        return true;
+    }
+    return false;
+}
+
+/* Handles a push; CN_ECLOSED when it ended the connection. */
+static int on_push(cn_client_t *c, const Chat__ServerFrame *f, uint64_t deadline_ms)
+{
+    switch (f->body_case) {
+    case CHAT__SERVER_FRAME__BODY_DELIVER:
+        return cn__client_on_deliver(c, f->deliver, deadline_ms);
+    case CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED:
+        c->drained = true;
+        return CN_OK;
+    case CHAT__SERVER_FRAME__BODY_GOING_AWAY:
+        on_going_away(c, f->going_away);
+        return CN_ECLOSED;
+    case CHAT__SERVER_FRAME__BODY_PREKEYS_LOW:
+        return cn__client_refill_prekeys(c, f->prekeys_low->remaining, deadline_ms);
+    default:
+        return CN_OK; /* presence, devices changed, ...: not used by this client yet */
+    }
+}
+
+int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms, Chat__ServerFrame **out)
+{
+    *out = NULL;
+    for (;;) {
+        CN_ENSURE(c->conn != NULL, CN_ECLOSED);
+        CN_ENSURE(c->msg_err == CN_OK, c->msg_err);
+        Chat__ServerFrame *f = NULL;
+        int rc = cn__conn_recv(c->conn, deadline_ms, &f);
+        if (rc == CN_ECLOSED)
+            cn__client_disconnect(c);
+        CN_TRY(rc);
+        if (f->body_case == CHAT__SERVER_FRAME__BODY_RESPONSE) {
+            if (own_response(c, f->response)) {
+                chat__server_frame__free_unpacked(f, NULL);
+                return CN_EAGAIN;
+            }
+            *out = f;
+            return CN_OK;
+        }
+        rc = on_push(c, f, deadline_ms);
+        chat__server_frame__free_unpacked(f, NULL);
+        if (rc == CN_ECLOSED && c->conn != NULL)
+            cn__client_disconnect(c);
+        CN_TRY(rc);
+        /* State may have changed (drained, delivered): let the caller look. */
+        return CN_EAGAIN;
+    }
+}
+
+int cn__client_call(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
+                    Chat__ServerFrame **out)
+{
+    *out = NULL;
+    f->request_id = cn__client_rid(c);
+    CN_TRY(cn__client_send(c, f, deadline_ms));
+    for (;;) {
+        Chat__ServerFrame *r = NULL;
+        int rc = cn__client_next_response(c, deadline_ms, &r);
+        if (rc == CN_EAGAIN)
+            continue;
+        CN_TRY(rc);
+        if (r->response->request_id == f->request_id) {
+            *out = r;
+            return CN_OK;
+        }
+        cn_log_warn("client.stray_response", "request_id=%llu",
+                    (unsigned long long)r->response->request_id);
+        chat__server_frame__free_unpacked(r, NULL);
+    }
+}

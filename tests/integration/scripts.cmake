@@ -1,0 +1,6 @@
+# Script-driven integration tests: real chatnode and chatclient processes,
+# Debian's python3 (standard library only).
+add_test(NAME integration_crash_recovery
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_crash_recovery.py
+                 $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> 1000)
+set_tests_properties(integration_crash_recovery PROPERTIES LABELS integration TIMEOUT 600)

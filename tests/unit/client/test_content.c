@@ -1,0 +1,235 @@
+/*
+ * Message content codec: round trip, exact encoding, and negative tests
+ * (truncated, wrong version, wrong types, duplicates, nesting, trailing
+ * bytes, oversize, invalid UTF-8, flipped bits never crash).
+ */
+/* cmocka.h needs these first. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+/* clang-format on */
+#include "client/cn_client.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void decode_hex(const char *hex, uint8_t *out, size_t *n)
+{
+    *n = strlen(hex) / 2;
+    assert_int_equal(cn_hex_decode(out, *n, hex), CN_OK);
+}
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    const char *text = "h\xc3\xa9llo \"world\"\n";
+    assert_int_equal(cn_content_encode_text(&b, text, strlen(text), 1700000000123ull), CN_OK);
+    cn_content_t c;
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.version, 1);
+    assert_int_equal(c.type, CN_CONTENT_TEXT);
+    assert_int_equal(c.text_len, strlen(text));
+    assert_memory_equal(c.text, text, c.text_len);
+    assert_int_equal(c.sent_at, 1700000000123ull);
+    cn_buf_dispose(&b);
+}
+
+static void test_known_encoding(void **state)
+{
+    (void)state;
+    /* {0: 1, 1: 0, 2: "hi", 3: 5} */
+    const uint8_t want[] = {0xa4, 0x00, 0x01, 0x01, 0x00, 0x02, 0x62, 'h', 'i', 0x03, 0x05};
+    cn_buf_t b;
+    cn_buf_init(&b);
+    assert_int_equal(cn_content_encode_text(&b, "hi", 2, 5), CN_OK);
+    assert_int_equal(b.len, sizeof(want));
+    assert_memory_equal(b.data, want, sizeof(want));
+    cn_buf_dispose(&b);
+}
+
+static void test_empty_and_max(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    cn_content_t c;
+    assert_int_equal(cn_content_encode_text(&b, "", 0, 0), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.text_len, 0);
+    assert_non_null(c.text);
+    cn_buf_reset(&b);
+    char *big = malloc(CN_CLIENT_TEXT_MAX + 1);
+    memset(big, 'x', CN_CLIENT_TEXT_MAX + 1);
+    assert_int_equal(cn_content_encode_text(&b, big, CN_CLIENT_TEXT_MAX, 1), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.text_len, CN_CLIENT_TEXT_MAX);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode_text(&b, big, CN_CLIENT_TEXT_MAX + 1, 1), CN_ETOOBIG);
+    assert_int_equal(cn_content_encode_text(&b, "\xc3", 1, 1), CN_EINVAL);
+    free(big);
+    cn_buf_dispose(&b);
+}
+
+static void expect_decode(const char *hex, int want)
+{
+    uint8_t buf[256];
+    size_t n;
+    cn_content_t c;
+    decode_hex(hex, buf, &n);
+    int rc = cn_content_decode(buf, n, &c);
+    if (rc != want)
+        fail_msg("%s: got %d want %d", hex, rc, want);
+}
+
+static void test_negative(void **state)
+{
+    (void)state;
+    expect_decode("a40001010002626869030"
+                  "5",
+                  CN_OK); /* the known encoding */
+    expect_decode("", CN_EINVAL);
+    expect_decode("a4000101000262686903", CN_EINVAL); /* truncated value */
+    expect_decode("a400010100026268", CN_EINVAL);     /* truncated text */
+    expect_decode("a4000201000262686903"
+                  "05",
+                  CN_EVERSION); /* version 2 */
+    expect_decode("a4000001000262686903"
+                  "05",
+                  CN_EVERSION); /* version 0 */
+    expect_decode("a300010100026268"
+                  "69",
+                  CN_OK); /* sent_at is optional */
+    expect_decode("a2000101"
+                  "00",
+                  CN_EINVAL); /* text type without text */
+    expect_decode("a20001"
+                  "0105",
+                  CN_OK); /* a reserved type needs no text */
+    expect_decode("a1"
+                  "0001",
+                  CN_EINVAL); /* no type */
+    expect_decode("a1"
+                  "0100",
+                  CN_EINVAL);                             /* no version */
+    expect_decode("a40001010002626869030500", CN_EINVAL); /* trailing byte */
+    expect_decode("a4000100000262686903"
+                  "05",
+                  CN_EINVAL); /* duplicate key 0 */
+    expect_decode("a4006131010002626869"
+                  "0305",
+                  CN_EINVAL); /* version as text */
+    expect_decode("a40001010002426869"
+                  "0305",
+                  CN_EINVAL); /* text as bytes */
+    expect_decode("a4000101000262c328"
+                  "0305",
+                  CN_EINVAL); /* invalid UTF-8 */
+    expect_decode("a40001010002626869"
+                  "0320",
+                  CN_EINVAL);               /* negative sent_at */
+    expect_decode("8400010203", CN_EINVAL); /* array, not map */
+    expect_decode("bf000101000262686903"
+                  "05ff",
+                  CN_EINVAL); /* indefinite map */
+    expect_decode("a4000101000262686963"
+                  "a0",
+                  CN_EINVAL); /* unknown key, nested */
+    expect_decode("a50001010002626869"
+                  "1863"
+                  "a0"
+                  "0305",
+                  CN_EINVAL); /* nested value */
+    expect_decode("a50001010002626869"
+                  "1863"
+                  "01"
+                  "0305",
+                  CN_OK); /* unknown scalar */
+    expect_decode("a40001010002"
+                  "7f6268ff"
+                  "0305",
+                  CN_EINVAL); /* indefinite text */
+    expect_decode("a4000101000262686903"
+                  "c105",
+                  CN_EINVAL); /* tagged value */
+    expect_decode("a4000101000262686903"
+                  "f93c00",
+                  CN_EINVAL);        /* float */
+    expect_decode("b1", CN_ETOOBIG); /* 17 entries */
+    expect_decode("bb"
+                  "ffffffffffffffff",
+                  CN_ETOOBIG); /* absurd count */
+    expect_decode("a400010100027a"
+                  "ffffffff"
+                  "0305",
+                  CN_EINVAL); /* absurd text length */
+}
+
+static void test_oversize_input(void **state)
+{
+    (void)state;
+    size_t n = CN_CLIENT_CONTENT_MAX + 1;
+    uint8_t *p = calloc(1, n);
+    cn_content_t c;
+    assert_int_equal(cn_content_decode(p, n, &c), CN_ETOOBIG);
+    free(p);
+    /* Text above the limit, within the input bound. */
+    cn_buf_t b;
+    cn_buf_init(&b);
+    const uint8_t head[] = {0xa3,
+                            0x00,
+                            0x01,
+                            0x01,
+                            0x00,
+                            0x02,
+                            0x79,
+                            (CN_CLIENT_TEXT_MAX + 1) >> 8,
+                            (CN_CLIENT_TEXT_MAX + 1) & 0xff};
+    assert_int_equal(cn_buf_append(&b, head, sizeof(head)), CN_OK);
+    for (size_t i = 0; i < CN_CLIENT_TEXT_MAX + 1; i++)
+        assert_int_equal(cn_buf_put_u8(&b, 'a'), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_ETOOBIG);
+    cn_buf_dispose(&b);
+}
+
+static void test_bit_flips(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    assert_int_equal(cn_content_encode_text(&b, "bit flips", 9, 42), CN_OK);
+    int ok = 0;
+    for (size_t bit = 0; bit < b.len * 8; bit++) {
+        uint8_t copy[64];
+        memcpy(copy, b.data, b.len);
+        copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        cn_content_t c;
+        int rc = cn_content_decode(copy, b.len, &c);
+        assert_true(rc == CN_OK || rc == CN_EINVAL || rc == CN_EVERSION || rc == CN_ETOOBIG);
+        if (rc == CN_OK) {
+            ok++;
+            assert_true(c.text == NULL || c.text_len <= b.len);
+        }
+    }
+    assert_true(ok < (int)(b.len * 8)); /* most flips are caught */
+    /* Every truncation fails. */
+    for (size_t n = 0; n < b.len; n++) {
+        cn_content_t c;
+        assert_int_not_equal(cn_content_decode(b.data, n, &c), CN_OK);
+    }
+    cn_buf_dispose(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_known_encoding),
+        cmocka_unit_test(test_empty_and_max),  cmocka_unit_test(test_negative),
+        cmocka_unit_test(test_oversize_input), cmocka_unit_test(test_bit_flips),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

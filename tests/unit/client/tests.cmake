@@ -1,0 +1,6 @@
+cn_unit_test(client url LIBS chatclient_lib)
+cn_unit_test(client content LIBS chatclient_lib)
+cn_unit_test(client json LIBS chatclient_lib)
+cn_unit_test(client outbox LIBS chatclient_lib)
+cn_unit_test(client seen LIBS chatclient_lib)
+cn_unit_test(client backoff LIBS chatclient_lib)
