@@ -20,6 +20,11 @@ static _Thread_local cn_buf_t t_frame; /* scratch for encoding frames */
 static void flush(cn_conn_t *c);
 static void arm_timer(cn_conn_t *c);
 
+void cn__conn_thread_exit(void)
+{
+    cn_buf_dispose(&t_frame);
+}
+
 static cn_server_t *srv(const cn_conn_t *c)
 {
     return c->loop->server;

@@ -180,6 +180,7 @@ static void loop_thread(void *arg)
 {
     cn_loop_t *loop = arg;
     uv_run(&loop->uv, UV_RUN_DEFAULT);
+    cn__conn_thread_exit();
 }
 
 int cn__loop_start(cn_loop_t *loop)

@@ -220,6 +220,8 @@ void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n);
 void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason);
 /** Drops the connection at once (no close frame), e.g. a slow reader. */
 void cn__conn_abort(cn_conn_t *c, const char *why);
+/** Frees the loop thread's scratch buffers; last call on a loop thread. */
+void cn__conn_thread_exit(void);
 /** Resumes reading from the socket (after back-pressure). */
 void cn__conn_read_start(cn_conn_t *c);
 /** True when the output backlog is above the soft limit. */

@@ -41,6 +41,7 @@ def main():
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sender.stdin.write("\n".join(lines) + "\n")
         sender.stdin.close()
+        sender.stdin = None  # communicate() must not touch it again
         # Kill the node after a random number of durable acks, observed on stdout.
         kill_after = random.randint(1, count - 1)
         acked = []
