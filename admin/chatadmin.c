@@ -5,6 +5,8 @@
  * (0 ok, 1 failed, 2 usage, 3 not found, 4 refused) or 5 when the node
  * cannot be reached.
  */
+#include "proto/cn_proto.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -13,8 +15,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include "proto/cn_proto.h"
 
 #define EXIT_UNREACHABLE 5
 

@@ -1,8 +1,8 @@
+#include "common/cn_common.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "common/cn_common.h"
 
 cn_slice_t cn_slice(const void *p, size_t len)
 {

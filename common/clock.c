@@ -1,6 +1,6 @@
-#include <time.h>
-
 #include "common/cn_common.h"
+
+#include <time.h>
 
 uint64_t cn_now_ms(void)
 {

@@ -1,6 +1,6 @@
-#include <string.h>
-
 #include "common/cn_common.h"
+
+#include <string.h>
 
 void cn_cursor_init(cn_cursor_t *c, const void *p, size_t len)
 {

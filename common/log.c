@@ -1,9 +1,9 @@
+#include "common/cn_common.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#include "common/cn_common.h"
 
 static enum cn_log_level g_level = CN_LOG_INFO;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,9 +35,10 @@ void cn_log(enum cn_log_level level, const char *event, const char *fields, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], event);
+    int n =
+        snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 ts.tv_nsec / 1000000, level_names[level], event);
     if (n < 0)
         return;
     if (fields && fields[0] && (size_t)n < sizeof(line) - 2) {

@@ -2,10 +2,10 @@
  * Admin protocol decoders (requests and responses): no input may crash or
  * leak; a decoded message re-encodes and decodes to the same content.
  */
+#include "proto/cn_proto.h"
+
 #include <assert.h>
 #include <string.h>
-
-#include "proto/cn_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,13 +4,13 @@
  * (proto/cn_proto.h); each gets one CBOR response. The socket's file mode
  * is the operator boundary, so commands are not authenticated further.
  */
+#include "node/node_internal.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "node/node_internal.h"
 
 typedef struct admin_conn {
     uv_pipe_t pipe;

@@ -1,11 +1,11 @@
 /* Command-line configuration of chatnode (a config file comes with the operations issue). */
+#include "node/cn_node.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "node/cn_node.h"
 
 void cn_node_config_default(cn_node_config_t *cfg)
 {
@@ -90,23 +90,53 @@ static int copy_str(char *dst, size_t cap, const char *src)
 }
 
 enum {
-    O_LISTEN = 1000, O_DATA, O_CERT, O_KEY, O_NODE_KEY, O_ADMIN, O_METRICS, O_THREADS, O_SYNC,
-    O_REG, O_MAXDEV, O_HS_TO, O_AUTH_TO, O_CH_TTL, O_IDLE, O_PING, O_TTL, O_SOFT, O_HARD,
-    O_MAXCONN, O_LOG, O_HELP,
+    O_LISTEN = 1000,
+    O_DATA,
+    O_CERT,
+    O_KEY,
+    O_NODE_KEY,
+    O_ADMIN,
+    O_METRICS,
+    O_THREADS,
+    O_SYNC,
+    O_REG,
+    O_MAXDEV,
+    O_HS_TO,
+    O_AUTH_TO,
+    O_CH_TTL,
+    O_IDLE,
+    O_PING,
+    O_TTL,
+    O_SOFT,
+    O_HARD,
+    O_MAXCONN,
+    O_LOG,
+    O_HELP,
 };
 
 static const struct option options[] = {
-    {"listen", 1, 0, O_LISTEN},           {"data", 1, 0, O_DATA},
-    {"tls-cert", 1, 0, O_CERT},           {"tls-key", 1, 0, O_KEY},
-    {"node-key", 1, 0, O_NODE_KEY},       {"admin-socket", 1, 0, O_ADMIN},
-    {"metrics", 1, 0, O_METRICS},         {"threads", 1, 0, O_THREADS},
-    {"sync", 1, 0, O_SYNC},               {"registration", 1, 0, O_REG},
-    {"max-devices", 1, 0, O_MAXDEV},      {"handshake-timeout", 1, 0, O_HS_TO},
-    {"auth-timeout", 1, 0, O_AUTH_TO},    {"challenge-ttl", 1, 0, O_CH_TTL},
-    {"idle-timeout", 1, 0, O_IDLE},       {"ping-interval", 1, 0, O_PING},
-    {"mailbox-ttl-days", 1, 0, O_TTL},    {"out-soft-limit", 1, 0, O_SOFT},
-    {"out-hard-limit", 1, 0, O_HARD},     {"max-connections", 1, 0, O_MAXCONN},
-    {"log-level", 1, 0, O_LOG},           {"help", 0, 0, O_HELP},
+    {"listen", 1, 0, O_LISTEN},
+    {"data", 1, 0, O_DATA},
+    {"tls-cert", 1, 0, O_CERT},
+    {"tls-key", 1, 0, O_KEY},
+    {"node-key", 1, 0, O_NODE_KEY},
+    {"admin-socket", 1, 0, O_ADMIN},
+    {"metrics", 1, 0, O_METRICS},
+    {"threads", 1, 0, O_THREADS},
+    {"sync", 1, 0, O_SYNC},
+    {"registration", 1, 0, O_REG},
+    {"max-devices", 1, 0, O_MAXDEV},
+    {"handshake-timeout", 1, 0, O_HS_TO},
+    {"auth-timeout", 1, 0, O_AUTH_TO},
+    {"challenge-ttl", 1, 0, O_CH_TTL},
+    {"idle-timeout", 1, 0, O_IDLE},
+    {"ping-interval", 1, 0, O_PING},
+    {"mailbox-ttl-days", 1, 0, O_TTL},
+    {"out-soft-limit", 1, 0, O_SOFT},
+    {"out-hard-limit", 1, 0, O_HARD},
+    {"max-connections", 1, 0, O_MAXCONN},
+    {"log-level", 1, 0, O_LOG},
+    {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
 
@@ -131,8 +161,7 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
             cfg->metrics_host[0] = '\0';
             return CN_OK;
         }
-        return parse_hostport(v, cfg->metrics_host, sizeof(cfg->metrics_host),
-                              &cfg->metrics_port);
+        return parse_hostport(v, cfg->metrics_host, sizeof(cfg->metrics_host), &cfg->metrics_port);
     case O_SYNC:
         return cn_sync_parse(v, &cfg->sync);
     case O_REG:
@@ -195,8 +224,8 @@ int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err
             return CN_EINVAL;
         }
         if (apply(cfg, opt, optarg) < 0) {
-            snprintf(err, errlen, "invalid value for --%s: '%s'",
-                     options[opt - O_LISTEN].name, optarg);
+            snprintf(err, errlen, "invalid value for --%s: '%s'", options[opt - O_LISTEN].name,
+                     optarg);
             return CN_EINVAL;
         }
     }

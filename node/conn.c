@@ -5,12 +5,12 @@
  * the backlog reach the hard limit is disconnected. Memory is freed in the
  * uv_close callbacks of the connection's two handles.
  */
+#include "node/node_internal.h"
+
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "node/node_internal.h"
 
 #define READ_BUF_SIZE (64u * 1024u)
 
@@ -292,8 +292,7 @@ static void on_plaintext(cn_conn_t *c)
 {
     if (c->state == CN_CONN_HTTP)
         on_http_bytes(c);
-    if ((c->state == CN_CONN_UNAUTH || c->state == CN_CONN_AUTHED ||
-         c->state == CN_CONN_CLOSING) &&
+    if ((c->state == CN_CONN_UNAUTH || c->state == CN_CONN_AUTHED || c->state == CN_CONN_CLOSING) &&
         c->ws) {
         cn_slice_t in = cn_buf_unread(&c->plain_in);
         if (in.len) {

@@ -11,9 +11,9 @@
  *     live frames are left in the store, so a slow reader costs disk, not
  *     memory.
  */
-#include <string.h>
-
 #include "node/node_internal.h"
+
+#include <string.h>
 
 #define PUMP_SLICE_ENTRIES 64
 #define PUMP_SLICE_BYTES   (256u * 1024u)

@@ -3,10 +3,10 @@
  * not a valid protobuf closes the connection with 1008 (policy); a valid
  * frame with bad fields gets BAD_REQUEST and the connection stays.
  */
+#include "node/node_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "node/node_internal.h"
 
 /* Requests a connection may make before it is authenticated. */
 static bool allowed_unauthenticated(Chat__ClientFrame__BodyCase body)
@@ -66,8 +66,7 @@ void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
     if (f->request_id == 0) {
         cn__conn_respond_status(c, 0, CHAT__STATUS__BAD_REQUEST, "request_id must be non-zero");
     } else if (c->state != CN_CONN_AUTHED && !allowed_unauthenticated(f->body_case)) {
-        cn__conn_respond_status(c, f->request_id, CHAT__STATUS__UNAUTHORIZED,
-                                "authenticate first");
+        cn__conn_respond_status(c, f->request_id, CHAT__STATUS__UNAUTHORIZED, "authenticate first");
     } else {
         route(c, f);
     }

@@ -1,9 +1,9 @@
 /*
  * Ack (batched deletes of delivered mailbox entries), Ping and GetDevices.
  */
-#include <string.h>
-
 #include "node/node_internal.h"
+
+#include <string.h>
 
 static void ack_done(cn_conn_t *c, cn_pending_t *p)
 {

@@ -4,9 +4,9 @@
  * out each one-time prekey at most once, oldest first (the store's writer
  * consumes it atomically). An owner running low gets a PrekeysLow push.
  */
-#include <string.h>
-
 #include "node/node_internal.h"
+
+#include <string.h>
 
 static cn_server_t *srv(const cn_conn_t *c)
 {
@@ -156,18 +156,16 @@ void cn__handle_fetch_prekeys(cn_conn_t *c, uint64_t rid, const Chat__FetchPreke
 {
     char handle[CN_HANDLE_MAX + 1];
     cn_rec_user_t user;
-    if (cn_handle_normalize(m->handle, handle) < 0 ||
-        m->n_device_ids > CN_FETCH_DEVICES_MAX) {
+    if (cn_handle_normalize(m->handle, handle) < 0 || m->n_device_ids > CN_FETCH_DEVICES_MAX) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "invalid handle or devices");
         return;
     }
     int rc = cn_store_user_get(srv(c)->store, handle, &user);
     if (rc < 0 || user.disabled) {
-        cn__conn_respond_status(c, rid,
-                                rc == CN_ENOTFOUND || rc == 0 ? CHAT__STATUS__NOT_FOUND
-                                                              : CHAT__STATUS__UNAVAILABLE,
-                                rc == CN_ENOTFOUND || rc == 0 ? "unknown user"
-                                                              : "storage unavailable");
+        cn__conn_respond_status(
+            c, rid,
+            rc == CN_ENOTFOUND || rc == 0 ? CHAT__STATUS__NOT_FOUND : CHAT__STATUS__UNAVAILABLE,
+            rc == CN_ENOTFOUND || rc == 0 ? "unknown user" : "storage unavailable");
         return;
     }
     for (size_t i = 0; i < m->n_device_ids; i++) {

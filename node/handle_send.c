@@ -6,10 +6,10 @@
  * durable, then pushes Deliver to the devices that are online. TYPING and
  * ephemeral sends skip the store: online devices only.
  */
+#include "node/node_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "node/node_internal.h"
 
 static cn_server_t *srv(const cn_conn_t *c)
 {
@@ -57,16 +57,14 @@ static const char *check_fields(const Chat__Send *m, Chat__Status *status)
             return "ciphertext too large";
         }
         for (size_t j = 0; j < i; j++)
-            if (memcmp(m->envelopes[j]->device_id.data, e->device_id.data, CN_DEVICE_ID_LEN) ==
-                0)
+            if (memcmp(m->envelopes[j]->device_id.data, e->device_id.data, CN_DEVICE_ID_LEN) == 0)
                 return "duplicate recipient device";
     }
     return NULL;
 }
 
 /* Answers CONFLICT when the envelopes do not cover exactly the user's devices. */
-static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m,
-                          const cn_rec_user_t *u)
+static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m, const cn_rec_user_t *u)
 {
     ProtobufCBinaryData missing[CN_DEVICES_HARD_MAX], stale[CN_RECIPIENTS_MAX];
     size_t nm = 0, ns = 0;

@@ -2,10 +2,10 @@
  * An I/O loop: a libuv loop on its own thread that owns a SO_REUSEPORT
  * listener, its connections, and an inbox other threads post to.
  */
+#include "node/node_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "node/node_internal.h"
 
 cn_msg_t *cn__msg_new(enum cn_msg_type type, size_t len)
 {

@@ -1,7 +1,7 @@
 /* chatnode: the daemon's thin main around the node library. */
-#include <stdio.h>
-
 #include "node/cn_node.h"
+
+#include <stdio.h>
 
 int main(int argc, char **argv)
 {

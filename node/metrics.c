@@ -4,10 +4,10 @@
  * control loop. One request per connection; the request head is bounded by
  * CN_HTTP_HEADER_MAX and parsed by the same sans-I/O parser as upgrades.
  */
+#include "node/node_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "node/node_internal.h"
 
 typedef struct metrics_conn {
     uv_tcp_t tcp;
@@ -33,8 +33,13 @@ static void on_written(uv_write_t *req, int status)
 }
 
 #define COUNTER(name, help, field)                                                                 \
-    {name, help, "counter", offsetof(cn_counters_t, field)}
-#define GAUGE(name, help, field) {name, help, "gauge", offsetof(cn_counters_t, field)}
+    {                                                                                              \
+        name, help, "counter", offsetof(cn_counters_t, field)                                      \
+    }
+#define GAUGE(name, help, field)                                                                   \
+    {                                                                                              \
+        name, help, "gauge", offsetof(cn_counters_t, field)                                        \
+    }
 
 static const struct metric {
     const char *name, *help, *type;
@@ -67,8 +72,7 @@ static const struct metric {
     COUNTER("chatnode_store_errors_total", "Store operations that failed.", store_errors),
     COUNTER("chatnode_send_durable_seconds_sum", "Sum of send-to-durable latency.",
             send_durable_us_sum),
-    COUNTER("chatnode_send_durable_seconds_count", "Count of durable sends.",
-            send_durable_count),
+    COUNTER("chatnode_send_durable_seconds_count", "Count of durable sends.", send_durable_count),
 };
 
 static int render(cn_server_t *s, cn_buf_t *b)
@@ -80,8 +84,9 @@ static int render(cn_server_t *s, cn_buf_t *b)
         if (strstr(m->name, "_seconds_") && !seconds)
             CN_TRY(cn_buf_printf(b, "%s %llu\n", m->name, (unsigned long long)v));
         else if (seconds)
-            CN_TRY(cn_buf_printf(b, "# HELP chatnode_send_durable_seconds %s\n"
-                                    "# TYPE chatnode_send_durable_seconds summary\n%s %.6f\n",
+            CN_TRY(cn_buf_printf(b,
+                                 "# HELP chatnode_send_durable_seconds %s\n"
+                                 "# TYPE chatnode_send_durable_seconds summary\n%s %.6f\n",
                                  m->help, m->name, (double)v / 1e6));
         else
             CN_TRY(cn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m->name, m->help,

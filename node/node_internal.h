@@ -10,15 +10,15 @@
 #ifndef CN_NODE_INTERNAL_H
 #define CN_NODE_INTERNAL_H
 
-#include <stdatomic.h>
-#include <string.h>
-#include <uv.h>
-
 #include "crypto/cn_crypto.h"
 #include "node/cn_node.h"
 #include "node/transport.h"
 #include "proto/cn_proto.h"
 #include "store/cn_store.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <uv.h>
 
 typedef struct cn_loop cn_loop_t;
 typedef struct cn_conn cn_conn_t;
@@ -59,10 +59,10 @@ typedef struct cn_msg {
     enum cn_msg_type type;
     uint64_t conn_id; /* target connection (0: none) */
     uint8_t device_id[CN_DEVICE_ID_LEN];
-    uint64_t seq;       /* CN_MSG_DELIVER: mailbox seq (0 for ephemeral) */
-    void *ptr;          /* CN_MSG_STORE_DONE: the pending request */
-    size_t len;         /* bytes in data */
-    uint8_t data[];     /* DELIVER: encoded envelope record; PUSH: ServerFrame */
+    uint64_t seq;   /* CN_MSG_DELIVER: mailbox seq (0 for ephemeral) */
+    void *ptr;      /* CN_MSG_STORE_DONE: the pending request */
+    size_t len;     /* bytes in data */
+    uint8_t data[]; /* DELIVER: encoded envelope record; PUSH: ServerFrame */
 } cn_msg_t;
 
 /** Allocates a message with room for len data bytes; NULL on ENOMEM. */
@@ -165,12 +165,12 @@ size_t cn__registry_size(cn_registry_t *r);
 /* ---------------------------------------------------------- connection */
 
 enum cn_conn_state {
-    CN_CONN_TLS = 1,   /* TLS handshake */
-    CN_CONN_HTTP,      /* waiting for the upgrade request */
-    CN_CONN_UNAUTH,    /* WebSocket open, challenge sent */
-    CN_CONN_AUTHED,    /* a device is signed in */
-    CN_CONN_CLOSING,   /* close frame queued; flushing */
-    CN_CONN_CLOSED,    /* uv_close called */
+    CN_CONN_TLS = 1, /* TLS handshake */
+    CN_CONN_HTTP,    /* waiting for the upgrade request */
+    CN_CONN_UNAUTH,  /* WebSocket open, challenge sent */
+    CN_CONN_AUTHED,  /* a device is signed in */
+    CN_CONN_CLOSING, /* close frame queued; flushing */
+    CN_CONN_CLOSED,  /* uv_close called */
 };
 
 struct cn_conn {
@@ -183,9 +183,9 @@ struct cn_conn {
     char peer[64]; /* ip:port for logs */
     cn_tls_t *tls;
     cn_ws_t *ws;
-    cn_buf_t plain_in;  /* decrypted bytes not yet parsed (HTTP phase) */
-    cn_buf_t out;       /* ciphertext waiting for the socket */
-    cn_buf_t inflight;  /* ciphertext of the write in flight */
+    cn_buf_t plain_in; /* decrypted bytes not yet parsed (HTTP phase) */
+    cn_buf_t out;      /* ciphertext waiting for the socket */
+    cn_buf_t inflight; /* ciphertext of the write in flight */
     uv_write_t write_req;
     bool writing;
     bool reading;
@@ -204,9 +204,9 @@ struct cn_conn {
     char handle[CN_HANDLE_MAX + 1];
     /* Mailbox delivery: the next seq to push (0: unknown, pump first). */
     uint64_t next_seq;
-    bool pumping;       /* reading the mailbox from the store */
-    bool auth_pending;  /* a Register is being stored */
-    bool drained_sent;  /* MailboxDrained pushed once */
+    bool pumping;      /* reading the mailbox from the store */
+    bool auth_pending; /* a Register is being stored */
+    bool drained_sent; /* MailboxDrained pushed once */
 };
 
 /** Accepts a connection on loop (called from the listener callback). */

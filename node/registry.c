@@ -4,11 +4,11 @@
  * mutex-protected open-addressing table keyed by device id; lookups are a
  * hash and a compare, far below the cost of the TLS write they precede.
  */
+#include "node/node_internal.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-
-#include "node/node_internal.h"
 
 typedef struct slot {
     uint8_t dev[CN_DEVICE_ID_LEN];
@@ -20,7 +20,7 @@ typedef struct slot {
 struct cn_registry {
     uv_mutex_t lock;
     slot_t *slots;
-    size_t cap; /* power of two */
+    size_t cap;  /* power of two */
     size_t used; /* live + tombstones */
     size_t live;
 };

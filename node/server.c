@@ -6,6 +6,8 @@
  * reading, let the store finish and answer every in-flight commit, push
  * GoingAway, then close connections and RocksDB.
  */
+#include "node/node_internal.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,8 +17,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "node/node_internal.h"
 
 struct cn_node {
     cn_server_t server;

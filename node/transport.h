@@ -9,9 +9,9 @@
 #ifndef CN_NODE_TRANSPORT_H
 #define CN_NODE_TRANSPORT_H
 
-#include <openssl/ssl.h>
-
 #include "common/cn_common.h"
+
+#include <openssl/ssl.h>
 
 /* ------------------------------------------------------------ HTTP/1.1 */
 
@@ -21,10 +21,10 @@
 typedef struct cn_http_request {
     char method[8];
     char path[CN_HTTP_PATH_MAX + 1];
-    bool is_upgrade;          /* a valid RFC 6455 section 4.2.1 upgrade */
-    char accept[29];          /* Sec-WebSocket-Accept value (base64, NUL-terminated) */
-    bool offers_deflate;      /* client offered permessage-deflate (we decline) */
-    size_t consumed;          /* bytes of the request head */
+    bool is_upgrade;     /* a valid RFC 6455 section 4.2.1 upgrade */
+    char accept[29];     /* Sec-WebSocket-Accept value (base64, NUL-terminated) */
+    bool offers_deflate; /* client offered permessage-deflate (we decline) */
+    size_t consumed;     /* bytes of the request head */
 } cn_http_request_t;
 
 /**

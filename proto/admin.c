@@ -3,12 +3,12 @@
  * cbor_load (bounded by CN_ADMIN_FRAME_MAX before it is called) and then
  * checks every item's type and size before copying it.
  */
+#include "proto/cn_proto.h"
+
 #include <cbor.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "proto/cn_proto.h"
 
 void cn_admin_msg_init(cn_admin_msg_t *m)
 {
@@ -193,10 +193,9 @@ static int row_from_cbor(const cbor_item_t *it, cn_admin_row_t *row)
     struct cbor_pair *pairs = cbor_map_handle(it);
     for (size_t i = 0; i < cbor_map_size(it); i++) {
         CN_ENSURE(is_text(pairs[i].key) && is_text(pairs[i].value), CN_EINVAL);
-        CN_TRY(row_put(row, (const char *)cbor_string_handle(pairs[i].key),
-                       cbor_string_length(pairs[i].key),
-                       (const char *)cbor_string_handle(pairs[i].value),
-                       cbor_string_length(pairs[i].value)));
+        CN_TRY(row_put(
+            row, (const char *)cbor_string_handle(pairs[i].key), cbor_string_length(pairs[i].key),
+            (const char *)cbor_string_handle(pairs[i].value), cbor_string_length(pairs[i].value)));
     }
     return CN_OK;
 }

@@ -16,19 +16,19 @@
 
 /* ----------------------------------------------------------------- limits */
 
-#define CN_DEVICE_ID_LEN    32 /* Ed25519 public key */
-#define CN_SIGNATURE_LEN    64 /* Ed25519 signature */
-#define CN_NONCE_LEN        32 /* auth challenge nonce */
-#define CN_EXPORTER_LEN     32 /* TLS exporter channel binding */
-#define CN_MESSAGE_ID_LEN   16
-#define CN_GROUP_ID_LEN     16
-#define CN_MEDIA_ID_LEN     16
-#define CN_THREAD_TAG_LEN   32
-#define CN_PREKEY_LEN       32 /* X25519 public key */
-#define CN_HANDLE_MIN       3
-#define CN_HANDLE_MAX       32
-#define CN_DEVICE_NAME_MAX  64
-#define CN_DETAIL_MAX       256
+#define CN_DEVICE_ID_LEN   32 /* Ed25519 public key */
+#define CN_SIGNATURE_LEN   64 /* Ed25519 signature */
+#define CN_NONCE_LEN       32 /* auth challenge nonce */
+#define CN_EXPORTER_LEN    32 /* TLS exporter channel binding */
+#define CN_MESSAGE_ID_LEN  16
+#define CN_GROUP_ID_LEN    16
+#define CN_MEDIA_ID_LEN    16
+#define CN_THREAD_TAG_LEN  32
+#define CN_PREKEY_LEN      32 /* X25519 public key */
+#define CN_HANDLE_MIN      3
+#define CN_HANDLE_MAX      32
+#define CN_DEVICE_NAME_MAX 64
+#define CN_DETAIL_MAX      256
 
 #define CN_WS_MESSAGE_MAX    (512u * 1024u) /* one ClientFrame, reassembled */
 #define CN_CIPHERTEXT_MAX    (64u * 1024u)  /* one envelope's ciphertext */

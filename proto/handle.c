@@ -1,6 +1,6 @@
-#include <string.h>
-
 #include "proto/cn_proto.h"
+
+#include <string.h>
 
 int cn_handle_normalize(const char *in, char out[CN_HANDLE_MAX + 1])
 {
@@ -10,8 +10,8 @@ int cn_handle_normalize(const char *in, char out[CN_HANDLE_MAX + 1])
         char c = in[i];
         if (c >= 'A' && c <= 'Z')
             c = (char)(c - 'A' + 'a');
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
         CN_ENSURE(ok, CN_EINVAL);
         out[i] = c;
     }

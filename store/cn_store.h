@@ -33,14 +33,14 @@ CN_MUST_USE int cn_sync_parse(const char *s, enum cn_sync *out);
 const char *cn_sync_name(enum cn_sync s);
 
 typedef struct cn_store_options {
-    const char *path;            /* data directory; created if missing */
-    enum cn_sync sync;           /* default CN_SYNC_BATCH */
-    uint64_t mailbox_ttl_ms;     /* default 30 days; 0 = default */
-    uint64_t dedupe_ttl_ms;      /* default 7 days; 0 = default */
-    size_t block_cache_bytes;    /* default 64 MiB; 0 = default */
-    uint64_t wal_ttl_seconds;    /* WAL kept for replicas; default 3600 */
-    uint64_t wal_size_limit_mb;  /* default 1024 */
-    uint32_t max_batch_ops;      /* group-commit batch limit; default 4096 */
+    const char *path;           /* data directory; created if missing */
+    enum cn_sync sync;          /* default CN_SYNC_BATCH */
+    uint64_t mailbox_ttl_ms;    /* default 30 days; 0 = default */
+    uint64_t dedupe_ttl_ms;     /* default 7 days; 0 = default */
+    size_t block_cache_bytes;   /* default 64 MiB; 0 = default */
+    uint64_t wal_ttl_seconds;   /* WAL kept for replicas; default 3600 */
+    uint64_t wal_size_limit_mb; /* default 1024 */
+    uint32_t max_batch_ops;     /* group-commit batch limit; default 4096 */
 } cn_store_options_t;
 
 /** Fills opts with the defaults (path NULL). */
@@ -93,9 +93,9 @@ CN_MUST_USE int cn_store_meta_put(cn_store_t *s, const char *name, const void *v
 /* --------------------------------------------------------------- writes */
 
 enum cn_store_op_type {
-    CN_OP_REGISTER = 1,  /* new user with its first device */
-    CN_OP_LINK,          /* add a device to an existing user */
-    CN_OP_REVOKE,        /* revoke a device: drop mailbox and prekeys */
+    CN_OP_REGISTER = 1, /* new user with its first device */
+    CN_OP_LINK,         /* add a device to an existing user */
+    CN_OP_REVOKE,       /* revoke a device: drop mailbox and prekeys */
     CN_OP_PREKEYS_UPLOAD,
     CN_OP_PREKEYS_FETCH, /* consume one one-time prekey per device, FIFO */
     CN_OP_SEND,          /* append one envelope per recipient mailbox */

@@ -1,4 +1,6 @@
 /* The admin protocol codec: round trips and negative tests. */
+/* cmocka.h needs these first. */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <cmocka.h>
+/* clang-format on */
 
 #include "proto/cn_proto.h"
 
@@ -95,15 +97,15 @@ static void test_wrong_version_and_types(void **state)
 {
     (void)state;
     /* {"v": 2, "cmd": "stats"} */
-    static const uint8_t v2[] = {0xa2, 0x61, 'v', 0x02, 0x63, 'c', 'm', 'd',
-                                 0x65, 's', 't', 'a', 't', 's'};
+    static const uint8_t v2[] = {0xa2, 0x61, 'v', 0x02, 0x63, 'c', 'm',
+                                 'd',  0x65, 's', 't',  'a',  't', 's'};
     /* {"v": 1, "cmd": 7} */
     static const uint8_t badtype[] = {0xa2, 0x61, 'v', 0x01, 0x63, 'c', 'm', 'd', 0x07};
     /* {"v": 1} without cmd */
     static const uint8_t nocmd[] = {0xa1, 0x61, 'v', 0x01};
     /* {"v": 1, "cmd": "stats"} followed by a trailing byte */
     static const uint8_t trailing[] = {0xa2, 0x61, 'v', 0x01, 0x63, 'c', 'm', 'd',
-                                       0x65, 's', 't', 'a', 't', 's', 0x00};
+                                       0x65, 's',  't', 'a',  't',  's', 0x00};
     cn_admin_msg_t m;
     cn_admin_msg_init(&m);
     assert_int_equal(cn_admin_request_decode(v2, sizeof(v2), &m), CN_EVERSION);
@@ -128,8 +130,7 @@ static void test_oversized(void **state)
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
     assert_int_equal(cn_admin_row_set(&row, "k", "%s", big), CN_ETOOBIG);
-    assert_int_equal(cn_admin_row_set(&row, "a-key-that-is-longer-than-32-bytes", "v"),
-                     CN_ETOOBIG);
+    assert_int_equal(cn_admin_row_set(&row, "a-key-that-is-longer-than-32-bytes", "v"), CN_ETOOBIG);
     for (int i = 0; i < CN_ADMIN_FIELDS_MAX; i++) {
         char k[8];
         snprintf(k, sizeof(k), "k%d", i);

@@ -1,11 +1,13 @@
 /* Buffers, cursors and hex: the bounds every parser relies on. */
+/* cmocka.h needs these first. */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
 #include <cmocka.h>
+/* clang-format on */
 
 #include "common/cn_common.h"
 
@@ -105,10 +107,8 @@ static void test_strerror_and_levels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_append_and_consume),
-        cmocka_unit_test(test_buf_grows_large),
-        cmocka_unit_test(test_cursor_bounds),
-        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_buf_append_and_consume), cmocka_unit_test(test_buf_grows_large),
+        cmocka_unit_test(test_cursor_bounds),          cmocka_unit_test(test_hex),
         cmocka_unit_test(test_strerror_and_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
