@@ -1,5 +1,6 @@
 /* Command-line configuration of chatnode (a config file comes with the operations issue). */
 #include "node/cn_node.h"
+#include "proto/cn_proto.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -56,7 +57,7 @@ static const char usage[] =
     "  --ping-interval MS        ping an idle connection after (30000)\n"
     "  --mailbox-ttl-days N      queued envelopes expire after (30)\n"
     "  --out-soft-limit BYTES    per-connection backlog that pauses reads (262144)\n"
-    "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304)\n"
+    "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304; >= 196608)\n"
     "  --max-connections N       per node (50000)\n"
     "  --log-level debug|info|warn|error  (info)\n";
 
@@ -179,7 +180,8 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         cfg->out_soft_limit = (size_t)n;
         return CN_OK;
     case O_HARD:
-        CN_TRY(parse_u64(v, 65536, 1ull << 32, &n));
+        /* Above the largest single frame, so one Deliver never trips it. */
+        CN_TRY(parse_u64(v, 2 * CN_CIPHERTEXT_MAX + 65536, 1ull << 32, &n));
         cfg->out_hard_limit = (size_t)n;
         return CN_OK;
     }

@@ -18,7 +18,6 @@ static _Thread_local uint8_t t_readbuf[READ_BUF_SIZE];
 static _Thread_local cn_buf_t t_frame; /* scratch for encoding frames */
 
 static void flush(cn_conn_t *c);
-static void arm_timer(cn_conn_t *c);
 
 void cn__conn_thread_exit(void)
 {
@@ -285,7 +284,7 @@ static void on_http_bytes(cn_conn_t *c)
     c->state = CN_CONN_UNAUTH;
     c->ws_opened_ms = c->last_activity_ms = cn_now_ms();
     cn__auth_send_challenge(c);
-    arm_timer(c);
+    cn__conn_arm_timer(c);
 }
 
 static void on_plaintext(cn_conn_t *c)
@@ -432,10 +431,10 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->state != CN_CONN_CLOSED)
-        arm_timer(c);
+        cn__conn_arm_timer(c);
 }
 
-static void arm_timer(cn_conn_t *c)
+void cn__conn_arm_timer(cn_conn_t *c)
 {
     uint64_t now = cn_now_ms();
     uint64_t due = next_deadline(c);
@@ -482,5 +481,5 @@ void cn__conn_accept(cn_loop_t *loop)
     uv_tcp_nodelay(&c->tcp, 1);
     c->opened_ms = c->last_activity_ms = cn_now_ms();
     cn__conn_read_start(c);
-    arm_timer(c);
+    cn__conn_arm_timer(c);
 }

@@ -50,7 +50,9 @@ static int pump_entry(void *ctx, uint64_t seq, const uint8_t *value, size_t len)
     else
         atomic_fetch_add(&c->loop->server->counters.messages_delivered, 1);
     c->next_seq = seq + 1;
-    return c->state == CN_CONN_AUTHED ? 0 : 1;
+    /* Stop at the soft limit entry by entry, so that one slice cannot push
+     * the backlog to the hard limit. */
+    return c->state == CN_CONN_AUTHED && !cn__conn_backlogged(c) ? 0 : 1;
 }
 
 static void send_drained(cn_conn_t *c)
@@ -79,7 +81,9 @@ static void pump(cn_conn_t *c)
             cn__conn_close(c, CN_WS_CLOSE_INTERNAL, "storage unavailable");
             return;
         }
-        if (n < PUMP_SLICE_ENTRIES && c->state == CN_CONN_AUTHED) {
+        /* A slice ends at an entry or byte limit; only an empty one means
+         * the mailbox is drained. */
+        if (n == 0 && c->state == CN_CONN_AUTHED) {
             c->pumping = false;
             if (!c->drained_sent) {
                 c->drained_sent = true;

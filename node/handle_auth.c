@@ -79,6 +79,8 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
     }
     c->authed = true;
     c->state = CN_CONN_AUTHED;
+    c->last_activity_ms = cn_now_ms();
+    cn__conn_arm_timer(c); /* the ping and idle deadlines start now */
     if (old.conn_id != 0 && old.conn_id != c->id) {
         /* One connection per device: the newest wins. */
         static const char why[] = "replaced by a newer connection";

@@ -222,6 +222,8 @@ void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason);
 void cn__conn_abort(cn_conn_t *c, const char *why);
 /** Frees the loop thread's scratch buffers; last call on a loop thread. */
 void cn__conn_thread_exit(void);
+/** (Re)arms the connection timer for its next deadline (after a state change). */
+void cn__conn_arm_timer(cn_conn_t *c);
 /** Resumes reading from the socket (after back-pressure). */
 void cn__conn_read_start(cn_conn_t *c);
 /** True when the output backlog is above the soft limit. */

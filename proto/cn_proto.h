@@ -54,7 +54,8 @@
  *   link certificate: CN_LINK_CERT_CONTEXT ‖ len(u8) ‖ handle ‖ new device_id(32)
  *   signed prekey:    CN_PREKEY_CONTEXT ‖ key_id(u32be) ‖ public_key(32)
  * Each context string includes its terminating NUL so no context is a
- * prefix of another.
+ * prefix of another. The handle is always the normalized (lower-case) form
+ * of cn_handle_normalize.
  */
 #define CN_AUTH_CONTEXT      "chatnode auth v1"
 #define CN_REGISTER_CONTEXT  "chatnode register v1"

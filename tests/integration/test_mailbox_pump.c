@@ -1,0 +1,117 @@
+/*
+ * Integration: draining large mailboxes (DESIGN section 4, Delivery): a
+ * device that connects gets its whole mailbox, in order, whatever the
+ * entry sizes and the configured output limits, and MailboxDrained only
+ * once nothing is left.
+ */
+#include "tests/integration/harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void queue_messages(h_client_t *a, const h_user_t *u, int count, size_t size)
+{
+    enum { WINDOW = 50 };
+    static uint8_t ct[CN_CIPHERTEXT_MAX];
+    assert_true(size <= sizeof(ct));
+    for (int i = 0; i < count; i += WINDOW) {
+        uint64_t rids[WINDOW];
+        int k = CN_MIN(WINDOW, count - i);
+        for (int j = 0; j < k; j++) {
+            uint8_t id[CN_MESSAGE_ID_LEN];
+            h_msg_id(id);
+            h_pattern(ct, size, (uint32_t)(i + j));
+            rids[j] = h_send_nowait(a, u, id, CHAT__KIND__MESSAGE, ct, size);
+        }
+        for (int j = 0; j < k; j++) {
+            Chat__Response *r = h_wait_response(a, rids[j], H_WAIT_MS);
+            assert_non_null(r);
+            assert_int_equal(r->status, CHAT__STATUS__OK);
+        }
+        h_clear_queue(a);
+    }
+}
+
+/* Reads until MailboxDrained; returns how many contiguous Delivers came. */
+static uint64_t drain(h_client_t *b, size_t size, uint64_t *drained_last_seq)
+{
+    static uint8_t want[CN_CIPHERTEXT_MAX];
+    assert_true(size <= sizeof(want));
+    uint64_t got = 0;
+    for (;;) {
+        Chat__ServerFrame *f = h_next_push(b, CHAT__SERVER_FRAME__BODY__NOT_SET, H_WAIT_MS);
+        if (!f)
+            fail_msg("connection ended or stalled after %llu entries (closed=%d code=%u eof=%d)",
+                     (unsigned long long)got, b->closed, b->close_code, b->eof);
+        if (f->body_case == CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED) {
+            *drained_last_seq = f->mailbox_drained->last_seq;
+            break;
+        }
+        assert_int_equal(f->body_case, CHAT__SERVER_FRAME__BODY_DELIVER);
+        assert_int_equal(f->deliver->seq, got + 1);
+        h_pattern(want, size, (uint32_t)got);
+        assert_int_equal(f->deliver->ciphertext.len, size);
+        assert_memory_equal(f->deliver->ciphertext.data, want, size);
+        got++;
+    }
+    return got;
+}
+
+/* Entries large enough that one store slice (256 KiB) holds fewer than a
+ * full slice of entries: the pump must still go on to the end. */
+static void test_large_entries_drain_completely(void **state)
+{
+    (void)state;
+    enum { COUNT = 12, SIZE = 40 * 1024 };
+    h_node_t *n = h_node_start(NULL);
+    h_client_t *a = h_register(n, "alice");
+    h_client_t *b = h_register(n, "bob");
+    h_user_t *bob = b->user;
+    h_client_free(b);
+    queue_messages(a, bob, COUNT, SIZE);
+
+    b = h_connect(n);
+    Chat__Response *r = h_try_auth(b, bob);
+    assert_int_equal(r->status, CHAT__STATUS__OK);
+    assert_int_equal(r->auth_ok->queued, COUNT);
+    uint64_t last = 0;
+    uint64_t got = drain(b, SIZE, &last);
+    if (got != COUNT)
+        fail_msg("MailboxDrained(last_seq=%llu) after %llu of %d queued entries",
+                 (unsigned long long)last, (unsigned long long)got, COUNT);
+    assert_int_equal(last, COUNT);
+}
+
+/* The smallest output limits the node accepts must still let a reader
+ * that reads promptly drain a mailbox of small entries. */
+static void test_small_output_limits_prompt_reader(void **state)
+{
+    (void)state;
+    enum { COUNT = 200, SIZE = 3000 };
+    const char *const flags[] = {
+        "--out-soft-limit", "4096", "--out-hard-limit", "196608", "--sync", "none", NULL};
+    h_node_t *n = h_node_start(flags);
+    h_client_t *a = h_register(n, "alice");
+    h_client_t *b = h_register(n, "bob");
+    h_user_t *bob = b->user;
+    h_client_free(b);
+    queue_messages(a, bob, COUNT, SIZE);
+    double closes0 = h_metric(n, "chatnode_slow_reader_closes_total");
+
+    b = h_login(n, bob);
+    uint64_t last = 0;
+    uint64_t got = drain(b, SIZE, &last);
+    assert_int_equal(got, COUNT);
+    assert_int_equal(last, COUNT);
+    assert_true(h_metric(n, "chatnode_slow_reader_closes_total") == closes0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        H_TEST(test_large_entries_drain_completely),
+        H_TEST(test_small_output_limits_prompt_reader),
+    };
+    return cmocka_run_group_tests_name("integration_mailbox_pump", tests, h_group_setup,
+                                       h_group_teardown);
+}
