@@ -16,6 +16,7 @@
 #include "crypto/cn_crypto.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,6 +426,8 @@ int main(int argc, char **argv)
     cli_t cl;
     char home[4096];
     memset(&cl, 0, sizeof(cl));
+    /* A node that closes after refusing us must not kill the CLI mid-write. */
+    signal(SIGPIPE, SIG_IGN);
     cn_log_set_level(CN_LOG_WARN);
     if (parse_args(&cl, argc, argv) < 0) {
         usage();

@@ -31,7 +31,7 @@ def make_cert(directory):
 class Node:
     """One chatnode on a fixed port (so clients can reconnect after a restart)."""
 
-    def __init__(self, binary, workdir, extra=()):
+    def __init__(self, binary, workdir, extra=(), admin=False):
         self.binary = binary
         self.dir = workdir
         self.port = free_port()
@@ -40,6 +40,7 @@ class Node:
         self.proc = None
         self.log_path = os.path.join(workdir, "node.log")
         self.starts = 0
+        self.admin_socket = os.path.join(workdir, "admin.sock") if admin else ""
 
     @property
     def url(self):
@@ -52,7 +53,7 @@ class Node:
         self.proc = subprocess.Popen(
             [self.binary, "--listen", "127.0.0.1:%d" % self.port,
              "--data", os.path.join(self.dir, "data"), "--tls-cert", self.cert,
-             "--tls-key", self.key, "--admin-socket", "", "--metrics", "",
+             "--tls-key", self.key, "--admin-socket", self.admin_socket, "--metrics", "",
              "--threads", "2"] + self.extra,
             stdout=subprocess.DEVNULL, stderr=log)
         log.close()

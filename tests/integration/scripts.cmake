@@ -4,3 +4,8 @@ add_test(NAME integration_crash_recovery
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_crash_recovery.py
                  $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> 1000)
 set_tests_properties(integration_crash_recovery PROPERTIES LABELS integration TIMEOUT 600)
+
+add_test(NAME integration_invite
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_invite.py
+                 $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> $<TARGET_FILE:chatadmin>)
+set_tests_properties(integration_invite PROPERTIES LABELS integration TIMEOUT 120)
