@@ -34,6 +34,8 @@ typedef struct cn_node_config {
     size_t out_soft_limit;         /* per connection: pause reads and mailbox pumping */
     size_t out_hard_limit;         /* per connection: disconnect a reader this slow */
     uint32_t max_connections;      /* per node; default 50,000 */
+    uint64_t max_queued_bytes;     /* per recipient device; 0 = unlimited; default 256 MiB */
+    bool check_only;               /* --check-config: validate and exit */
     enum cn_log_level log_level;
 } cn_node_config_t;
 
@@ -46,6 +48,13 @@ void cn_node_config_default(cn_node_config_t *cfg);
  */
 CN_MUST_USE int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err,
                                      size_t errlen);
+
+/**
+ * --check-config: loads the TLS certificate and key, the node key (if it
+ * exists), and checks that the data directory is usable, without binding
+ * ports or opening the database (a running node holds its lock).
+ */
+CN_MUST_USE int cn_node_check_config(const cn_node_config_t *cfg, char *err, size_t errlen);
 
 typedef struct cn_node cn_node_t;
 

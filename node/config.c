@@ -1,8 +1,13 @@
-/* Command-line configuration of chatnode (a config file comes with the operations issue). */
+/*
+ * chatnode's configuration: embedded defaults, then an INI file (libinih)
+ * named by --config, then command-line flags. Every setting has one entry
+ * in `defs` (flag name and [section] key) and one validator in apply().
+ */
 #include "node/cn_node.h"
 #include "proto/cn_proto.h"
 
 #include <getopt.h>
+#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,7 @@ void cn_node_config_default(cn_node_config_t *cfg)
     cfg->out_soft_limit = 256u * 1024u;
     cfg->out_hard_limit = 4u * 1024u * 1024u;
     cfg->max_connections = 50000;
+    cfg->max_queued_bytes = 256ull * 1024 * 1024;
     cfg->log_level = CN_LOG_INFO;
 }
 
@@ -59,6 +65,9 @@ static const char usage[] =
     "  --out-soft-limit BYTES    per-connection backlog that pauses reads (262144)\n"
     "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304; >= 196608)\n"
     "  --max-connections N       per node (50000)\n"
+    "  --max-queued-bytes BYTES  queued ciphertext per recipient device, 0 = no cap (268435456)\n"
+    "  --config FILE             INI config file (docs/chatnode.conf.sample); flags override it\n"
+    "  --check-config            validate the configuration (files, keys, ports) and exit\n"
     "  --log-level debug|info|warn|error  (info)\n";
 
 static int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
@@ -111,8 +120,40 @@ enum {
     O_SOFT,
     O_HARD,
     O_MAXCONN,
+    O_MAXQ,
     O_LOG,
+    O_CONFIG,
+    O_CHECK,
     O_HELP,
+};
+
+/* One table for flags and config-file keys: `--flag` and `[section] key`. */
+static const struct opt_def {
+    const char *flag, *section, *key;
+    int id;
+} defs[] = {
+    {"listen", "node", "listen", O_LISTEN},
+    {"data", "node", "data", O_DATA},
+    {"threads", "node", "threads", O_THREADS},
+    {"sync", "node", "sync", O_SYNC},
+    {"registration", "node", "registration", O_REG},
+    {"max-devices", "node", "max_devices", O_MAXDEV},
+    {"log-level", "node", "log_level", O_LOG},
+    {"tls-cert", "tls", "cert", O_CERT},
+    {"tls-key", "tls", "key", O_KEY},
+    {"node-key", "node", "node_key", O_NODE_KEY},
+    {"admin-socket", "admin", "socket", O_ADMIN},
+    {"metrics", "metrics", "listen", O_METRICS},
+    {"handshake-timeout", "limits", "handshake_timeout_ms", O_HS_TO},
+    {"auth-timeout", "limits", "auth_timeout_ms", O_AUTH_TO},
+    {"challenge-ttl", "limits", "challenge_ttl_ms", O_CH_TTL},
+    {"idle-timeout", "limits", "idle_timeout_ms", O_IDLE},
+    {"ping-interval", "limits", "ping_interval_ms", O_PING},
+    {"mailbox-ttl-days", "limits", "mailbox_ttl_days", O_TTL},
+    {"out-soft-limit", "limits", "out_soft_limit", O_SOFT},
+    {"out-hard-limit", "limits", "out_hard_limit", O_HARD},
+    {"max-connections", "limits", "max_connections", O_MAXCONN},
+    {"max-queued-bytes", "limits", "max_queued_bytes", O_MAXQ},
 };
 
 static const struct option options[] = {
@@ -136,7 +177,10 @@ static const struct option options[] = {
     {"out-soft-limit", 1, 0, O_SOFT},
     {"out-hard-limit", 1, 0, O_HARD},
     {"max-connections", 1, 0, O_MAXCONN},
+    {"max-queued-bytes", 1, 0, O_MAXQ},
     {"log-level", 1, 0, O_LOG},
+    {"config", 1, 0, O_CONFIG},
+    {"check-config", 0, 0, O_CHECK},
     {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -184,6 +228,12 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         CN_TRY(parse_u64(v, 2 * CN_CIPHERTEXT_MAX + 65536, 1ull << 32, &n));
         cfg->out_hard_limit = (size_t)n;
         return CN_OK;
+    case O_MAXQ:
+        /* 0: unlimited; otherwise room for at least a few full envelopes. */
+        CN_TRY(parse_u64(v, 0, 1ull << 40, &n));
+        CN_ENSURE(n == 0 || n >= 4 * CN_CIPHERTEXT_MAX, CN_EINVAL);
+        cfg->max_queued_bytes = n;
+        return CN_OK;
     }
     /* The rest are bounded integers. */
     static const struct {
@@ -211,8 +261,89 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
     return CN_EINVAL;
 }
 
+static const char *opt_name(int id)
+{
+    for (size_t i = 0; options[i].name; i++)
+        if (options[i].val == id)
+            return options[i].name;
+    return "?";
+}
+
+typedef struct ini_ctx {
+    cn_node_config_t *cfg;
+    char *err;
+    size_t errlen;
+    bool failed;
+} ini_ctx_t;
+
+/* libinih callback: one `key = value` of a [section]; unknown keys are errors. */
+static int ini_entry(void *user, const char *section, const char *key, const char *value)
+{
+    ini_ctx_t *x = user;
+    for (size_t i = 0; i < CN_ARRAY_LEN(defs); i++) {
+        if (strcmp(defs[i].section, section) != 0 || strcmp(defs[i].key, key) != 0)
+            continue;
+        if (apply(x->cfg, defs[i].id, value) == 0)
+            return 1;
+        snprintf(x->err, x->errlen, "invalid value for [%s] %s: '%s'", section, key, value);
+        x->failed = true;
+        return 0;
+    }
+    snprintf(x->err, x->errlen, "unknown setting [%s] %s", section, key);
+    x->failed = true;
+    return 0;
+}
+
+static int load_file(cn_node_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    ini_ctx_t x = {cfg, err, errlen, false};
+    int line = ini_parse(path, ini_entry, &x);
+    if (line == 0)
+        return CN_OK;
+    if (line < 0) {
+        snprintf(err, errlen, "cannot read config file %s", path);
+        return CN_EINVAL;
+    }
+    if (!x.failed)
+        snprintf(err, errlen, "syntax error");
+    size_t n = strlen(err);
+    snprintf(err + n, errlen - n, " (%s line %d)", path, line);
+    return CN_EINVAL;
+}
+
+/* The config file is read first, whatever the position of --config. */
+static const char *find_config_flag(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+    }
+    return path;
+}
+
+static int check_consistency(cn_node_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->out_hard_limit <= cfg->out_soft_limit) {
+        snprintf(err, errlen, "out_hard_limit must be above out_soft_limit");
+        return CN_EINVAL;
+    }
+    if (cfg->ping_interval_ms >= cfg->idle_timeout_ms) {
+        snprintf(err, errlen, "ping_interval must be below idle_timeout");
+        return CN_EINVAL;
+    }
+    if (!cfg->node_key[0])
+        snprintf(cfg->node_key, sizeof(cfg->node_key), "%.500s/node.key", cfg->data_dir);
+    return CN_OK;
+}
+
 int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err, size_t errlen)
 {
+    const char *file = find_config_flag(argc, argv);
+    if (file)
+        CN_TRY(load_file(cfg, file, err, errlen));
     optind = 1;
     opterr = 0;
     int opt;
@@ -221,13 +352,18 @@ int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err
             fputs(usage, stdout);
             return CN_EAGAIN;
         }
+        if (opt == O_CONFIG)
+            continue;
+        if (opt == O_CHECK) {
+            cfg->check_only = true;
+            continue;
+        }
         if (opt == '?' || opt == ':') {
             snprintf(err, errlen, "unknown option or missing value: %s", argv[optind - 1]);
             return CN_EINVAL;
         }
         if (apply(cfg, opt, optarg) < 0) {
-            snprintf(err, errlen, "invalid value for --%s: '%s'", options[opt - O_LISTEN].name,
-                     optarg);
+            snprintf(err, errlen, "invalid value for --%s: '%s'", opt_name(opt), optarg);
             return CN_EINVAL;
         }
     }
@@ -235,11 +371,5 @@ int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err
         snprintf(err, errlen, "unexpected argument: %s", argv[optind]);
         return CN_EINVAL;
     }
-    if (cfg->out_hard_limit <= cfg->out_soft_limit) {
-        snprintf(err, errlen, "--out-hard-limit must be above --out-soft-limit");
-        return CN_EINVAL;
-    }
-    if (!cfg->node_key[0])
-        snprintf(cfg->node_key, sizeof(cfg->node_key), "%s/node.key", cfg->data_dir);
-    return CN_OK;
+    return check_consistency(cfg, err, errlen);
 }

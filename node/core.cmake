@@ -3,7 +3,7 @@ add_library(chatnode_core STATIC
     config.c server.c loop.c conn.c registry.c dispatch.c delivery.c metrics.c
     admin.c handle_auth.c handle_prekeys.c handle_send.c handle_misc.c)
 target_link_libraries(chatnode_core PUBLIC chatnode_transport chatstore chatcrypto chatproto
-                      chatcommon PkgConfig::UV)
+                      chatcommon PkgConfig::UV PkgConfig::INIH)
 cn_warnings(chatnode_core)
 
 add_executable(chatnode main.c)

@@ -15,6 +15,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "chatnode: %s (see --help)\n", err);
         return 64; /* EX_USAGE */
     }
+    if (cfg.check_only) {
+        rc = cn_node_check_config(&cfg, err, sizeof(err));
+        if (rc < 0) {
+            fprintf(stderr, "chatnode: configuration error: %s\n", err);
+            return 1;
+        }
+        printf("configuration ok\n");
+        return 0;
+    }
     cn_node_t *node;
     rc = cn_node_new(&cfg, &node);
     if (rc < 0) {

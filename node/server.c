@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,6 +105,32 @@ static int start_loops(cn_server_t *s)
         CN_TRY(cn__loop_init(s->loops[i], s, i, fd));
     }
     s->bound_port = port;
+    return CN_OK;
+}
+
+int cn_node_check_config(const cn_node_config_t *cfg, char *err, size_t errlen)
+{
+    CN_TRY(cn_crypto_init());
+    SSL_CTX *tls = cn_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key);
+    if (!tls) {
+        snprintf(err, errlen, "cannot use TLS certificate %s / key %s", cfg->tls_cert,
+                 cfg->tls_key);
+        return CN_EINVAL;
+    }
+    SSL_CTX_free(tls);
+    cn_identity_t id = {0};
+    int rc = cn_identity_load(cfg->node_key, &id);
+    cn_identity_dispose(&id);
+    if (rc < 0 && rc != CN_ENOTFOUND) {
+        snprintf(err, errlen, "node key %s is unreadable or malformed", cfg->node_key);
+        return CN_EINVAL;
+    }
+    struct stat st;
+    if (stat(cfg->data_dir, &st) == 0 ? !S_ISDIR(st.st_mode) || access(cfg->data_dir, W_OK) != 0
+                                      : errno != ENOENT) {
+        snprintf(err, errlen, "data directory %s is not a writable directory", cfg->data_dir);
+        return CN_EINVAL;
+    }
     return CN_OK;
 }
 
