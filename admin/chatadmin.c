@@ -19,25 +19,82 @@
 #define EXIT_UNREACHABLE 5
 
 static const char usage[] =
-    "usage: chatadmin [--socket PATH] [--json] COMMAND\n"
+    "usage: chatadmin [--socket PATH] [--json] GROUP COMMAND [ARGS] [OPTIONS]\n"
     "  --socket PATH   the node's admin socket (./var/admin.sock)\n"
-    "  --json          print JSON instead of tables\n"
-    "commands:\n"
-    "  stats           connections, messages, store queue\n"
-    "  invite create   a single-use invite token (registration policy invite)\n"
-    "  config show     the node's effective configuration\n"
+    "  --json          print JSON (an object, or an array for lists) instead of tables\n"
+    "commands (chatadmin GROUP COMMAND --help for one):\n"
+    "  stats                              connections, queues, prekeys, store\n"
+    "  config show                        the node's effective configuration\n"
+    "  device list | show ID | revoke ID  devices (revoke disconnects, forever)\n"
+    "  user list | show H | disable H | enable H\n"
+    "  invite create [--uses N] [--expires DURATION]   token for policy invite\n"
+    "  ratelimit list | set ACTION --rate N/s --burst N [--device ID] | reset ACTION "
+    "[--device ID]\n"
+    "  queue show DEVICE                  depth and oldest age (never contents)\n"
+    "  backup DIR                         RocksDB checkpoint into a new directory\n"
     "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 refused, 5 node unreachable\n";
 
+/* One command: its words, wire name, positional argument, options. */
 typedef struct command {
     const char *words[2];
-    const char *cmd; /* wire name */
-    bool list;       /* prints an array (else one object) */
+    const char *cmd;        /* wire name */
+    bool list;              /* prints an array (else one object) */
+    const char *positional; /* argument key of the one positional, or NULL */
+    const char *options[3]; /* allowed --options (argument keys) */
+    const char *help;
 } command_t;
 
 static const command_t commands[] = {
-    {{"stats", NULL}, "stats", false},
-    {{"invite", "create"}, "invite.create", false},
-    {{"config", "show"}, "config.show", false},
+    {{"stats", NULL}, "stats", false, NULL, {NULL}, "node statistics"},
+    {{"config", "show"}, "config.show", false, NULL, {NULL}, "effective configuration"},
+    {{"device", "list"}, "device.list", true, NULL, {NULL}, "every device"},
+    {{"device", "show"}, "device.show", false, "id", {NULL}, "one device: ID (hex)"},
+    {{"device", "revoke"},
+     "device.revoke",
+     false,
+     "id",
+     {NULL},
+     "revoke ID: disconnects it, drops its mailbox and prekeys; it cannot reconnect"},
+    {{"user", "list"}, "user.list", true, NULL, {NULL}, "every user"},
+    {{"user", "show"}, "user.show", false, "handle", {NULL}, "one user and its devices"},
+    {{"user", "disable"},
+     "user.disable",
+     false,
+     "handle",
+     {NULL},
+     "disable HANDLE: its devices are disconnected and refused"},
+    {{"user", "enable"}, "user.enable", false, "handle", {NULL}, "undo disable"},
+    {{"invite", "create"},
+     "invite.create",
+     false,
+     NULL,
+     {"uses", "expires", NULL},
+     "a registration token: --uses N (1), --expires 30m|12h|7d (never)"},
+    {{"ratelimit", "list"}, "ratelimit.list", true, NULL, {NULL}, "policies in force"},
+    {{"ratelimit", "set"},
+     "ratelimit.set",
+     false,
+     "action",
+     {"rate", "burst", "device"},
+     "set ACTION --rate N/s|N/m|N/h --burst N [--device ID]; live and persisted"},
+    {{"ratelimit", "reset"},
+     "ratelimit.reset",
+     false,
+     "action",
+     {"device", NULL, NULL},
+     "back to the default (or drop a --device override)"},
+    {{"queue", "show"},
+     "queue.show",
+     false,
+     "device",
+     {NULL},
+     "queue depth, bytes and oldest age of DEVICE"},
+    {{"backup", NULL},
+     "backup",
+     false,
+     "dir",
+     {NULL},
+     "checkpoint the database into DIR (absolute, must not exist)"},
 };
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -180,6 +237,45 @@ static const command_t *find_command(int argc, char **argv, int *used)
     return NULL;
 }
 
+static void command_help(const command_t *c, FILE *out)
+{
+    fprintf(out, "usage: chatadmin %s%s%s", c->words[0], c->words[1] ? " " : "",
+            c->words[1] ? c->words[1] : "");
+    if (c->positional)
+        fprintf(out, " %s", c->positional);
+    for (int i = 0; i < 3 && c->options[i]; i++)
+        fprintf(out, " [--%s V]", c->options[i]);
+    fprintf(out, "\n  %s\n", c->help);
+}
+
+/* Fills req->args from the words after the command; false on a usage error. */
+static bool command_args(const command_t *c, int argc, char **argv, cn_admin_msg_t *req, bool *help)
+{
+    bool have_positional = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *help = true;
+            return true;
+        }
+        if (strncmp(argv[i], "--", 2) == 0) {
+            bool known = false;
+            for (int k = 0; k < 3 && c->options[k]; k++)
+                known |= strcmp(argv[i] + 2, c->options[k]) == 0;
+            if (!known || i + 1 >= argc ||
+                cn_admin_row_set(&req->args, argv[i] + 2, "%s", argv[i + 1]) < 0)
+                return false;
+            i++;
+        } else if (c->positional && !have_positional) {
+            if (cn_admin_row_set(&req->args, c->positional, "%s", argv[i]) < 0)
+                return false;
+            have_positional = true;
+        } else {
+            return false;
+        }
+    }
+    return !c->positional || have_positional;
+}
+
 int main(int argc, char **argv)
 {
     const char *sock = "./var/admin.sock";
@@ -202,13 +298,19 @@ int main(int argc, char **argv)
     }
     int used = 0;
     const command_t *c = find_command(argc - optind, argv + optind, &used);
-    if (!c || optind + used != argc) {
+    if (!c) {
         fputs(usage, stderr);
         return CN_ADMIN_USAGE;
     }
     cn_admin_msg_t req, resp;
     cn_admin_msg_init(&req);
     cn_admin_msg_init(&resp);
+    bool help = false;
+    if (!command_args(c, argc - optind - used, argv + optind + used, &req, &help) || help) {
+        command_help(c, help ? stdout : stderr);
+        cn_admin_msg_dispose(&req);
+        return help ? 0 : CN_ADMIN_USAGE;
+    }
     snprintf(req.cmd, sizeof(req.cmd), "%s", c->cmd);
     int rc = call(sock, &req, &resp);
     int exit_code;

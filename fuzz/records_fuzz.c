@@ -51,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ROUNDTRIP(cn_rec_user_t, cn_rec_user_decode, cn_rec_user_encode);
     ROUNDTRIP(cn_rec_dedupe_t, cn_rec_dedupe_decode, cn_rec_dedupe_encode);
     ROUNDTRIP(cn_rec_prekey_t, cn_rec_prekey_decode, cn_rec_prekey_encode);
+    ROUNDTRIP(cn_rec_push_t, cn_rec_push_decode, cn_rec_push_encode);
 
     cn_rec_envelope_t e, e2;
     int rc = cn_rec_envelope_decode(data, size, &e);

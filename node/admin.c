@@ -68,95 +68,6 @@ static void reply(admin_conn_t *a, const cn_admin_msg_t *resp)
     }
 }
 
-static void fail(cn_admin_msg_t *resp, uint32_t status, const char *error)
-{
-    resp->status = status;
-    snprintf(resp->error, sizeof(resp->error), "%s", error);
-}
-
-static void cmd_stats(cn_server_t *s, cn_admin_msg_t *resp)
-{
-    cn_admin_row_t *r = cn_admin_add_row(resp);
-    cn_store_stats_t st;
-    if (!r) {
-        fail(resp, CN_ADMIN_FAILED, "out of memory");
-        return;
-    }
-    cn_store_stats_get(s->store, &st);
-    cn_counters_t *c = &s->counters;
-    int rc = 0;
-    rc |= cn_admin_row_set(r, "connections", "%llu",
-                           (unsigned long long)atomic_load(&c->connections_open));
-    rc |= cn_admin_row_set(r, "devices_online", "%zu", cn__registry_size(s->registry));
-    rc |= cn_admin_row_set(r, "messages_accepted", "%llu",
-                           (unsigned long long)atomic_load(&c->messages_accepted));
-    rc |= cn_admin_row_set(r, "messages_delivered", "%llu",
-                           (unsigned long long)atomic_load(&c->messages_delivered));
-    rc |= cn_admin_row_set(r, "messages_acked", "%llu",
-                           (unsigned long long)atomic_load(&c->messages_acked));
-    rc |= cn_admin_row_set(r, "auth_failed", "%llu",
-                           (unsigned long long)atomic_load(&c->auth_failed));
-    rc |= cn_admin_row_set(r, "store_queue_depth", "%llu", (unsigned long long)st.queue_depth);
-    rc |= cn_admin_row_set(r, "store_batches", "%llu", (unsigned long long)st.batches);
-    rc |= cn_admin_row_set(r, "store_ops", "%llu", (unsigned long long)st.ops);
-    rc |= cn_admin_row_set(r, "sync", "%s", cn_sync_name(s->cfg.sync));
-    if (rc)
-        fail(resp, CN_ADMIN_FAILED, "out of memory");
-}
-
-static void cmd_invite_create(cn_server_t *s, cn_admin_msg_t *resp)
-{
-    uint8_t raw[16];
-    char token[2 * sizeof(raw) + 1], name[64], created[32];
-    cn_random(raw, sizeof(raw));
-    cn_hex_encode(token, raw, sizeof(raw));
-    snprintf(name, sizeof(name), "invite/%s", token);
-    int n = snprintf(created, sizeof(created), "%llu", (unsigned long long)cn_now_ms());
-    if (cn_store_meta_put(s->store, name, created, (size_t)n) < 0) {
-        fail(resp, CN_ADMIN_FAILED, "storage unavailable");
-        return;
-    }
-    cn_admin_row_t *r = cn_admin_add_row(resp);
-    if (!r || cn_admin_row_set(r, "token", "%s", token) < 0)
-        fail(resp, CN_ADMIN_FAILED, "out of memory");
-    cn_log_info("invite_created", "uses=1");
-}
-
-static void cmd_config_show(cn_server_t *s, cn_admin_msg_t *resp)
-{
-    const cn_node_config_t *c = &s->cfg;
-    cn_admin_row_t *r = cn_admin_add_row(resp);
-    if (!r) {
-        fail(resp, CN_ADMIN_FAILED, "out of memory");
-        return;
-    }
-    int rc = 0;
-    rc |= cn_admin_row_set(r, "listen", "%s:%u", c->listen_host, s->bound_port);
-    rc |= cn_admin_row_set(r, "data", "%s", c->data_dir);
-    rc |= cn_admin_row_set(r, "threads", "%u", c->threads);
-    rc |= cn_admin_row_set(r, "sync", "%s", cn_sync_name(c->sync));
-    rc |= cn_admin_row_set(r, "registration", "%s",
-                           c->registration == CN_REG_OPEN ? "open" : "invite");
-    rc |= cn_admin_row_set(r, "max_devices", "%u", c->max_devices);
-    rc |= cn_admin_row_set(r, "idle_timeout_ms", "%u", c->idle_timeout_ms);
-    rc |= cn_admin_row_set(r, "mailbox_ttl_days", "%llu",
-                           (unsigned long long)(c->mailbox_ttl_ms / 86400000ull));
-    if (rc)
-        fail(resp, CN_ADMIN_FAILED, "out of memory");
-}
-
-static void execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
-{
-    if (strcmp(req->cmd, "stats") == 0)
-        cmd_stats(s, resp);
-    else if (strcmp(req->cmd, "invite.create") == 0)
-        cmd_invite_create(s, resp);
-    else if (strcmp(req->cmd, "config.show") == 0)
-        cmd_config_show(s, resp);
-    else
-        fail(resp, CN_ADMIN_USAGE, "unknown command");
-}
-
 /* Handles every complete frame in a->in. */
 static void process(admin_conn_t *a)
 {
@@ -175,9 +86,9 @@ static void process(admin_conn_t *a)
         cn_admin_msg_init(&req);
         cn_admin_msg_init(&resp);
         if (cn_admin_request_decode(in.base + 4, len, &req) < 0)
-            fail(&resp, CN_ADMIN_USAGE, "malformed request");
+            cn__admin_fail(&resp, CN_ADMIN_USAGE, "malformed request");
         else
-            execute(a->server, &req, &resp);
+            cn__admin_execute(a->server, &req, &resp);
         reply(a, &resp);
         cn_admin_msg_dispose(&req);
         cn_admin_msg_dispose(&resp);

@@ -35,6 +35,7 @@ typedef struct cn_node_config {
     size_t out_hard_limit;         /* per connection: disconnect a reader this slow */
     uint32_t max_connections;      /* per node; default 50,000 */
     uint64_t max_queued_bytes;     /* per recipient device; 0 = unlimited; default 256 MiB */
+    char push_gateway[512];        /* http://host[:port]/path for offline wake-ups; "" = off */
     bool check_only;               /* --check-config: validate and exit */
     enum cn_log_level log_level;
 } cn_node_config_t;

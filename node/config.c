@@ -66,6 +66,7 @@ static const char usage[] =
     "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304; >= 196608)\n"
     "  --max-connections N       per node (50000)\n"
     "  --max-queued-bytes BYTES  queued ciphertext per recipient device, 0 = no cap (268435456)\n"
+    "  --push-gateway URL        http://host[:port]/path: POST a wake-up for offline devices\n"
     "  --config FILE             INI config file (docs/chatnode.conf.sample); flags override it\n"
     "  --check-config            validate the configuration (files, keys, ports) and exit\n"
     "  --log-level debug|info|warn|error  (info)\n";
@@ -121,6 +122,7 @@ enum {
     O_HARD,
     O_MAXCONN,
     O_MAXQ,
+    O_PUSH,
     O_LOG,
     O_CONFIG,
     O_CHECK,
@@ -154,6 +156,7 @@ static const struct opt_def {
     {"out-hard-limit", "limits", "out_hard_limit", O_HARD},
     {"max-connections", "limits", "max_connections", O_MAXCONN},
     {"max-queued-bytes", "limits", "max_queued_bytes", O_MAXQ},
+    {"push-gateway", "push", "gateway", O_PUSH},
 };
 
 static const struct option options[] = {
@@ -178,6 +181,7 @@ static const struct option options[] = {
     {"out-hard-limit", 1, 0, O_HARD},
     {"max-connections", 1, 0, O_MAXCONN},
     {"max-queued-bytes", 1, 0, O_MAXQ},
+    {"push-gateway", 1, 0, O_PUSH},
     {"log-level", 1, 0, O_LOG},
     {"config", 1, 0, O_CONFIG},
     {"check-config", 0, 0, O_CHECK},
@@ -199,6 +203,9 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         return copy_str(cfg->tls_key, sizeof(cfg->tls_key), v);
     case O_NODE_KEY:
         return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
+    case O_PUSH:
+        CN_ENSURE(v[0] == '\0' || strncmp(v, "http://", 7) == 0, CN_EINVAL);
+        return copy_str(cfg->push_gateway, sizeof(cfg->push_gateway), v);
     case O_ADMIN:
         return copy_str(cfg->admin_socket, sizeof(cfg->admin_socket), v);
     case O_METRICS:

@@ -200,6 +200,25 @@ void cn__conn_respond(cn_conn_t *c, Chat__Response *resp)
     cn__conn_send_frame(c, &f);
 }
 
+bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, const uint8_t *key,
+                      size_t keylen, double cost)
+{
+    uint32_t retry = 0;
+    const uint8_t *dev = c->authed ? c->device_id : NULL;
+    if (cn__rl_take(srv(c)->rl, a, key, keylen, dev, cost, cn_now_ms(), &retry) == CN_OK)
+        return true;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "rate limited (%s)", cn__rl_action_name(a));
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = request_id;
+    r.status = CHAT__STATUS__RATE_LIMITED;
+    r.detail = detail;
+    r.retry_after_ms = retry;
+    cn__conn_respond(c, &r);
+    return false;
+}
+
 void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status status,
                              const char *detail)
 {
@@ -208,6 +227,10 @@ void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status sta
     r.request_id = request_id;
     r.status = status;
     r.detail = cn__pb_str(detail ? detail : "");
+    if (status != CHAT__STATUS__OK)
+        cn_log_debug("request_refused", "conn=%llu req=%llu status=%d detail=\"%s\"",
+                     (unsigned long long)c->id, (unsigned long long)request_id, (int)status,
+                     r.detail);
     cn__conn_respond(c, &r);
 }
 
@@ -470,10 +493,19 @@ void cn__conn_accept(cn_loop_t *loop)
         int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                             : ntohs(((struct sockaddr_in *)&ss)->sin_port);
         snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+        if (ss.ss_family == AF_INET6) {
+            memcpy(c->ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+        } else {
+            c->ip[10] = c->ip[11] = 0xff; /* ::ffff:a.b.c.d */
+            memcpy(c->ip + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+        }
     }
     uint64_t open = atomic_load(&s->counters.connections_open);
     c->tls = cn_tls_new(s->tls);
-    if (!c->tls || loop->draining || open > s->cfg.max_connections) {
+    uint32_t retry;
+    bool limited = cn__rl_take(s->rl, CN_RL_CONNECT, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
+                               &retry) != CN_OK;
+    if (!c->tls || loop->draining || open > s->cfg.max_connections || limited) {
         count(&s->counters.connections_rejected, 1);
         close_now(c);
         return;

@@ -108,16 +108,20 @@ void cn__delivery_resume(cn_conn_t *c)
 
 void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
 {
+    cn_counters_t *ctr = &c->loop->server->counters;
     if (m->seq == 0) { /* ephemeral: now or never */
-        if (!cn__conn_backlogged(c))
+        if (!cn__conn_backlogged(c)) {
             cn__conn_send_bytes(c, m->data, m->len);
+            cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - m->sent_ns) / 1000);
+        }
         return;
     }
     if (c->pumping || (c->next_seq != 0 && m->seq < c->next_seq))
         return; /* the pump will read it, or it was sent already */
     if (c->next_seq == m->seq && !cn__conn_backlogged(c)) {
         cn__conn_send_bytes(c, m->data, m->len);
-        atomic_fetch_add(&c->loop->server->counters.messages_delivered, 1);
+        atomic_fetch_add(&ctr->messages_delivered, 1);
+        cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - m->sent_ns) / 1000);
         c->next_seq++;
         return;
     }
@@ -126,7 +130,7 @@ void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
 }
 
 static void post_frame(cn_server_t *s, enum cn_msg_type type, const uint8_t *device, uint64_t seq,
-                       const Chat__ServerFrame *frame)
+                       const Chat__ServerFrame *frame, uint64_t sent_ns)
 {
     cn_route_t route;
     if (cn__registry_get(s->registry, device, &route) < 0)
@@ -138,18 +142,19 @@ static void post_frame(cn_server_t *s, enum cn_msg_type type, const uint8_t *dev
     chat__server_frame__pack(frame, m->data);
     m->conn_id = route.conn_id;
     m->seq = seq;
+    m->sent_ns = sent_ns;
     memcpy(m->device_id, device, CN_DEVICE_ID_LEN);
     cn__loop_post(s->loops[route.loop], m);
 }
 
 void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
-                        const Chat__ServerFrame *frame)
+                        const Chat__ServerFrame *frame, uint64_t sent_ns)
 {
-    post_frame(s, CN_MSG_DELIVER, device, seq, frame);
+    post_frame(s, CN_MSG_DELIVER, device, seq, frame, sent_ns);
 }
 
 void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                         const Chat__ServerFrame *frame)
 {
-    post_frame(s, CN_MSG_PUSH, device, 0, frame);
+    post_frame(s, CN_MSG_PUSH, device, 0, frame, 0);
 }

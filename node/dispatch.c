@@ -63,6 +63,8 @@ void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
         cn__conn_close(c, CN_WS_CLOSE_POLICY, "unparseable frame");
         return;
     }
+    cn_log_debug("request", "conn=%llu req=%llu type=%d", (unsigned long long)c->id,
+                 (unsigned long long)f->request_id, (int)f->body_case);
     if (f->request_id == 0) {
         cn__conn_respond_status(c, 0, CHAT__STATUS__BAD_REQUEST, "request_id must be non-zero");
     } else if (c->state != CN_CONN_AUTHED && !allowed_unauthenticated(f->body_case)) {

@@ -34,9 +34,35 @@ void cn__auth_send_challenge(cn_conn_t *c)
     cn__conn_send_frame(c, &f);
 }
 
+static enum cn_auth_fail fail_class(const char *why)
+{
+    static const struct {
+        const char *prefix;
+        enum cn_auth_fail cls;
+    } classes[] = {
+        {"malformed", CN_AUTHF_MALFORMED},
+        {"challenge expired", CN_AUTHF_EXPIRED},
+        {"bad signature", CN_AUTHF_BAD_SIGNATURE},
+        {"unknown device", CN_AUTHF_UNKNOWN_DEVICE},
+        {"device revoked", CN_AUTHF_REVOKED},
+        {"user disabled", CN_AUTHF_DISABLED},
+        {"invalid invite", CN_AUTHF_INVITE},
+        {"invite", CN_AUTHF_INVITE},
+        {"an invite", CN_AUTHF_INVITE},
+    };
+    for (size_t i = 0; i < CN_ARRAY_LEN(classes); i++)
+        if (strncmp(why, classes[i].prefix, strlen(classes[i].prefix)) == 0)
+            return classes[i].cls;
+    return CN_AUTHF_OTHER;
+}
+
 static void refuse(cn_conn_t *c, uint64_t rid, const char *why)
 {
+    uint32_t retry;
+    (void)cn__rl_take(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
+                      &retry);
     atomic_fetch_add(&srv(c)->counters.auth_failed, 1);
+    atomic_fetch_add(&srv(c)->counters.auth_failed_by[fail_class(why)], 1);
     cn_log_info("auth_failed", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id,
                 c->peer, why);
     cn__conn_respond_status(c, rid, CHAT__STATUS__UNAUTHORIZED, why);
@@ -64,6 +90,24 @@ static const char *verify_session(cn_conn_t *c, const char *context, ProtobufCBi
     /* The nonce is single use whatever the outcome. */
     cn_random(c->nonce, sizeof(c->nonce));
     return rc == 0 ? NULL : "bad signature";
+}
+
+/* An IP that failed too often waits before it may try again at all. */
+static bool auth_allowed(cn_conn_t *c, uint64_t rid)
+{
+    uint32_t retry = 0;
+    if (cn__rl_check(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
+                     &retry) == CN_OK)
+        return true;
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.status = CHAT__STATUS__RATE_LIMITED;
+    r.detail = cn__pb_str("rate limited (auth-failure)");
+    r.retry_after_ms = retry;
+    cn__conn_respond(c, &r);
+    cn__conn_close(c, CN_WS_CLOSE_POLICY, "too many failed authentications");
+    return false;
 }
 
 static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, const char *handle)
@@ -123,6 +167,8 @@ void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m)
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
         return;
     }
+    if (!auth_allowed(c, rid))
+        return;
     if (m->device_id.len != CN_DEVICE_ID_LEN) {
         refuse(c, rid, "malformed device id or signature");
         return;
@@ -138,6 +184,9 @@ void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m)
         return;
     }
     const char *why = verify_session(c, CN_AUTH_CONTEXT, m->device_id, m->signature, NULL);
+    cn_rec_user_t user;
+    if (!why && cn_store_user_get(srv(c)->store, dev.user, &user) == CN_OK && user.disabled)
+        why = "user disabled";
     if (why) {
         refuse(c, rid, why);
         return;
@@ -183,7 +232,15 @@ static const char *invite_record(cn_conn_t *c, const char *token, char *name, si
             !((token[i] >= '0' && token[i] <= '9') || (token[i] >= 'a' && token[i] <= 'f')))
             return "invalid invite token";
     snprintf(name, cap, "invite/%s", token);
-    return NULL;
+    cn_buf_t v;
+    cn_buf_init(&v);
+    int rc = cn_store_meta_get(srv(c)->store, name, &v);
+    bool expired = rc == CN_OK && v.len == CN_INVITE_RECORD_LEN && cn_load_u64be(v.data + 4) != 0 &&
+                   cn_load_u64be(v.data + 4) < cn_now_ms();
+    cn_buf_dispose(&v);
+    if (rc == CN_ENOTFOUND)
+        return "invalid invite token";
+    return expired ? "invite expired" : NULL;
 }
 
 void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
@@ -193,6 +250,8 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
         return;
     }
+    if (!auth_allowed(c, rid) || !cn__conn_rate_ok(c, rid, CN_RL_REGISTER, c->ip, sizeof(c->ip), 1))
+        return;
     if (cn_handle_normalize(m->handle, handle) < 0) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST,
                                 "handle must match [a-z0-9._-]{3,32}");

@@ -176,6 +176,16 @@ void cn__handle_fetch_prekeys(cn_conn_t *c, uint64_t rid, const Chat__FetchPreke
         }
     }
     uint32_t n = m->n_device_ids ? (uint32_t)m->n_device_ids : user.ndevices;
+    /* Prekey exhaustion is an attack: limit the requester, and each target. */
+    if (!cn__conn_rate_ok(c, rid, CN_RL_PREKEY_FETCH, c->device_id, CN_DEVICE_ID_LEN, n))
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t target[1 + CN_DEVICE_ID_LEN] = {'t'}; /* the target's own bucket */
+        memcpy(target + 1, m->n_device_ids ? m->device_ids[i].data : user.devices[i],
+               CN_DEVICE_ID_LEN);
+        if (!cn__conn_rate_ok(c, rid, CN_RL_PREKEY_FETCH, target, sizeof(target), 1))
+            return;
+    }
     cn_pending_t *p = cn__pending_new(c, rid, CN_OP_PREKEYS_FETCH, fetch_done,
                                       n * sizeof(cn_store_bundle_t) + sizeof(handle));
     if (!p)

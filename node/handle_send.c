@@ -108,7 +108,7 @@ static void fill_deliver(Chat__Deliver *d, const cn_rec_envelope_t *env, uint64_
 }
 
 static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_recipient_t *rcpt,
-                      uint32_t n, bool ephemeral)
+                      uint32_t n, bool ephemeral, uint64_t sent_ns)
 {
     Chat__Deliver d;
     Chat__ServerFrame f;
@@ -117,7 +117,7 @@ static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_rec
     f.deliver = &d;
     for (uint32_t i = 0; i < n; i++) {
         fill_deliver(&d, env, ephemeral ? 0 : rcpt[i].seq, rcpt[i].ciphertext);
-        cn__delivery_route(s, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f);
+        cn__delivery_route(s, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f, sent_ns);
     }
 }
 
@@ -139,20 +139,27 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
 {
     cn_server_t *s = p->loop->server;
     if (p->op.result == CN_OK) {
-        uint64_t us = (cn_mono_ns() - p->started_ns) / 1000;
-        atomic_fetch_add(&s->counters.send_durable_us_sum, us);
-        atomic_fetch_add(&s->counters.send_durable_count, 1);
+        cn__hist_observe(&s->counters.send_durable, (cn_mono_ns() - p->started_ns) / 1000);
         if (p->op.u.send.duplicate) {
             atomic_fetch_add(&s->counters.messages_duplicate, 1);
         } else {
             atomic_fetch_add(&s->counters.messages_accepted, 1);
-            route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, false);
+            for (uint32_t i = 0; i < p->op.u.send.n; i++)
+                if (p->op.u.send.recipients[i].notify) {
+                    cn__push_kick(s->push);
+                    break;
+                }
+            route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, false,
+                      p->started_ns);
         }
     }
     if (!c)
         return;
     if (p->op.result == CN_OK)
         respond_ok(c, p->request_id, p->op.u.send.env.server_time, p->op.u.send.duplicate);
+    else if (p->op.result == CN_ELIMIT)
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__RATE_LIMITED,
+                                "rate limited: the recipient's queue is full");
     else
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
                                 "not stored; retry with the same message_id");
@@ -175,7 +182,11 @@ static cn_pending_t *make_pending(cn_conn_t *c, uint64_t rid, const Chat__Send *
         memcpy(data, e->ciphertext.data, e->ciphertext.len);
         r[i].ciphertext = cn_slice(data, e->ciphertext.len);
         data += e->ciphertext.len;
+        cn_route_t route; /* offline devices get a wake-up event */
+        r[i].notify =
+            srv(c)->push && cn__registry_get(srv(c)->registry, r[i].device_id, &route) != CN_OK;
     }
+    p->op.u.send.max_queued_bytes = srv(c)->cfg.max_queued_bytes;
     cn_rec_envelope_t *env = &p->op.u.send.env;
     env->server_time = cn_now_ms();
     memcpy(env->message_id, m->message_id.data, CN_MESSAGE_ID_LEN);
@@ -194,7 +205,7 @@ static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
     cn_route_t route;
     for (uint32_t i = 0; i < p->op.u.send.n; i++)
         online += cn__registry_get(s->registry, p->op.u.send.recipients[i].device_id, &route) == 0;
-    route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true);
+    route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true, p->started_ns);
     Chat__SendOk ok;
     chat__send_ok__init(&ok);
     ok.server_time = p->op.u.send.env.server_time;
@@ -219,6 +230,12 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
         cn__conn_respond_status(c, rid, status, why);
         return;
     }
+    double bytes = 0;
+    for (size_t i = 0; i < m->n_envelopes; i++)
+        bytes += (double)m->envelopes[i]->ciphertext.len;
+    if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
+        !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, bytes))
+        return;
     cn_rec_user_t user;
     int rc = cn_store_user_get(srv(c)->store, to, &user);
     if (rc == CN_ENOTFOUND || (rc == 0 && (user.disabled || user.ndevices == 0))) {

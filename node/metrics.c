@@ -48,12 +48,12 @@ static const struct metric {
     COUNTER("chatnode_connections_accepted_total", "TCP connections accepted.",
             connections_accepted),
     GAUGE("chatnode_connections_open", "Connections open now.", connections_open),
-    COUNTER("chatnode_connections_rejected_total", "Connections refused (limits, draining).",
+    COUNTER("chatnode_connections_rejected_total",
+            "Connections refused (connection limit, connect rate limit, draining).",
             connections_rejected),
     COUNTER("chatnode_handshakes_failed_total", "Failed TLS or WebSocket handshakes.",
             handshakes_failed),
     COUNTER("chatnode_auth_ok_total", "Successful authentications.", auth_ok),
-    COUNTER("chatnode_auth_failed_total", "Refused authentications.", auth_failed),
     COUNTER("chatnode_registrations_total", "Registered users.", registrations),
     COUNTER("chatnode_messages_accepted_total", "Sends stored durably.", messages_accepted),
     COUNTER("chatnode_messages_duplicate_total", "Retried sends answered from dedupe.",
@@ -63,53 +63,139 @@ static const struct metric {
     COUNTER("chatnode_messages_acked_total", "Mailbox entries deleted by acks.", messages_acked),
     COUNTER("chatnode_bytes_in_total", "Bytes read from client sockets.", bytes_in),
     COUNTER("chatnode_bytes_out_total", "Bytes written to client sockets.", bytes_out),
-    COUNTER("chatnode_protocol_errors_total", "Connections closed for protocol errors.",
-            protocol_errors),
-    COUNTER("chatnode_slow_reader_closes_total", "Connections dropped at the output hard limit.",
-            slow_reader_closes),
-    COUNTER("chatnode_timeouts_total", "Connections closed by handshake, auth or idle timeouts.",
-            timeouts),
-    COUNTER("chatnode_store_errors_total", "Store operations that failed.", store_errors),
-    COUNTER("chatnode_send_durable_seconds_sum", "Sum of send-to-durable latency.",
-            send_durable_us_sum),
-    COUNTER("chatnode_send_durable_seconds_count", "Count of durable sends.", send_durable_count),
 };
+
+static const char *const auth_fail_labels[CN_AUTHF__COUNT] = {
+    [CN_AUTHF_MALFORMED] = "malformed",
+    [CN_AUTHF_EXPIRED] = "challenge_expired",
+    [CN_AUTHF_BAD_SIGNATURE] = "bad_signature",
+    [CN_AUTHF_UNKNOWN_DEVICE] = "unknown_device",
+    [CN_AUTHF_REVOKED] = "revoked",
+    [CN_AUTHF_DISABLED] = "disabled",
+    [CN_AUTHF_INVITE] = "invite",
+    [CN_AUTHF_OTHER] = "other",
+};
+
+static uint64_t load(const atomic_uint_fast64_t *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+void cn__hist_observe(cn_hist_t *h, uint64_t us)
+{
+    static const double bounds[] = CN_LATENCY_BUCKETS_MS;
+    size_t i = 0;
+    while (i < CN_LATENCY_BUCKETS && (double)us > bounds[i] * 1000.0)
+        i++;
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+}
+
+/* Writes a histogram from per-bucket counts (cumulated here). */
+static int render_hist(cn_buf_t *b, const char *name, const char *help, const double *bounds,
+                       size_t nb, const uint64_t *counts, double sum, double scale)
+{
+    CN_TRY(cn_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name));
+    uint64_t cum = 0;
+    for (size_t i = 0; i < nb; i++) {
+        cum += counts[i];
+        CN_TRY(cn_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i] * scale,
+                             (unsigned long long)cum));
+    }
+    cum += counts[nb];
+    return cn_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                         (unsigned long long)cum, name, sum, name, (unsigned long long)cum);
+}
+
+static int render_node_hist(cn_buf_t *b, const char *name, const char *help, const cn_hist_t *h)
+{
+    static const double bounds[] = CN_LATENCY_BUCKETS_MS;
+    uint64_t counts[CN_LATENCY_BUCKETS + 1];
+    for (size_t i = 0; i <= CN_LATENCY_BUCKETS; i++)
+        counts[i] = load(&h->counts[i]);
+    return render_hist(b, name, help, bounds, CN_LATENCY_BUCKETS, counts,
+                       (double)load(&h->sum_us) / 1e6, 0.001);
+}
+
+static int render_labeled(cn_server_t *s, cn_buf_t *b)
+{
+    cn_counters_t *c = &s->counters;
+    CN_TRY(cn_buf_printf(b, "# HELP chatnode_auth_failed_total Refused authentications by "
+                            "reason.\n# TYPE chatnode_auth_failed_total counter\n"));
+    for (int i = 0; i < CN_AUTHF__COUNT; i++)
+        CN_TRY(cn_buf_printf(b, "chatnode_auth_failed_total{reason=\"%s\"} %llu\n",
+                             auth_fail_labels[i], (unsigned long long)load(&c->auth_failed_by[i])));
+    CN_TRY(cn_buf_printf(b, "# HELP chatnode_rate_limited_total Requests refused by a rate "
+                            "limit, by action.\n# TYPE chatnode_rate_limited_total counter\n"));
+    for (int a = 0; a < CN_RL__COUNT; a++)
+        CN_TRY(cn_buf_printf(b, "chatnode_rate_limited_total{action=\"%s\"} %llu\n",
+                             cn__rl_action_name(a), (unsigned long long)cn__rl_refused(s->rl, a)));
+    cn_store_stats_t st;
+    cn_store_stats_get(s->store, &st);
+    const struct {
+        const char *cls;
+        uint64_t v;
+    } errors[] = {
+        {"protocol", load(&c->protocol_errors)},
+        {"timeout", load(&c->timeouts)},
+        {"slow_reader", load(&c->slow_reader_closes)},
+        {"store", load(&c->store_errors)},
+        {"store_write", st.write_errors},
+    };
+    CN_TRY(cn_buf_printf(b, "# HELP chatnode_errors_total Errors by class.\n"
+                            "# TYPE chatnode_errors_total counter\n"));
+    for (size_t i = 0; i < CN_ARRAY_LEN(errors); i++)
+        CN_TRY(cn_buf_printf(b, "chatnode_errors_total{class=\"%s\"} %llu\n", errors[i].cls,
+                             (unsigned long long)errors[i].v));
+    return CN_OK;
+}
+
+static int render_store(cn_server_t *s, cn_buf_t *b)
+{
+    cn_store_stats_t st;
+    cn_store_stats_get(s->store, &st);
+    static const double batch_bounds[] = CN_STORE_BATCH_BUCKETS_OPS;
+    static const double fsync_bounds[] = CN_STORE_FSYNC_BUCKETS_MS;
+    double fsync_s = (double)st.fsync_ns_total / 1e9;
+    CN_TRY(render_hist(b, "chatnode_store_batch_ops", "Operations per group-commit batch.",
+                       batch_bounds, CN_STORE_BATCH_HIST_N - 1, st.batch_ops_hist, (double)st.ops,
+                       1.0));
+    CN_TRY(render_hist(b, "chatnode_store_fsync_seconds", "Latency of synced batch writes.",
+                       fsync_bounds, CN_STORE_FSYNC_HIST_N - 1, st.fsync_hist, fsync_s, 0.001));
+    uint64_t pushed, push_failed;
+    cn__push_stats(s->push, &pushed, &push_failed);
+    CN_TRY(cn_buf_printf(b,
+                         "# HELP chatnode_push_wakeups_total Wake-ups accepted by the gateway.\n"
+                         "# TYPE chatnode_push_wakeups_total counter\n"
+                         "chatnode_push_wakeups_total %llu\n"
+                         "# HELP chatnode_push_failures_total Failed wake-up attempts.\n"
+                         "# TYPE chatnode_push_failures_total counter\n"
+                         "chatnode_push_failures_total %llu\n",
+                         (unsigned long long)pushed, (unsigned long long)push_failed));
+    return cn_buf_printf(
+        b,
+        "# HELP chatnode_store_queue_depth Store operations submitted and not yet answered.\n"
+        "# TYPE chatnode_store_queue_depth gauge\nchatnode_store_queue_depth %llu\n"
+        "# HELP chatnode_devices_online Authenticated devices connected.\n"
+        "# TYPE chatnode_devices_online gauge\nchatnode_devices_online %zu\n",
+        (unsigned long long)st.queue_depth, cn__registry_size(s->registry));
+}
 
 static int render(cn_server_t *s, cn_buf_t *b)
 {
     for (size_t i = 0; i < CN_ARRAY_LEN(metrics); i++) {
         const struct metric *m = &metrics[i];
-        uint64_t v = atomic_load((atomic_uint_fast64_t *)((char *)&s->counters + m->off));
-        bool seconds = strstr(m->name, "_seconds_sum") != NULL;
-        if (strstr(m->name, "_seconds_") && !seconds)
-            CN_TRY(cn_buf_printf(b, "%s %llu\n", m->name, (unsigned long long)v));
-        else if (seconds)
-            CN_TRY(cn_buf_printf(b,
-                                 "# HELP chatnode_send_durable_seconds %s\n"
-                                 "# TYPE chatnode_send_durable_seconds summary\n%s %.6f\n",
-                                 m->help, m->name, (double)v / 1e6));
-        else
-            CN_TRY(cn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m->name, m->help,
-                                 m->name, m->type, m->name, (unsigned long long)v));
+        uint64_t v = load((atomic_uint_fast64_t *)((char *)&s->counters + m->off));
+        CN_TRY(cn_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m->name, m->help, m->name,
+                             m->type, m->name, (unsigned long long)v));
     }
-    cn_store_stats_t st;
-    cn_store_stats_get(s->store, &st);
-    CN_TRY(cn_buf_printf(
-        b,
-        "# HELP chatnode_store_batches_total Group-commit batches written.\n"
-        "# TYPE chatnode_store_batches_total counter\nchatnode_store_batches_total %llu\n"
-        "# HELP chatnode_store_ops_total Store operations committed.\n"
-        "# TYPE chatnode_store_ops_total counter\nchatnode_store_ops_total %llu\n"
-        "# HELP chatnode_store_fsync_seconds_total Time spent in synced batch writes.\n"
-        "# TYPE chatnode_store_fsync_seconds_total counter\n"
-        "chatnode_store_fsync_seconds_total %.6f\n"
-        "# HELP chatnode_store_queue_depth Operations waiting for the writer.\n"
-        "# TYPE chatnode_store_queue_depth gauge\nchatnode_store_queue_depth %llu\n"
-        "# HELP chatnode_devices_online Authenticated devices connected.\n"
-        "# TYPE chatnode_devices_online gauge\nchatnode_devices_online %zu\n",
-        (unsigned long long)st.batches, (unsigned long long)st.ops, (double)st.fsync_ns_total / 1e9,
-        (unsigned long long)st.queue_depth, cn__registry_size(s->registry)));
-    return CN_OK;
+    CN_TRY(render_labeled(s, b));
+    CN_TRY(render_node_hist(b, "chatnode_send_durable_seconds",
+                            "Send received to every copy durable.", &s->counters.send_durable));
+    CN_TRY(render_node_hist(b, "chatnode_send_deliver_seconds",
+                            "Send received to Deliver pushed to an online device.",
+                            &s->counters.send_deliver));
+    return render_store(s, b);
 }
 
 static void respond(metrics_conn_t *m, const cn_http_request_t *req)

@@ -12,6 +12,7 @@
 
 #include "crypto/cn_crypto.h"
 #include "node/cn_node.h"
+#include "node/ratelimit.h"
 #include "node/transport.h"
 #include "proto/cn_proto.h"
 #include "store/cn_store.h"
@@ -23,6 +24,7 @@
 typedef struct cn_loop cn_loop_t;
 typedef struct cn_conn cn_conn_t;
 typedef struct cn_registry cn_registry_t;
+typedef struct cn_push cn_push_t;
 
 /* protobuf-c's message structs take non-const pointers even when only
  * packing from them; these helpers make that one cast in one place. */
@@ -59,10 +61,11 @@ typedef struct cn_msg {
     enum cn_msg_type type;
     uint64_t conn_id; /* target connection (0: none) */
     uint8_t device_id[CN_DEVICE_ID_LEN];
-    uint64_t seq;   /* CN_MSG_DELIVER: mailbox seq (0 for ephemeral) */
-    void *ptr;      /* CN_MSG_STORE_DONE: the pending request */
-    size_t len;     /* bytes in data */
-    uint8_t data[]; /* DELIVER: encoded envelope record; PUSH: ServerFrame */
+    uint64_t seq;     /* CN_MSG_DELIVER: mailbox seq (0 for ephemeral) */
+    uint64_t sent_ns; /* CN_MSG_DELIVER: when the Send arrived (cn_mono_ns) */
+    void *ptr;        /* CN_MSG_STORE_DONE: the pending request */
+    size_t len;       /* bytes in data */
+    uint8_t data[];   /* DELIVER, PUSH: an encoded ServerFrame */
 } cn_msg_t;
 
 /** Allocates a message with room for len data bytes; NULL on ENOMEM. */
@@ -72,6 +75,35 @@ cn_msg_t *cn__msg_new(enum cn_msg_type type, size_t len);
 void cn__loop_post(cn_loop_t *loop, cn_msg_t *msg);
 
 /* ------------------------------------------------------------- metrics */
+
+/** Latency histogram buckets (upper bounds, ms) of the node's own histograms. */
+#define CN_LATENCY_BUCKETS_MS                                                                      \
+    {                                                                                              \
+        0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000                                           \
+    }
+#define CN_LATENCY_BUCKETS 11
+
+/** A Prometheus histogram: per-bucket counts (+Inf last) and the sum. */
+typedef struct cn_hist {
+    atomic_uint_fast64_t counts[CN_LATENCY_BUCKETS + 1];
+    atomic_uint_fast64_t sum_us;
+} cn_hist_t;
+
+/** Records one latency observation in microseconds; thread-safe. */
+void cn__hist_observe(cn_hist_t *h, uint64_t us);
+
+/** Why an authentication failed (label of chatnode_auth_failed_total). */
+enum cn_auth_fail {
+    CN_AUTHF_MALFORMED = 0,
+    CN_AUTHF_EXPIRED,
+    CN_AUTHF_BAD_SIGNATURE,
+    CN_AUTHF_UNKNOWN_DEVICE,
+    CN_AUTHF_REVOKED,
+    CN_AUTHF_DISABLED,
+    CN_AUTHF_INVITE,
+    CN_AUTHF_OTHER,
+    CN_AUTHF__COUNT,
+};
 
 /** Counters shared by every thread (relaxed atomics). */
 typedef struct cn_counters {
@@ -92,8 +124,9 @@ typedef struct cn_counters {
     atomic_uint_fast64_t slow_reader_closes;
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t store_errors;
-    atomic_uint_fast64_t send_durable_us_sum; /* send received -> durable */
-    atomic_uint_fast64_t send_durable_count;
+    atomic_uint_fast64_t auth_failed_by[CN_AUTHF__COUNT];
+    cn_hist_t send_durable; /* Send received -> every copy durable */
+    cn_hist_t send_deliver; /* Send received -> Deliver pushed to an online device */
 } cn_counters_t;
 
 /* -------------------------------------------------------------- server */
@@ -104,6 +137,8 @@ typedef struct cn_server {
     SSL_CTX *tls;
     cn_identity_t identity; /* the node's Ed25519 key; pk is the node id */
     cn_registry_t *registry;
+    cn_ratelimit_t *rl;
+    cn_push_t *push; /* NULL without a push gateway */
     cn_loop_t **loops;
     unsigned nloops;
     cn_counters_t counters;
@@ -180,7 +215,8 @@ struct cn_conn {
     enum cn_conn_state state;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    char peer[64]; /* ip:port for logs */
+    char peer[64];  /* ip:port for logs */
+    uint8_t ip[16]; /* source address (IPv4-mapped), the key of per-IP limits */
     cn_tls_t *tls;
     cn_ws_t *ws;
     cn_buf_t plain_in; /* decrypted bytes not yet parsed (HTTP phase) */
@@ -232,6 +268,13 @@ bool cn__conn_backlogged(const cn_conn_t *c);
 void cn__conn_respond(cn_conn_t *c, Chat__Response *resp);
 void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status status,
                              const char *detail);
+/**
+ * Takes cost tokens of action for this connection (its device, or its IP
+ * for per-IP actions). On refusal answers RATE_LIMITED with retry_after_ms
+ * and returns false.
+ */
+bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, const uint8_t *key,
+                      size_t keylen, double cost);
 
 /* ------------------------------------------------------------ handlers */
 
@@ -287,7 +330,7 @@ void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *msg);
  * (seq 0) envelope to the loop the device is connected to, if any.
  */
 void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
-                        const Chat__ServerFrame *frame);
+                        const Chat__ServerFrame *frame, uint64_t sent_ns);
 /** Encodes a mailbox record as a Deliver frame and sends it on c. */
 CN_MUST_USE int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value,
                                          size_t len);
@@ -299,6 +342,23 @@ void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
 
 /** Starts the metrics HTTP listener on the control loop. */
 CN_MUST_USE int cn__metrics_start(cn_server_t *s, uv_loop_t *loop, uv_tcp_t *listener);
+
+/** Runs one admin command (control thread); fills resp. */
+void cn__admin_execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+/** Sets an error status and printf-formatted message on resp. */
+void cn__admin_fail(cn_admin_msg_t *resp, uint32_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** Loads the rate-limit policies persisted in meta ("ratelimit/..."). */
+void cn__rl_load(cn_server_t *s);
+
+/** Starts the offline wake-up sender for gateway url (http://host[:port]/path). */
+CN_MUST_USE int cn__push_new(cn_server_t *s, const char *url, cn_push_t **out);
+/** Wakes the sender: new events were stored. Thread-safe; accepts NULL. */
+void cn__push_kick(cn_push_t *p);
+/** Wake-ups delivered and failed attempts since start (0 without a gateway). */
+void cn__push_stats(cn_push_t *p, uint64_t *sent, uint64_t *failed);
+/** Stops the sender thread (events not yet sent stay stored). Accepts NULL. */
+void cn__push_free(cn_push_t *p);
 
 /** Starts the admin Unix socket (mode 0600) on the control loop. */
 CN_MUST_USE int cn__admin_start(cn_server_t *s, uv_loop_t *loop, uv_pipe_t *listener);

@@ -150,6 +150,11 @@ int cn_node_new(const cn_node_config_t *cfg, cn_node_t **out)
     CN_ENSURE_OUT(s->tls != NULL, CN_EINVAL);
     s->registry = cn__registry_new();
     CN_ENSURE_OUT(s->registry != NULL, CN_ENOMEM);
+    s->rl = cn__rl_new();
+    CN_ENSURE_OUT(s->rl != NULL, CN_ENOMEM);
+    cn__rl_load(s);
+    if (cfg->push_gateway[0])
+        CN_TRY_OUT(cn__push_new(s, cfg->push_gateway, &s->push));
     CN_TRY_OUT(start_loops(s));
     *out = n;
 out:
@@ -218,6 +223,8 @@ static void shutdown_node(cn_node_t *n)
     post_all(s, CN_MSG_GOAWAY);
     wait_connections_closed(s, 2000);
     post_all(s, CN_MSG_STOP);
+    cn__push_free(s->push);
+    s->push = NULL;
     for (unsigned i = 0; i < s->nloops; i++)
         cn__loop_join(s->loops[i]);
     s->nloops = 0;
@@ -275,6 +282,8 @@ void cn_node_free(cn_node_t *n)
             free(s->loops[i]);
     free(s->loops);
     cn__registry_free(s->registry);
+    cn__rl_free(s->rl);
+    cn__push_free(s->push);
     if (s->tls)
         SSL_CTX_free(s->tls);
     cn_identity_dispose(&s->identity);

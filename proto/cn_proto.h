@@ -118,12 +118,19 @@ typedef struct cn_rec_prekey {
     uint8_t signature[CN_SIGNATURE_LEN];
 } cn_rec_prekey_t;
 
+/** push CF value: one pending wake-up for an offline device (never content). */
+typedef struct cn_rec_push {
+    uint8_t device_id[CN_DEVICE_ID_LEN];
+    uint64_t server_time; /* when the envelope that caused it was stored */
+} cn_rec_push_t;
+
 /** Appends the CBOR encoding of a record to out. */
 CN_MUST_USE int cn_rec_device_encode(const cn_rec_device_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_user_encode(const cn_rec_user_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_prekey_encode(const cn_rec_prekey_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_rec_push_encode(const cn_rec_push_t *r, cn_buf_t *out);
 
 /**
  * Decodes a record. Returns CN_OK, CN_EVERSION for an unknown record
@@ -136,6 +143,7 @@ CN_MUST_USE int cn_rec_user_decode(const uint8_t *p, size_t n, cn_rec_user_t *ou
 CN_MUST_USE int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out);
 CN_MUST_USE int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out);
 CN_MUST_USE int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out);
+CN_MUST_USE int cn_rec_push_decode(const uint8_t *p, size_t n, cn_rec_push_t *out);
 
 /* ------------------------------------------------------- admin protocol */
 

@@ -32,6 +32,7 @@ enum {
 };
 enum { KX_SERVER_TIME = 1, KX_RECIPIENTS };
 enum { KP_KEY_ID = 1, KP_PUBLIC_KEY, KP_SIGNATURE };
+enum { KN_DEVICE_ID = 1, KN_SERVER_TIME };
 
 /** No record has more fields than this; bounds the map header. */
 #define REC_FIELDS_MAX 16
@@ -705,4 +706,39 @@ int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out)
         CN_TRY(prekey_field(&r, key, out));
     }
     return rd_end(&r, seen, BIT(KP_KEY_ID) | BIT(KP_PUBLIC_KEY));
+}
+
+/* ------------------------------------------------------------------ push */
+
+static int push_write(const cn_rec_push_t *r, cn_buf_t *b)
+{
+    CN_TRY(wr_begin(b, 2));
+    CN_TRY(wr_uint(b, KN_DEVICE_ID));
+    CN_TRY(wr_bytes(b, r->device_id, CN_DEVICE_ID_LEN));
+    CN_TRY(wr_uint(b, KN_SERVER_TIME));
+    return wr_uint(b, r->server_time);
+}
+
+int cn_rec_push_encode(const cn_rec_push_t *r, cn_buf_t *out)
+{
+    ENCODE_GUARD(out, push_write(r, out));
+}
+
+int cn_rec_push_decode(const uint8_t *p, size_t n, cn_rec_push_t *out)
+{
+    rd_t r;
+    uint64_t nfields, prev = K_VERSION, key;
+    uint32_t seen = 0;
+    memset(out, 0, sizeof(*out));
+    CN_TRY(rd_begin(&r, p, n, &nfields));
+    for (uint64_t i = 0; i < nfields; i++) {
+        CN_TRY(rd_key(&r, &prev, &seen, &key));
+        if (key == KN_DEVICE_ID)
+            CN_TRY(rd_fixed(&r, out->device_id, CN_DEVICE_ID_LEN));
+        else if (key == KN_SERVER_TIME)
+            CN_TRY(rd_uint(&r, UINT64_MAX, &out->server_time));
+        else
+            return CN_EINVAL;
+    }
+    return rd_end(&r, seen, BIT(KN_DEVICE_ID) | BIT(KN_SERVER_TIME));
 }

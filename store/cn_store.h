@@ -3,14 +3,16 @@
  *
  * One database, column families created in a fixed order (so that a replica
  * fed shipped WAL batches has the same ids): default, devices, users,
- * prekeys, mailbox, dedupe, groups, media, history, meta.
+ * prekeys, mailbox, dedupe, groups, media, history, meta, push. New column
+ * families are only ever appended.
  *
- * Reads (cn_store_*_get, cn_store_mailbox_read) are synchronous and safe
- * from any thread. Every write goes through one writer thread that does
- * group commit: it takes all queued operations (up to a batch limit),
- * applies them to one WriteBatch and writes it once, with fsync according
- * to the sync policy; only then does it call each operation's done
- * callback. A Send is therefore acknowledged only once durable.
+ * Reads (cn_store_*_get, cn_store_mailbox_read, the listings, the
+ * checkpoint) are synchronous and safe from any thread. Every write goes
+ * through one writer thread that does group commit: it takes all queued
+ * operations (up to a batch limit), applies them to one WriteBatch and
+ * writes it once, with fsync according to the sync policy; only then does
+ * it call each operation's done callback. A Send is therefore acknowledged
+ * only once durable.
  */
 #ifndef CN_STORE_H
 #define CN_STORE_H
@@ -21,6 +23,12 @@
 typedef struct cn_store cn_store_t;
 
 #define CN_STORE_META_NAME_MAX 255
+
+/**
+ * An invite record (a meta value consumed by CN_OP_REGISTER): u32be uses
+ * left, u64be expiry in ms since the epoch (0: never).
+ */
+#define CN_INVITE_RECORD_LEN 12
 
 enum cn_sync {
     CN_SYNC_BATCH = 0, /* one fsync per group-commit batch (default) */
@@ -86,9 +94,101 @@ CN_MUST_USE int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEV
 CN_MUST_USE int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                                        uint64_t limit, uint64_t *out);
 
-/** meta CF: synchronous get (into out, appended) and durable put. */
+/**
+ * meta CF: synchronous get (into out, appended) and durable put, from any
+ * thread. Names are 1..CN_STORE_META_NAME_MAX bytes; the writer's own
+ * names (prefixes mseq/, oseq/, qbytes/, pushseq) are CN_EINVAL. A put
+ * bypasses the writer; use CN_OP_META_PUT to order it with other ops.
+ */
 CN_MUST_USE int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out);
 CN_MUST_USE int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len);
+
+/* ------------------------------------------------ admin reads (any thread) */
+
+/**
+ * Called once per user by cn_store_user_list. handle (NUL-terminated) and
+ * user borrow store memory valid during the call only. Return non-zero to
+ * stop the listing after this user.
+ */
+typedef int (*cn_store_user_cb)(void *ctx, const char *handle, const cn_rec_user_t *user);
+
+/**
+ * Lists users in handle (byte) order, strictly after `after` ("" or NULL:
+ * from the first), at most limit of them (limit 0 lists none). Borrows
+ * after; cb must not be NULL. Synchronous, sees committed data only;
+ * thread-safe. Returns the number of users passed to cb (the one that
+ * stopped the listing included), CN_EINVAL for an `after` longer than
+ * CN_HANDLE_MAX, or CN_EIO (a corrupt record included).
+ */
+CN_MUST_USE int cn_store_user_list(cn_store_t *s, const char *after, uint32_t limit,
+                                   cn_store_user_cb cb, void *ctx);
+
+/** Called once per device by cn_store_device_list; id and dev borrowed for the call. */
+typedef int (*cn_store_device_cb)(void *ctx, const uint8_t id[CN_DEVICE_ID_LEN],
+                                  const cn_rec_device_t *dev);
+
+/**
+ * Lists device records (revoked ones included) in id order, strictly after
+ * `after` (CN_DEVICE_ID_LEN bytes, borrowed; NULL: from the first), at most
+ * limit. Same callback, return and thread rules as cn_store_user_list.
+ */
+CN_MUST_USE int cn_store_device_list(cn_store_t *s, const uint8_t *after, uint32_t limit,
+                                     cn_store_device_cb cb, void *ctx);
+
+/**
+ * Exact mailbox statistics of one device, by iterating its entries (admin
+ * use; costs O(depth), never call it on the hot path): *depth entries,
+ * *bytes of stored values, *oldest_server_time of the first (lowest seq)
+ * entry, 0 when empty. Any out pointer may be NULL. Thread-safe; CN_EIO
+ * on a read failure or an undecodable first entry.
+ */
+CN_MUST_USE int cn_store_mailbox_stats(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                                       uint64_t *depth, uint64_t *bytes,
+                                       uint64_t *oldest_server_time);
+
+/**
+ * Called once per meta record by cn_store_meta_scan: name is NUL-terminated,
+ * value/len its bytes; both borrowed for the call. Non-zero stops the scan.
+ */
+typedef int (*cn_store_meta_cb)(void *ctx, const char *name, const uint8_t *value, size_t len);
+
+/**
+ * Calls cb for every meta record whose name starts with prefix ("" or NULL:
+ * all), in name order. The writer's own records (the per-device counters
+ * and the push sequence) are never listed; a prefix inside them is
+ * CN_EINVAL, as is one longer than CN_STORE_META_NAME_MAX. Borrows prefix.
+ * Thread-safe. Returns the number of records passed to cb, or CN_EIO.
+ */
+CN_MUST_USE int cn_store_meta_scan(cn_store_t *s, const char *prefix, cn_store_meta_cb cb,
+                                   void *ctx);
+
+/**
+ * Called once per pending notification event by cn_store_push_pending;
+ * device_id is borrowed for the call. Non-zero stops the listing.
+ */
+typedef int (*cn_store_push_cb)(void *ctx, uint64_t event_seq,
+                                const uint8_t device_id[CN_DEVICE_ID_LEN], uint64_t server_time);
+
+/**
+ * Lists pending offline-notification events (push CF) in event order, with
+ * event_seq > after_seq, at most limit (0: none). Events are created by
+ * CN_OP_SEND for recipients with notify set (at most one pending per
+ * device) and removed by CN_OP_PUSH_DONE (or a REVOKE of the device).
+ * Thread-safe, committed data only. Returns the number of events passed to
+ * cb, or CN_EIO (a corrupt event included).
+ */
+CN_MUST_USE int cn_store_push_pending(cn_store_t *s, uint64_t after_seq, uint32_t limit,
+                                      cn_store_push_cb cb, void *ctx);
+
+/**
+ * Writes a consistent RocksDB checkpoint (hard links where possible, the
+ * memtables flushed first) into dir, which must not exist yet (its parent
+ * must). The checkpoint opens with cn_store_open. Borrows dir. Safe from
+ * any thread while the writer runs; it blocks the caller for the flush and
+ * the copy. CN_EEXIST when dir exists, CN_EINVAL for an empty dir, CN_EIO
+ * (logged) when RocksDB fails.
+ */
+CN_MUST_USE int cn_store_checkpoint(cn_store_t *s, const char *dir);
 
 /* --------------------------------------------------------------- writes */
 
@@ -100,12 +200,24 @@ enum cn_store_op_type {
     CN_OP_PREKEYS_FETCH, /* consume one one-time prekey per device, FIFO */
     CN_OP_SEND,          /* append one envelope per recipient mailbox */
     CN_OP_ACK,           /* delete delivered mailbox entries */
+    CN_OP_USER_UPDATE,   /* set the disabled / presence_hidden flags of a user */
+    CN_OP_PUSH_DONE,     /* a notification event was handled: delete it */
+    CN_OP_META_PUT,      /* put one meta record through the writer */
+    CN_OP_META_DELETE,   /* delete one meta record through the writer */
 };
+
+/** CN_OP_USER_UPDATE mask bits: which flags the op sets. */
+#define CN_USER_SET_DISABLED        (1u << 0)
+#define CN_USER_SET_PRESENCE_HIDDEN (1u << 1)
 
 typedef struct cn_store_recipient {
     uint8_t device_id[CN_DEVICE_ID_LEN];
     cn_slice_t ciphertext; /* borrowed until done is called */
     uint64_t seq;          /* result: the mailbox seq assigned */
+    /* Input: the device is offline; queue a notification event for it in
+     * the same batch unless one is pending already (see
+     * cn_store_push_pending). */
+    bool notify;
 } cn_store_recipient_t;
 
 typedef struct cn_store_bundle {
@@ -141,8 +253,10 @@ typedef struct cn_store_op {
             uint8_t device_id[CN_DEVICE_ID_LEN];
             cn_rec_device_t device;
             uint32_t max_devices;
-            /* REGISTER only: when non-empty, this meta record (an invite)
-             * must exist and is deleted in the same batch; CN_EAUTH if not. */
+            /* REGISTER only: when non-empty, this meta record (an invite of
+             * CN_INVITE_RECORD_LEN bytes) must exist, have uses left and not
+             * be expired; the same batch takes one use (deleting the record
+             * at the last). CN_EAUTH otherwise. */
             char consume_meta[CN_STORE_META_NAME_MAX + 1];
         } reg;
         /* CN_ENOTFOUND for an unknown or already revoked device. */
@@ -164,12 +278,21 @@ typedef struct cn_store_op {
             cn_store_bundle_t *bundles; /* borrowed array of n, filled in */
         } fetch;
         /* Dedupe by (env.from_device, env.message_id): a retry gets
-         * duplicate=true and the first server_time, and stores nothing. */
+         * duplicate=true and the first server_time, and stores nothing.
+         * Queued-bytes cap: each device's mailbox holds at most
+         * max_queued_bytes of stored values (0: unlimited). When an append
+         * would pass it the whole op is CN_ELIMIT, stores nothing, and
+         * limited_index names the (first) full recipient. The store keeps
+         * a per-device byte counter that expiry can leave too high; it is
+         * recomputed exactly before refusing, so expired entries never
+         * count against the cap. */
         struct {
             cn_rec_envelope_t env; /* header; env.server_time is set by the caller */
             uint32_t n;
             cn_store_recipient_t *recipients; /* borrowed array of n */
             bool duplicate;                   /* result */
+            uint64_t max_queued_bytes;        /* input; 0 = unlimited */
+            uint32_t limited_index;           /* result, with CN_ELIMIT */
         } send;
         struct {
             uint8_t device_id[CN_DEVICE_ID_LEN];
@@ -177,6 +300,31 @@ typedef struct cn_store_op {
             const uint64_t *seqs; /* borrowed */
             uint32_t deleted;     /* result */
         } ack;
+        /* CN_ENOTFOUND for an unknown user, CN_EINVAL for a mask of no or
+         * unknown bits. Only the flags named by mask change. A disabled
+         * user is a record flag only: the node refuses it. */
+        struct {
+            char handle[CN_HANDLE_MAX + 1]; /* normalized */
+            uint32_t mask;                  /* CN_USER_SET_* */
+            bool disabled;
+            bool presence_hidden;
+        } user_update;
+        /* Deletes the event and, if it names this event, the device's
+         * pending marker (so the next offline send queues a new event).
+         * CN_ENOTFOUND when the event is gone already (a repeated done);
+         * CN_EINVAL when the event belongs to another device. */
+        struct {
+            uint64_t event_seq;
+            uint8_t device_id[CN_DEVICE_ID_LEN];
+        } push_done;
+        /* CN_OP_META_PUT / CN_OP_META_DELETE: name as for
+         * cn_store_meta_put (1..CN_STORE_META_NAME_MAX bytes, not a
+         * writer-owned name: CN_EINVAL). DELETE: CN_ENOTFOUND when absent. */
+        struct {
+            char name[CN_STORE_META_NAME_MAX + 1];
+            const void *value; /* PUT: borrowed until done */
+            size_t len;
+        } meta;
     } u;
 } cn_store_op_t;
 
@@ -186,6 +334,20 @@ typedef struct cn_store_op {
  */
 CN_MUST_USE int cn_store_submit(cn_store_t *s, cn_store_op_t *op);
 
+/**
+ * Histogram buckets of cn_store_stats_t. Counts are per bucket (not
+ * cumulative); bucket i holds the observations v with bound[i-1] < v <=
+ * bound[i], and the last bucket everything above the last bound (+Inf).
+ * The bounds are initializers: `static const double b[] =
+ * CN_STORE_FSYNC_BUCKETS_MS;`.
+ */
+/* clang-format off */
+#define CN_STORE_BATCH_HIST_N      8
+#define CN_STORE_BATCH_BUCKETS_OPS {1, 4, 16, 64, 256, 1024, 4096} /* ops per batch */
+#define CN_STORE_FSYNC_HIST_N      10
+#define CN_STORE_FSYNC_BUCKETS_MS  {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 100} /* ms */
+/* clang-format on */
+
 /** Writer statistics, for metrics. */
 typedef struct cn_store_stats {
     uint64_t batches;
@@ -194,8 +356,15 @@ typedef struct cn_store_stats {
     uint64_t last_batch_ops;
     uint64_t write_errors;
     uint64_t queue_depth; /* submitted and not yet called back */
+    /* Ops per batch, every batch; buckets CN_STORE_BATCH_BUCKETS_OPS. */
+    uint64_t batch_ops_hist[CN_STORE_BATCH_HIST_N];
+    /* Duration of each batch write issued with sync on (not under
+     * CN_SYNC_NONE, not for batches that wrote nothing); buckets
+     * CN_STORE_FSYNC_BUCKETS_MS. */
+    uint64_t fsync_hist[CN_STORE_FSYNC_HIST_N];
 } cn_store_stats_t;
 
+/** Copies the current statistics into out. Thread-safe. */
 void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out);
 
 #endif /* CN_STORE_H */

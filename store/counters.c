@@ -1,10 +1,11 @@
 /*
- * Per-device counters of the writer: the next mailbox seq and the next
- * one-time prekey upload order. Persisted in meta (mseq/ ‖ device and
- * oseq/ ‖ device, u64be next value) inside the same WriteBatch as the
- * records that use them, cached here after the first use so a send does
- * not read meta. When a batch fails, the values it changed are dropped and
- * reloaded from disk on next use, so seqs stay contiguous.
+ * Per-device counters of the writer: the next mailbox seq, the next
+ * one-time prekey upload order and the queued mailbox bytes, plus the one
+ * global push event seq. Persisted in meta (mseq/, oseq/, qbytes/ ‖ device
+ * and pushseq, u64be) inside the same WriteBatch as the records that use
+ * them, cached here after the first use so a send does not read meta. When
+ * a batch fails, the values it changed are dropped and reloaded from disk
+ * on next use, so seqs stay contiguous and byte counts match the disk.
  */
 #include "store/store_internal.h"
 
@@ -67,26 +68,23 @@ static int lookup(cn__counters_t *c, const uint8_t *id, cn__counter_t **out)
     return CN_OK;
 }
 
-static int load(cn_store_t *s, cn__counter_t *e, enum cn__ctr which)
+/** Reads one u64be meta value: CN_OK, CN_ENOTFOUND or CN_EIO. */
+static int meta_u64(cn_store_t *s, const uint8_t *key, size_t klen, uint64_t *out)
 {
-    uint8_t key[CN__META_CTR_LEN];
     char *err = NULL;
     size_t vlen = 0;
-    cn__key_counter(key, which, e->id);
-    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CN__CF_META], (const char *)key, sizeof(key),
-                             &vlen, &err);
+    char *v =
+        rocksdb_get_cf(s->db, s->ro, s->cf[CN__CF_META], (const char *)key, klen, &vlen, &err);
     CN_TRY(cn__rdb_err(err, "counter_load"));
-    if (v == NULL) {
-        e->next[which] = 1; /* seqs and upload orders start at 1 */
-    } else if (vlen != 8) {
+    if (v == NULL)
+        return CN_ENOTFOUND;
+    if (vlen != 8) {
         rocksdb_free(v);
         cn_log_error("store_corrupt", "what=counter len=%zu", vlen);
         return CN_EIO;
-    } else {
-        e->next[which] = cn_load_u64be((const uint8_t *)v);
-        rocksdb_free(v);
     }
-    e->valid[which] = true;
+    *out = cn_load_u64be((const uint8_t *)v);
+    rocksdb_free(v);
     return CN_OK;
 }
 
@@ -106,24 +104,91 @@ static int mark_touched(cn__counters_t *c, cn__counter_t *e)
     return CN_OK;
 }
 
+/*
+ * Seqs and upload orders start at 1. A queued-bytes counter that was never
+ * written (a mailbox from before the counter existed) is computed from the
+ * mailbox, through the batch: the first use of a device's counter in a
+ * batch always comes before the batch changes that mailbox.
+ */
+static int load(cn__batch_t *b, cn__counter_t *e, enum cn__ctr which)
+{
+    uint8_t key[CN__META_CTR_MAX];
+    size_t klen = cn__key_counter_any(key, which, e->id);
+    int rc = meta_u64(b->s, key, klen, &e->next[which]);
+    if (rc == CN_ENOTFOUND && which == CN__CTR_QBYTES) {
+        CN_TRY(cn__mailbox_bytes(b, e->id, &e->next[which]));
+        CN_TRY(mark_touched(&b->s->counters, e));
+        e->dirty[which] = true;
+    } else if (rc == CN_ENOTFOUND) {
+        e->next[which] = 1;
+    } else {
+        CN_TRY(rc);
+    }
+    e->valid[which] = true;
+    return CN_OK;
+}
+
+static int entry(cn__batch_t *b, const uint8_t *device, enum cn__ctr which, cn__counter_t **out)
+{
+    CN_TRY(lookup(&b->s->counters, device, out));
+    if (!(*out)->valid[which])
+        CN_TRY(load(b, *out, which));
+    return CN_OK;
+}
+
+int cn__counter_get(cn__batch_t *b, const uint8_t *device, enum cn__ctr which, uint64_t *out)
+{
+    cn__counter_t *e;
+    CN_TRY(entry(b, device, which, &e));
+    *out = e->next[which];
+    return CN_OK;
+}
+
+int cn__counter_set(cn__batch_t *b, const uint8_t *device, enum cn__ctr which, uint64_t v)
+{
+    cn__counter_t *e;
+    CN_TRY(lookup(&b->s->counters, device, &e));
+    CN_TRY(mark_touched(&b->s->counters, e));
+    e->next[which] = v;
+    e->valid[which] = true;
+    e->dirty[which] = true;
+    return CN_OK;
+}
+
 int cn__counter_take(cn__batch_t *b, const uint8_t *device, enum cn__ctr which, uint64_t *out)
 {
-    cn__counters_t *c = &b->s->counters;
     cn__counter_t *e;
-    CN_TRY(lookup(c, device, &e));
-    if (!e->valid[which])
-        CN_TRY(load(b->s, e, which));
+    CN_TRY(entry(b, device, which, &e));
     CN_ENSURE(e->next[which] < UINT64_MAX, CN_ELIMIT);
-    CN_TRY(mark_touched(c, e));
+    CN_TRY(mark_touched(&b->s->counters, e));
     *out = e->next[which]++;
     e->dirty[which] = true;
+    return CN_OK;
+}
+
+int cn__push_seq_take(cn__batch_t *b, uint64_t *out)
+{
+    cn__counters_t *c = &b->s->counters;
+    if (!c->push_valid) {
+        int rc = meta_u64(b->s, (const uint8_t *)CN__META_PUSHSEQ, strlen(CN__META_PUSHSEQ),
+                          &c->push_next);
+        if (rc == CN_ENOTFOUND)
+            c->push_next = 1;
+        else
+            CN_TRY(rc);
+        c->push_valid = true;
+    }
+    /* Above this, event keys would sort among the pending markers. */
+    CN_ENSURE(c->push_next < CN__PUSH_SEQ_LIMIT, CN_ELIMIT);
+    *out = c->push_next++;
+    c->push_dirty = true;
     return CN_OK;
 }
 
 int cn__counters_flush(cn__batch_t *b)
 {
     cn__counters_t *c = &b->s->counters;
-    uint8_t key[CN__META_CTR_LEN];
+    uint8_t key[CN__META_CTR_MAX];
     for (size_t i = 0; i < c->ntouched; i++) {
         cn__counter_t *e = c->touched[i];
         for (int w = 0; w < CN__CTR_COUNT; w++) {
@@ -131,9 +196,14 @@ int cn__counters_flush(cn__batch_t *b)
                 continue;
             cn_buf_reset(&b->v1);
             CN_TRY(cn_buf_put_u64be(&b->v1, e->next[w]));
-            cn__key_counter(key, (enum cn__ctr)w, e->id);
-            cn__batch_put(b, CN__CF_META, key, sizeof(key), &b->v1);
+            size_t klen = cn__key_counter_any(key, (enum cn__ctr)w, e->id);
+            cn__batch_put(b, CN__CF_META, key, klen, &b->v1);
         }
+    }
+    if (c->push_dirty) {
+        cn_buf_reset(&b->v1);
+        CN_TRY(cn_buf_put_u64be(&b->v1, c->push_next));
+        cn__batch_put(b, CN__CF_META, CN__META_PUSHSEQ, strlen(CN__META_PUSHSEQ), &b->v1);
     }
     return CN_OK;
 }
@@ -150,6 +220,9 @@ void cn__counters_end(cn__counters_t *c, bool ok)
         e->touched = false;
     }
     c->ntouched = 0;
+    if (c->push_dirty && !ok)
+        c->push_valid = false;
+    c->push_dirty = false;
 }
 
 void cn__counters_dispose(cn__counters_t *c)

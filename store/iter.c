@@ -1,5 +1,5 @@
 /*
- * Key builders and prefix iterators.
+ * Key builders, meta name rules and prefix iterators.
  */
 #include "store/store_internal.h"
 
@@ -30,6 +30,45 @@ void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const ui
 {
     memcpy(out, which == CN__CTR_MAILBOX ? CN__META_MSEQ : CN__META_OSEQ, 5);
     memcpy(out + 5, device, CN_DEVICE_ID_LEN);
+}
+
+size_t cn__key_counter_any(uint8_t out[CN__META_CTR_MAX], enum cn__ctr which, const uint8_t *device)
+{
+    static const char *const prefixes[CN__CTR_COUNT] = {CN__META_MSEQ, CN__META_OSEQ,
+                                                        CN__META_QBYTES};
+    size_t plen = strlen(prefixes[which]);
+    memcpy(out, prefixes[which], plen);
+    memcpy(out + plen, device, CN_DEVICE_ID_LEN);
+    return plen + CN_DEVICE_ID_LEN;
+}
+
+void cn__key_push_pending(uint8_t out[CN__KEY_PUSH_PENDING], const uint8_t *device)
+{
+    out[0] = CN__PUSH_PENDING;
+    memcpy(out + 1, device, CN_DEVICE_ID_LEN);
+}
+
+/* The names the writer owns in meta; callers can neither write nor list them. */
+static const char *const meta_reserved[] = {CN__META_MSEQ, CN__META_OSEQ, CN__META_QBYTES,
+                                            CN__META_PUSHSEQ};
+
+bool cn__meta_reserved(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CN_ARRAY_LEN(meta_reserved); i++) {
+        size_t plen = strlen(meta_reserved[i]);
+        if (len >= plen && memcmp(name, meta_reserved[i], plen) == 0)
+            return true;
+    }
+    return false;
+}
+
+int cn__meta_name_ok(const char *name)
+{
+    CN_ENSURE(name != NULL, CN_EINVAL);
+    size_t n = strnlen(name, CN__META_NAME_MAX + 1);
+    CN_ENSURE(n > 0 && n <= CN__META_NAME_MAX, CN_EINVAL);
+    CN_ENSURE(!cn__meta_reserved(name, n), CN_EINVAL);
+    return CN_OK;
 }
 
 bool cn__handle_ok(const char *handle)

@@ -45,6 +45,29 @@ static void put_pair(cn__batch_t *b, const uint8_t *id, const char *handle)
     cn__batch_put(b, CN__CF_USERS, handle, strlen(handle), &b->v2);
 }
 
+/* Reads an invite record (CN_INVITE_RECORD_LEN bytes: uses left, expiry);
+ * CN_EAUTH when it is missing, malformed, used up or expired. */
+static int invite_check(cn__batch_t *b, const char *name, size_t len, uint64_t now,
+                        uint8_t rec[CN_INVITE_RECORD_LEN], uint32_t *uses)
+{
+    CN_ENSURE(len <= CN_STORE_META_NAME_MAX, CN_EINVAL);
+    char *v;
+    size_t vlen;
+    int rc = cn__batch_get(b, CN__CF_META, name, len, &v, &vlen);
+    if (rc == CN_ENOTFOUND)
+        return CN_EAUTH;
+    CN_TRY(rc);
+    bool ok = vlen == CN_INVITE_RECORD_LEN;
+    if (ok)
+        memcpy(rec, v, CN_INVITE_RECORD_LEN);
+    rocksdb_free(v);
+    CN_ENSURE(ok, CN_EAUTH);
+    *uses = cn_load_u32be(rec);
+    uint64_t expires = cn_load_u64be(rec + 4);
+    CN_ENSURE(*uses > 0 && (expires == 0 || expires >= now), CN_EAUTH);
+    return CN_OK;
+}
+
 int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
 {
     const char *handle = op->u.reg.handle;
@@ -55,13 +78,10 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     CN_TRY(ensure_absent(b, CN__CF_DEVICES, id, CN_DEVICE_ID_LEN));
     const char *invite = op->u.reg.consume_meta;
     size_t ilen = strnlen(invite, sizeof(op->u.reg.consume_meta));
-    if (ilen > 0) {
-        CN_ENSURE(ilen <= CN_STORE_META_NAME_MAX, CN_EINVAL);
-        int rc = ensure_absent(b, CN__CF_META, invite, ilen);
-        CN_ENSURE(rc != CN_OK, CN_EAUTH); /* absent: no such invite */
-        if (rc != CN_EEXIST)
-            return rc;
-    }
+    uint8_t left[CN_INVITE_RECORD_LEN];
+    uint32_t uses = 0;
+    if (ilen > 0)
+        CN_TRY(invite_check(b, invite, ilen, now, left, &uses));
 
     cn_rec_device_t dev;
     cn_rec_user_t user;
@@ -71,8 +91,12 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     user.ndevices = 1;
     memcpy(user.devices[0], id, CN_DEVICE_ID_LEN);
     CN_TRY(encode_pair(b, &dev, &user));
-    if (ilen > 0)
-        cn__batch_delete(b, CN__CF_META, invite, ilen); /* single use */
+    if (ilen > 0 && uses > 1) { /* one use fewer */
+        cn_store_u32be(left, uses - 1);
+        cn__batch_put_raw(b, CN__CF_META, invite, ilen, left, sizeof(left));
+    } else if (ilen > 0) {
+        cn__batch_delete(b, CN__CF_META, invite, ilen); /* the last use */
+    }
     put_pair(b, id, handle);
     return CN_OK;
 }
@@ -128,10 +152,11 @@ static bool user_remove(cn_rec_user_t *user, const uint8_t *id)
 
 /*
  * The device record stays (revoked = time), so the id can never be
- * registered again. Its mailbox and prekeys are dropped with range deletes
- * that the writer appends when it commits the batch (an indexed batch
- * cannot hold range deletes); later ops of the same batch treat the device
- * as revoked already.
+ * registered again. Its queued-bytes counter is reset and its pending
+ * notification event dropped; its mailbox and prekeys are dropped with
+ * range deletes that the writer appends when it commits the batch (an
+ * indexed batch cannot hold range deletes); later ops of the same batch
+ * treat the device as revoked already.
  */
 int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op)
 {
@@ -146,6 +171,9 @@ int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op)
     bool has_user = rc == CN_OK && user_remove(&user, id);
     CN_TRY(revoked_reserve(b));
 
+    /* Its mailbox is dropped at commit, and so is any pending wake-up. */
+    CN__APPLY(b, cn__counter_set(b, id, CN__CTR_QBYTES, 0));
+    CN__APPLY(b, cn__push_drop_device(b, id));
     dev.revoked = cn_now_ms();
     cn_buf_reset(&b->v1);
     cn_buf_reset(&b->v2);

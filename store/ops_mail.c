@@ -1,9 +1,14 @@
 /*
- * Mailbox ops: SEND (dedupe, then one envelope per recipient mailbox under
- * the device's next seq) and ACK (delete delivered entries).
+ * Mailbox ops: SEND (dedupe, the queued-bytes cap, then one envelope per
+ * recipient mailbox under the device's next seq, and notification events
+ * for offline recipients) and ACK (delete delivered entries). Both keep
+ * the per-device queued-bytes counter (quota.c); it is read before the
+ * mailbox changes, since a counter loaded for the first time is computed
+ * from the mailbox through the batch.
  */
 #include "store/store_internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 static int send_check(cn__batch_t *b, cn_store_op_t *op)
@@ -43,7 +48,8 @@ static int dedupe_lookup(cn__batch_t *b, const uint8_t key[CN__KEY_DEDUPE], bool
     return CN_OK;
 }
 
-static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE])
+static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE],
+                      size_t header_len)
 {
     cn_rec_envelope_t env = op->u.send.env;
     uint8_t key[CN__KEY_MAILBOX];
@@ -52,7 +58,13 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
         env.ciphertext = r->ciphertext;
         cn_buf_reset(&b->v1);
         CN_TRY(cn_rec_envelope_encode(&env, &b->v1));
+        size_t vlen = cn_buf_unread(&b->v1).len;
+        /* The cap was checked with the predicted size. */
+        assert(vlen == cn__envelope_size(header_len, r->ciphertext.len));
+        (void)header_len;
         CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
+        if (!cn__batch_revoked(b, r->device_id))
+            CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
     }
@@ -69,7 +81,12 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     cn_rec_dedupe_t first;
     bool dup;
     op->u.send.duplicate = false;
+    op->u.send.limited_index = 0;
+    /* Before the check: the header it encodes sizes every envelope. */
+    if (op->u.send.env.server_time == 0)
+        op->u.send.env.server_time = cn_now_ms();
     CN_TRY(send_check(b, op));
+    size_t header_len = cn_buf_unread(&b->v1).len;
     cn__key_dedupe(dkey, op->u.send.env.from_device, op->u.send.env.message_id);
     CN_TRY(dedupe_lookup(b, dkey, &dup, &first));
     if (dup) {
@@ -80,9 +97,9 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
             op->u.send.recipients[i].seq = 0;
         return CN_OK;
     }
-    if (op->u.send.env.server_time == 0)
-        op->u.send.env.server_time = cn_now_ms();
-    CN__APPLY(b, send_store(b, op, dkey));
+    CN_TRY(cn__quota_check(b, op, header_len));
+    CN__APPLY(b, send_store(b, op, dkey, header_len));
+    CN__APPLY(b, cn__push_notify(b, op));
     return CN_OK;
 }
 
@@ -105,6 +122,7 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
             continue;
         CN__APPLY(b, rc);
         rocksdb_free(v);
+        CN__APPLY(b, cn__quota_adjust(b, id, vlen, false));
         cn__batch_delete(b, CN__CF_MAILBOX, key, sizeof(key));
         op->u.ack.deleted++;
     }

@@ -28,6 +28,13 @@ void cn__batch_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                                  v.len);
 }
 
+void cn__batch_put_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                       const void *val, size_t vlen)
+{
+    rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], (const char *)key, klen,
+                                 val != NULL ? (const char *)val : "", vlen);
+}
+
 void cn__batch_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen)
 {
     rocksdb_writebatch_wi_delete_cf(b->wb, b->s->cf[cf], (const char *)key, klen);

@@ -115,22 +115,11 @@ int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN]
     return CN_OK;
 }
 
-/** Meta names are 1..255 bytes; the counter prefixes belong to the writer. */
-static int meta_name_ok(const char *name)
-{
-    CN_ENSURE(name != NULL, CN_EINVAL);
-    size_t n = strnlen(name, CN__META_NAME_MAX + 1);
-    CN_ENSURE(n > 0 && n <= CN__META_NAME_MAX, CN_EINVAL);
-    CN_ENSURE(strncmp(name, CN__META_MSEQ, 5) != 0 && strncmp(name, CN__META_OSEQ, 5) != 0,
-              CN_EINVAL);
-    return CN_OK;
-}
-
 int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
 {
     rocksdb_pinnableslice_t *ps;
     size_t vlen;
-    CN_TRY(meta_name_ok(name));
+    CN_TRY(cn__meta_name_ok(name));
     CN_TRY(get_pinned(s, CN__CF_META, name, strlen(name), &ps));
     const char *v = rocksdb_pinnableslice_value(ps, &vlen);
     int rc = cn_buf_append(out, v, vlen);
@@ -141,7 +130,7 @@ int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
 int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len)
 {
     char *err = NULL;
-    CN_TRY(meta_name_ok(name));
+    CN_TRY(cn__meta_name_ok(name));
     CN_ENSURE(value != NULL || len == 0, CN_EINVAL);
     rocksdb_put_cf(s->db, s->wo_sync, s->cf[CN__CF_META], name, strlen(name),
                    value ? (const char *)value : "", len, &err);

@@ -24,6 +24,7 @@ enum cn__cf {
     CN__CF_MEDIA,
     CN__CF_HISTORY,
     CN__CF_META,
+    CN__CF_PUSH, /* appended later: new column families only ever go last */
     CN__CF_COUNT
 };
 
@@ -33,15 +34,27 @@ enum cn__cf {
 #define CN__KEY_MAILBOX           (CN_DEVICE_ID_LEN + 8)
 #define CN__KEY_PREKEY            (CN_DEVICE_ID_LEN + 1 + 8)
 #define CN__KEY_DEDUPE            (CN_DEVICE_ID_LEN + CN_MESSAGE_ID_LEN)
-#define CN__KEY_MAX               64
+#define CN__KEY_MAX               (CN__META_NAME_MAX + 9) /* meta names with their scan bound */
 #define CN__META_MSEQ             "mseq/" /* meta: mseq/ ‖ device → u64be next mailbox seq */
 #define CN__META_OSEQ             "oseq/" /* meta: oseq/ ‖ device → u64be next one-time prekey order */
+#define CN__META_QBYTES           "qbytes/" /* meta: qbytes/ ‖ device → u64be queued value bytes */
+#define CN__META_PUSHSEQ          "pushseq" /* meta: u64be next push event seq */
 #define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
+#define CN__META_CTR_MAX          (7 + CN_DEVICE_ID_LEN) /* the longest counter key */
 #define CN__META_NAME_MAX         255
 #define CN__PERIODIC_COMPACTION_S 86400 /* TTL filters run at least daily */
 
-/** Which per-device counter. */
-enum cn__ctr { CN__CTR_MAILBOX = 0, CN__CTR_OTPK = 1, CN__CTR_COUNT };
+/* push CF: events under u64be(event seq) (8 bytes), one pending marker per
+ * device under 0xff ‖ device → u64be(its event seq). Event seqs stay below
+ * 0xff << 56, so every marker sorts after every event. */
+#define CN__KEY_PUSH_EVENT   8
+#define CN__PUSH_PENDING     0xff
+#define CN__KEY_PUSH_PENDING (1 + CN_DEVICE_ID_LEN)
+#define CN__PUSH_SEQ_LIMIT   (0xffull << 56)
+
+/** Which per-device counter. QBYTES is a level (queued value bytes, an
+ * upper bound), the others hand out the next value. */
+enum cn__ctr { CN__CTR_MAILBOX = 0, CN__CTR_OTPK = 1, CN__CTR_QBYTES = 2, CN__CTR_COUNT };
 
 /** One device's cached counters (writer thread only). */
 typedef struct cn__counter {
@@ -58,6 +71,8 @@ typedef struct cn__counters {
     size_t cap, count;
     cn__counter_t **touched; /* entries changed by the current batch */
     size_t ntouched, touched_cap;
+    uint64_t push_next; /* the global push event seq, like the entries' */
+    bool push_valid, push_dirty;
 } cn__counters_t;
 
 /** The writer's per-batch state, reused from batch to batch. */
@@ -138,7 +153,16 @@ void cn__key_prekey(uint8_t out[CN__KEY_PREKEY], const uint8_t *device, uint8_t 
                     uint64_t order);
 void cn__key_dedupe(uint8_t out[CN__KEY_DEDUPE], const uint8_t *from_device,
                     const uint8_t *message_id);
+/** The meta key of a mailbox or prekey-order counter (not QBYTES). */
 void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const uint8_t *device);
+/** The meta key of any counter; returns its length. */
+size_t cn__key_counter_any(uint8_t out[CN__META_CTR_MAX], enum cn__ctr which,
+                           const uint8_t *device);
+void cn__key_push_pending(uint8_t out[CN__KEY_PUSH_PENDING], const uint8_t *device);
+/** True when name (len bytes) starts with one of the writer's meta prefixes. */
+bool cn__meta_reserved(const char *name, size_t len);
+/** A meta name usable by callers: 1..255 bytes, not reserved; else CN_EINVAL. */
+CN_MUST_USE int cn__meta_name_ok(const char *name);
 /** True for a handle already in normal form. */
 bool cn__handle_ok(const char *handle);
 
@@ -146,6 +170,17 @@ bool cn__handle_ok(const char *handle);
 /** Hands out the next value of a device's counter, loading it on first use. */
 CN_MUST_USE int cn__counter_take(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
                                  uint64_t *out);
+/**
+ * The current value of a counter (loading it on first use; a QBYTES
+ * counter missing on disk is computed from the mailbox through the batch).
+ */
+CN_MUST_USE int cn__counter_get(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
+                                uint64_t *out);
+/** Sets a counter; it is written with the batch. */
+CN_MUST_USE int cn__counter_set(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
+                                uint64_t v);
+/** Hands out the next push event seq. */
+CN_MUST_USE int cn__push_seq_take(cn__batch_t *b, uint64_t *out);
 /** Puts every counter the batch changed into the batch. */
 CN_MUST_USE int cn__counters_flush(cn__batch_t *b);
 /** Ends the batch: ok keeps the cached values, otherwise they reload from disk. */
@@ -161,6 +196,9 @@ CN_MUST_USE int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, s
                               char **val, size_t *vlen);
 void cn__batch_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                    const cn_buf_t *val);
+/** Puts borrowed bytes (val may be NULL when vlen is 0). */
+void cn__batch_put_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                       const void *val, size_t vlen);
 void cn__batch_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
 /** Reads and decodes a device record through the batch. */
 CN_MUST_USE int cn__batch_device(cn__batch_t *b, const uint8_t *id, cn_rec_device_t *out);
@@ -176,6 +214,30 @@ int cn__op_upload(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_fetch(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_send(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_ack(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_user_update(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_meta_put(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_meta_delete(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_push_done(cn__batch_t *b, cn_store_op_t *op);
+
+/* quota.c: the per-device queued-bytes counter (writer thread only). */
+/** Exact bytes of a device's mailbox values, read through the batch. */
+CN_MUST_USE int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_t *out);
+/**
+ * Checks a send against max_queued_bytes (header_len: the envelope encoded
+ * with an empty ciphertext); CN_ELIMIT sets limited_index.
+ */
+CN_MUST_USE int cn__quota_check(cn__batch_t *b, cn_store_op_t *op, size_t header_len);
+/** Adds (or with add false, subtracts, saturating at 0) n bytes. */
+CN_MUST_USE int cn__quota_adjust(cn__batch_t *b, const uint8_t *device, uint64_t n, bool add);
+/** The encoded size of an envelope whose empty-ciphertext form is header_len
+ * bytes, carrying a ciphertext of len bytes instead. */
+size_t cn__envelope_size(size_t header_len, size_t len);
+
+/* ops_push.c (writer thread only). */
+/** Queues a notification for each notify recipient without a pending one. */
+CN_MUST_USE int cn__push_notify(cn__batch_t *b, cn_store_op_t *op);
+/** Drops a revoked device's pending event and marker. */
+CN_MUST_USE int cn__push_drop_device(cn__batch_t *b, const uint8_t *device);
 
 /**
  * Inside an op, after its checks: any failure from here on is internal
@@ -191,6 +253,10 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op);
     } while (0)
 
 /* writer.c */
+/** Histogram bucket of a batch of n ops (CN_STORE_BATCH_BUCKETS_OPS). */
+size_t cn__batch_bucket(uint64_t n);
+/** Histogram bucket of a synced write of ns nanoseconds (CN_STORE_FSYNC_BUCKETS_MS). */
+size_t cn__fsync_bucket(uint64_t ns);
 CN_MUST_USE int cn__writer_start(cn_store_t *s);
 /** Refuses new ops, drains the queue, joins the writer. */
 void cn__writer_stop(cn_store_t *s);

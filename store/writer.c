@@ -31,6 +31,25 @@ int cn_store_submit(cn_store_t *s, cn_store_op_t *op)
     return CN_OK;
 }
 
+size_t cn__batch_bucket(uint64_t n)
+{
+    static const uint64_t bounds[] = CN_STORE_BATCH_BUCKETS_OPS;
+    size_t i = 0;
+    while (i < CN_ARRAY_LEN(bounds) && n > bounds[i])
+        i++;
+    return i;
+}
+
+size_t cn__fsync_bucket(uint64_t ns)
+{
+    static const double bounds_ms[] = CN_STORE_FSYNC_BUCKETS_MS;
+    size_t i = 0;
+    /* Compared in ns: 0.1 ms is 100000 ns exactly once rounded. */
+    while (i < CN_ARRAY_LEN(bounds_ms) && ns > (uint64_t)(bounds_ms[i] * 1e6 + 0.5))
+        i++;
+    return i;
+}
+
 void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out)
 {
     pthread_mutex_lock(&s->mu);
@@ -55,6 +74,14 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
         return cn__op_send(b, op);
     case CN_OP_ACK:
         return cn__op_ack(b, op);
+    case CN_OP_USER_UPDATE:
+        return cn__op_user_update(b, op);
+    case CN_OP_PUSH_DONE:
+        return cn__op_push_done(b, op);
+    case CN_OP_META_PUT:
+        return cn__op_meta_put(b, op);
+    case CN_OP_META_DELETE:
+        return cn__op_meta_delete(b, op);
     }
     return CN_EINVAL;
 }
@@ -84,15 +111,20 @@ static int write_with_ranges(cn_store_t *s, cn__batch_t *b)
     return cn__rdb_err(err, "write");
 }
 
-/** Writes the batch; returns the fsync (write) duration in *ns. */
-static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns)
+/**
+ * Writes the batch; returns the fsync (write) duration in *ns and whether
+ * anything was written in *wrote.
+ */
+static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns, bool *wrote)
 {
     char *err = NULL;
     uint64_t t0 = cn_mono_ns();
     int rc;
     *ns = 0;
+    *wrote = false;
     if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->nrevoked == 0)
         return CN_OK;
+    *wrote = true;
     if (b->nrevoked > 0) {
         rc = write_with_ranges(s, b);
     } else {
@@ -103,11 +135,29 @@ static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns)
     return rc;
 }
 
+static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool wrote, bool failed)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stats.batches++;
+    s->stats.ops += n;
+    s->stats.last_batch_ops = n;
+    s->stats.batch_ops_hist[cn__batch_bucket(n)]++;
+    if (s->opts.sync != CN_SYNC_NONE) {
+        s->stats.fsync_ns_total += ns;
+        if (wrote)
+            s->stats.fsync_hist[cn__fsync_bucket(ns)]++;
+    }
+    if (failed)
+        s->stats.write_errors++;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /** Applies, writes and completes one batch of n ops (a list via next). */
 static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
 {
     cn__batch_t *b = &s->batch;
     uint64_t ns = 0;
+    bool wrote = false;
     rocksdb_writebatch_wi_clear(b->wb);
     b->nrevoked = 0;
     b->fatal = CN_OK;
@@ -116,18 +166,9 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     if (b->fatal == CN_OK)
         b->fatal = cn__counters_flush(b);
     if (b->fatal == CN_OK)
-        b->fatal = write_batch(s, b, &ns);
+        b->fatal = write_batch(s, b, &ns, &wrote);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
-
-    pthread_mutex_lock(&s->mu);
-    s->stats.batches++;
-    s->stats.ops += n;
-    s->stats.last_batch_ops = n;
-    if (s->opts.sync != CN_SYNC_NONE)
-        s->stats.fsync_ns_total += ns;
-    if (b->fatal != CN_OK)
-        s->stats.write_errors++;
-    pthread_mutex_unlock(&s->mu);
+    count_batch(s, n, ns, wrote, b->fatal != CN_OK);
 
     for (cn_store_op_t *op = ops, *next; op != NULL; op = next) {
         next = op->next; /* done may free or resubmit the op */

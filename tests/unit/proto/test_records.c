@@ -91,6 +91,15 @@ static bool envelope_eq(const cn_rec_envelope_t *a, const cn_rec_envelope_t *b)
             memcmp(a->ciphertext.base, b->ciphertext.base, a->ciphertext.len) == 0);
 }
 
+static cn_rec_push_t sample_push(void)
+{
+    cn_rec_push_t n;
+    memset(&n, 0, sizeof(n));
+    memset(n.device_id, 0x88, sizeof(n.device_id));
+    n.server_time = 1700000000555ull;
+    return n;
+}
+
 /* ---------------------------------------------------------- round trips */
 
 static void test_device_roundtrip(void **state)
@@ -193,6 +202,24 @@ static void test_dedupe_prekey_roundtrip(void **state)
         assert_int_equal(cn_rec_prekey_decode(b.data, b.len, &pout), CN_OK);
         assert_memory_equal(&p, &pout, sizeof(p));
     }
+    cn_buf_dispose(&b);
+}
+
+static void test_push_roundtrip_and_negative(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    cn_rec_push_t in = sample_push(), out;
+    in.server_time = UINT64_MAX;
+    assert_int_equal(cn_rec_push_encode(&in, &b), CN_OK);
+    assert_int_equal(cn_rec_push_decode(b.data, b.len, &out), CN_OK);
+    assert_memory_equal(&in, &out, sizeof(in));
+    /* A dedupe record (same shape: two uint fields) is not a push record. */
+    cn_rec_dedupe_t d = {.server_time = 1, .recipients = 1};
+    cn_buf_reset(&b);
+    assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
+    assert_int_equal(cn_rec_push_decode(b.data, b.len, &out), CN_EINVAL);
     cn_buf_dispose(&b);
 }
 
@@ -569,29 +596,36 @@ static int dec_pk(const uint8_t *p, size_t n, void *o)
 {
     return cn_rec_prekey_decode(p, n, o);
 }
-
-static const decode_fn decoders[] = {dec_dev, dec_user, dec_env, dec_ded, dec_pk};
-
-/** Encodes one sample of each record type into bufs[5]. */
-static void encode_samples(cn_buf_t bufs[5])
+static int dec_push(const uint8_t *p, size_t n, void *o)
 {
+    return cn_rec_push_decode(p, n, o);
+}
+
+static const decode_fn decoders[] = {dec_dev, dec_user, dec_env, dec_ded, dec_pk, dec_push};
+#define NREC ((int)CN_ARRAY_LEN(decoders))
+
+/** Encodes one sample of each record type into bufs[NREC]. */
+static void encode_samples(cn_buf_t bufs[NREC])
+{
+    cn_rec_push_t n = sample_push();
     cn_rec_device_t d = sample_device(true);
     cn_rec_user_t u = sample_user(3);
     cn_rec_envelope_t e = sample_envelope(true);
     cn_rec_dedupe_t x = {.server_time = 77, .recipients = 3};
     cn_rec_prekey_t p = sample_prekey(true);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < NREC; i++)
         cn_buf_init(&bufs[i]);
     assert_int_equal(cn_rec_device_encode(&d, &bufs[0]), CN_OK);
     assert_int_equal(cn_rec_user_encode(&u, &bufs[1]), CN_OK);
     assert_int_equal(cn_rec_envelope_encode(&e, &bufs[2]), CN_OK);
     assert_int_equal(cn_rec_dedupe_encode(&x, &bufs[3]), CN_OK);
     assert_int_equal(cn_rec_prekey_encode(&p, &bufs[4]), CN_OK);
+    assert_int_equal(cn_rec_push_encode(&n, &bufs[5]), CN_OK);
 }
 
-static void dispose_samples(cn_buf_t bufs[5])
+static void dispose_samples(cn_buf_t bufs[NREC])
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < NREC; i++)
         cn_buf_dispose(&bufs[i]);
 }
 
@@ -602,15 +636,16 @@ typedef union any_rec {
     cn_rec_envelope_t e;
     cn_rec_dedupe_t x;
     cn_rec_prekey_t p;
+    cn_rec_push_t n;
 } any_rec_t;
 
 static void test_truncated_every_length(void **state)
 {
     (void)state;
-    cn_buf_t bufs[5];
+    cn_buf_t bufs[NREC];
     any_rec_t out;
     encode_samples(bufs);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NREC; i++) {
         assert_int_equal(decoders[i](bufs[i].data, bufs[i].len, &out), CN_OK);
         for (size_t n = 0; n < bufs[i].len; n++) {
             /* A heap copy of exactly n bytes so ASan sees any overread. */
@@ -627,10 +662,10 @@ static void test_truncated_every_length(void **state)
 static void test_trailing_bytes(void **state)
 {
     (void)state;
-    cn_buf_t bufs[5];
+    cn_buf_t bufs[NREC];
     any_rec_t out;
     encode_samples(bufs);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NREC; i++) {
         assert_int_equal(cn_buf_put_u8(&bufs[i], 0x00), CN_OK);
         assert_int_equal(decoders[i](bufs[i].data, bufs[i].len, &out), CN_EINVAL);
     }
@@ -658,8 +693,11 @@ static void check_reencode(int kind, const any_rec_t *r)
     case 3:
         rc = cn_rec_dedupe_encode(&r->x, &b);
         break;
-    default:
+    case 4:
         rc = cn_rec_prekey_encode(&r->p, &b);
+        break;
+    default:
+        rc = cn_rec_push_encode(&r->n, &b);
         break;
     }
     assert_int_equal(rc, CN_OK);
@@ -674,9 +712,9 @@ static void check_reencode(int kind, const any_rec_t *r)
 static void test_flipped_bits(void **state)
 {
     (void)state;
-    cn_buf_t bufs[5];
+    cn_buf_t bufs[NREC];
     encode_samples(bufs);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NREC; i++) {
         size_t n = bufs[i].len;
         uint8_t *p = malloc(n);
         assert_non_null(p);
@@ -684,7 +722,7 @@ static void test_flipped_bits(void **state)
             memcpy(p, bufs[i].data, n);
             p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
             /* Feed the flipped bytes to every decoder, not just its own. */
-            for (int k = 0; k < 5; k++) {
+            for (int k = 0; k < NREC; k++) {
                 any_rec_t out;
                 memset(&out, 0, sizeof(out));
                 int rc = decoders[k](p, n, &out);
@@ -713,7 +751,7 @@ static void test_garbage(void **state)
         }
         if (n > 0 && iter % 3 == 0)
             p[0] = 0xa0 | (uint8_t)(iter % 8); /* maps more often */
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < NREC; k++) {
             any_rec_t out;
             memset(&out, 0, sizeof(out));
             int rc = decoders[k](p, n, &out);
@@ -733,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_envelope_roundtrip_borrows),
         cmocka_unit_test(test_envelope_max_ciphertext),
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
+        cmocka_unit_test(test_push_roundtrip_and_negative),
         cmocka_unit_test(test_encode_appends),
         cmocka_unit_test(test_encoders_validate),
         cmocka_unit_test(test_hand_built_valid),

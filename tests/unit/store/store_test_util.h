@@ -264,6 +264,23 @@ static inline int send1(cn_store_t *s, const uint8_t *from, uint8_t msg, const u
     return rc;
 }
 
+/** Sends one message with a queued-bytes cap and a notify flag. */
+static inline int send_ex(cn_store_t *s, const uint8_t *from, uint8_t msg, const uint8_t *to,
+                          const char *ct, uint64_t server_time, uint64_t cap, bool notify,
+                          uint64_t *seq)
+{
+    cn_store_op_t op;
+    cn_store_recipient_t r;
+    recipient(&r, to, ct);
+    r.notify = notify;
+    op_send(&op, from, msg, &r, 1, server_time);
+    op.u.send.max_queued_bytes = cap;
+    int rc = run_op(s, &op);
+    if (seq)
+        *seq = r.seq;
+    return rc;
+}
+
 static inline void op_upload(cn_store_op_t *op, const uint8_t *id, cn_rec_prekey_t *keys,
                              uint32_t n, uint32_t first_key_id)
 {
@@ -295,6 +312,40 @@ static inline uint64_t depth(cn_store_t *s, const uint8_t *id)
     int rc = cn_store_mailbox_depth(s, id, 100000, &d);
     assert_int_equal(rc, CN_OK);
     return d;
+}
+
+/** Exact value bytes queued for a device (cn_store_mailbox_stats). */
+static inline uint64_t queued_bytes(cn_store_t *s, const uint8_t *id)
+{
+    uint64_t bytes = 0;
+    int rc = cn_store_mailbox_stats(s, id, NULL, &bytes, NULL);
+    assert_int_equal(rc, CN_OK);
+    return bytes;
+}
+
+/** Runs an ACK of n seqs; returns the result, *deleted the count. */
+static inline int ack_seqs(cn_store_t *s, const uint8_t *id, const uint64_t *seqs, uint32_t n,
+                           uint32_t *deleted)
+{
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_ACK;
+    memcpy(op.u.ack.device_id, id, CN_DEVICE_ID_LEN);
+    op.u.ack.n = n;
+    op.u.ack.seqs = seqs;
+    int rc = run_op(s, &op);
+    if (deleted)
+        *deleted = op.u.ack.deleted;
+    return rc;
+}
+
+static inline int revoke(cn_store_t *s, const uint8_t *id)
+{
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_REVOKE;
+    memcpy(op.u.revoke.device_id, id, CN_DEVICE_ID_LEN);
+    return run_op(s, &op);
 }
 
 /** Collects mailbox entries: seqs and decoded ciphertexts. */

@@ -1,2 +1,6 @@
 cn_unit_test(store store LIBS chatstore)
 cn_unit_test(store store_batch LIBS chatstore)
+cn_unit_test(store store_admin LIBS chatstore)
+cn_unit_test(store store_quota LIBS chatstore)
+cn_unit_test(store store_push LIBS chatstore)
+cn_unit_test(store store_invite LIBS chatstore)

@@ -1,0 +1,685 @@
+/*
+ * Admin commands (DESIGN section 7), run on the control thread. Reads go
+ * straight to the store; writes go through the store writer like every
+ * other write, and the command waits for its durable callback (admin
+ * commands are rare, so a short block of the control loop is fine).
+ * Every value in a row is text; chatadmin renders tables or JSON.
+ */
+#include "node/node_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIST_MAX 10000 /* rows of one listing (CN_ADMIN_ROWS_MAX) */
+
+void cn__admin_fail(cn_admin_msg_t *resp, uint32_t status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp->status = status;
+    vsnprintf(resp->error, sizeof(resp->error), fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------ synchronous ops */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} waiter_t;
+
+static void wake(cn_store_op_t *op)
+{
+    waiter_t *w = op->ctx;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Submits op and waits for its durable completion; returns op->result. */
+static int submit_wait(cn_server_t *s, cn_store_op_t *op)
+{
+    waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+    op->done = wake;
+    op->ctx = &w;
+    int rc = cn_store_submit(s->store, op);
+    if (rc == CN_OK) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = op->result;
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+static uint32_t status_of(int rc)
+{
+    return rc == CN_ENOTFOUND ? CN_ADMIN_NOT_FOUND
+           : rc == CN_EINVAL  ? CN_ADMIN_USAGE
+                              : CN_ADMIN_FAILED;
+}
+
+/* ---------------------------------------------------------- arguments */
+
+static const char *arg(const cn_admin_msg_t *req, const char *key)
+{
+    return cn_admin_row_get(&req->args, key);
+}
+
+static bool arg_device(const cn_admin_msg_t *req, cn_admin_msg_t *resp, const char *key,
+                       uint8_t out[CN_DEVICE_ID_LEN])
+{
+    const char *v = arg(req, key);
+    if (!v || cn_hex_decode(out, CN_DEVICE_ID_LEN, v) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "%s must be a device id (64 hex digits)", key);
+        return false;
+    }
+    return true;
+}
+
+static bool arg_handle(const cn_admin_msg_t *req, cn_admin_msg_t *resp, char out[CN_HANDLE_MAX + 1])
+{
+    const char *v = arg(req, "handle");
+    if (!v || cn_handle_normalize(v, out) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "handle must match [a-z0-9._-]{3,32}");
+        return false;
+    }
+    return true;
+}
+
+static cn_admin_row_t *add_row(cn_admin_msg_t *resp)
+{
+    cn_admin_row_t *r = cn_admin_add_row(resp);
+    if (!r)
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "too many rows");
+    return r;
+}
+
+/* Fails resp when any row_set failed (out of memory or an oversized value). */
+static void check_rows(cn_admin_msg_t *resp, int rc)
+{
+    if (rc && resp->status == CN_ADMIN_OK)
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "cannot build the answer");
+}
+
+/* -------------------------------------------------------------- devices */
+
+static void kick(cn_server_t *s, const uint8_t *device, const char *why)
+{
+    cn_route_t route;
+    if (cn__registry_get(s->registry, device, &route) < 0)
+        return;
+    size_t n = strlen(why) + 1;
+    cn_msg_t *m = cn__msg_new(CN_MSG_KICK, n);
+    if (!m)
+        return;
+    m->conn_id = route.conn_id;
+    memcpy(m->data, why, n);
+    cn__loop_post(s->loops[route.loop], m);
+}
+
+static int device_row(cn_server_t *s, cn_admin_row_t *r, const uint8_t *id,
+                      const cn_rec_device_t *d)
+{
+    char hex[2 * CN_DEVICE_ID_LEN + 1];
+    cn_route_t route;
+    cn_hex_encode(hex, id, CN_DEVICE_ID_LEN);
+    bool online = cn__registry_get(s->registry, id, &route) == CN_OK;
+    int rc = cn_admin_row_set(r, "id", "%s", hex);
+    rc |= cn_admin_row_set(r, "user", "%s", d->user);
+    rc |= cn_admin_row_set(r, "name", "%s", d->name);
+    rc |= cn_admin_row_set(r, "created", "%llu", (unsigned long long)d->created);
+    /* last_seen: now while online; the node keeps no per-device history yet. */
+    rc |= cn_admin_row_set(r, "last_seen", "%llu", online ? (unsigned long long)cn_now_ms() : 0ull);
+    rc |= cn_admin_row_set(r, "online", "%s", online ? "yes" : "no");
+    rc |= cn_admin_row_set(r, "revoked", "%llu", (unsigned long long)d->revoked);
+    return rc;
+}
+
+typedef struct list_ctx {
+    cn_server_t *s;
+    cn_admin_msg_t *resp;
+    int rc;
+} list_ctx_t;
+
+static int on_device(void *ctx, const uint8_t id[CN_DEVICE_ID_LEN], const cn_rec_device_t *d)
+{
+    list_ctx_t *x = ctx;
+    cn_admin_row_t *r = add_row(x->resp);
+    if (!r)
+        return 1;
+    x->rc |= device_row(x->s, r, id, d);
+    return 0;
+}
+
+static void cmd_device_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    (void)req;
+    list_ctx_t x = {s, resp, 0};
+    if (cn_store_device_list(s->store, NULL, LIST_MAX, on_device, &x) < 0)
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
+    check_rows(resp, x.rc);
+}
+
+static void cmd_device_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    uint8_t id[CN_DEVICE_ID_LEN];
+    cn_rec_device_t d;
+    if (!arg_device(req, resp, "id", id))
+        return;
+    int rc = cn_store_device_get(s->store, id, &d);
+    if (rc < 0) {
+        cn__admin_fail(resp, status_of(rc), "no such device");
+        return;
+    }
+    uint32_t prekeys = 0;
+    uint64_t depth = 0, bytes = 0, oldest = 0;
+    (void)cn_store_prekey_count(s->store, id, &prekeys);
+    (void)cn_store_mailbox_stats(s->store, id, &depth, &bytes, &oldest);
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    rc = device_row(s, r, id, &d);
+    rc |= cn_admin_row_set(r, "prekeys", "%u", prekeys);
+    rc |= cn_admin_row_set(r, "queued", "%llu", (unsigned long long)depth);
+    rc |= cn_admin_row_set(r, "queued_bytes", "%llu", (unsigned long long)bytes);
+    check_rows(resp, rc);
+}
+
+static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_REVOKE;
+    if (!arg_device(req, resp, "id", op.u.revoke.device_id))
+        return;
+    int rc = submit_wait(s, &op);
+    if (rc < 0) {
+        cn__admin_fail(resp, status_of(rc),
+                       rc == CN_ENOTFOUND ? "no such active device" : "storage unavailable");
+        return;
+    }
+    kick(s, op.u.revoke.device_id, "device revoked");
+    cn_log_info("device_revoked", "by=admin");
+}
+
+/* ---------------------------------------------------------------- users */
+
+static int user_row(cn_admin_row_t *r, const char *handle, const cn_rec_user_t *u)
+{
+    int rc = cn_admin_row_set(r, "handle", "%s", handle);
+    rc |= cn_admin_row_set(r, "devices", "%u", u->ndevices);
+    rc |= cn_admin_row_set(r, "created", "%llu", (unsigned long long)u->created);
+    rc |= cn_admin_row_set(r, "disabled", "%s", u->disabled ? "yes" : "no");
+    rc |= cn_admin_row_set(r, "presence_hidden", "%s", u->presence_hidden ? "yes" : "no");
+    return rc;
+}
+
+static int on_user(void *ctx, const char *handle, const cn_rec_user_t *u)
+{
+    list_ctx_t *x = ctx;
+    cn_admin_row_t *r = add_row(x->resp);
+    if (!r)
+        return 1;
+    x->rc |= user_row(r, handle, u);
+    return 0;
+}
+
+static void cmd_user_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    (void)req;
+    list_ctx_t x = {s, resp, 0};
+    if (cn_store_user_list(s->store, "", LIST_MAX, on_user, &x) < 0)
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
+    check_rows(resp, x.rc);
+}
+
+static void cmd_user_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    char handle[CN_HANDLE_MAX + 1];
+    cn_rec_user_t u;
+    if (!arg_handle(req, resp, handle))
+        return;
+    int rc = cn_store_user_get(s->store, handle, &u);
+    if (rc < 0) {
+        cn__admin_fail(resp, status_of(rc), "no such user");
+        return;
+    }
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    rc = user_row(r, handle, &u);
+    for (uint32_t i = 0; i < u.ndevices && i < CN_DEVICES_HARD_MAX; i++) {
+        char key[16], hex[2 * CN_DEVICE_ID_LEN + 1];
+        snprintf(key, sizeof(key), "device%u", i + 1);
+        cn_hex_encode(hex, u.devices[i], CN_DEVICE_ID_LEN);
+        rc |= cn_admin_row_set(r, key, "%s", hex);
+    }
+    check_rows(resp, rc);
+}
+
+static void set_disabled(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp,
+                         bool disabled)
+{
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_USER_UPDATE;
+    if (!arg_handle(req, resp, op.u.user_update.handle))
+        return;
+    op.u.user_update.mask = CN_USER_SET_DISABLED;
+    op.u.user_update.disabled = disabled;
+    int rc = submit_wait(s, &op);
+    if (rc < 0) {
+        cn__admin_fail(resp, status_of(rc),
+                       rc == CN_ENOTFOUND ? "no such user" : "storage unavailable");
+        return;
+    }
+    cn_rec_user_t u;
+    if (disabled && cn_store_user_get(s->store, op.u.user_update.handle, &u) == CN_OK)
+        for (uint32_t i = 0; i < u.ndevices && i < CN_DEVICES_HARD_MAX; i++)
+            kick(s, u.devices[i], "user disabled");
+}
+
+static void cmd_user_disable(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    set_disabled(s, req, resp, true);
+}
+
+static void cmd_user_enable(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    set_disabled(s, req, resp, false);
+}
+
+/* -------------------------------------------------------------- invites */
+
+/* Parses "30s", "15m", "12h", "7d" (or plain seconds) into milliseconds. */
+static int parse_duration_ms(const char *v, uint64_t *out)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    CN_ENSURE(end != v && v[0] != '-' && n > 0 && n < 100000000ull, CN_EINVAL);
+    uint64_t unit = 1000;
+    if (*end == 'm')
+        unit = 60 * 1000;
+    else if (*end == 'h')
+        unit = 3600 * 1000;
+    else if (*end == 'd')
+        unit = 86400 * 1000;
+    else
+        CN_ENSURE(*end == 's' || *end == '\0', CN_EINVAL);
+    CN_ENSURE(*end == '\0' || end[1] == '\0', CN_EINVAL);
+    *out = (uint64_t)n * unit;
+    return CN_OK;
+}
+
+static void cmd_invite_create(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    uint64_t expires = 0, uses = 1;
+    const char *v = arg(req, "expires");
+    if (v && parse_duration_ms(v, &expires) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "expires must look like 30s, 15m, 12h or 7d");
+        return;
+    }
+    v = arg(req, "uses");
+    if (v && (sscanf(v, "%llu", (unsigned long long *)&uses) != 1 || uses < 1 || uses > 100000)) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "uses must be 1..100000");
+        return;
+    }
+    uint8_t raw[16], rec[CN_INVITE_RECORD_LEN];
+    char token[2 * sizeof(raw) + 1];
+    cn_random(raw, sizeof(raw));
+    cn_hex_encode(token, raw, sizeof(raw));
+    if (expires)
+        expires += cn_now_ms();
+    cn_store_u32be(rec, (uint32_t)uses);
+    cn_store_u64be(rec + 4, expires);
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_META_PUT;
+    snprintf(op.u.meta.name, sizeof(op.u.meta.name), "invite/%s", token);
+    op.u.meta.value = rec;
+    op.u.meta.len = sizeof(rec);
+    if (submit_wait(s, &op) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
+        return;
+    }
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    int rc = cn_admin_row_set(r, "token", "%s", token);
+    rc |= cn_admin_row_set(r, "uses", "%llu", (unsigned long long)uses);
+    rc |= cn_admin_row_set(r, "expires", "%llu", (unsigned long long)expires);
+    check_rows(resp, rc);
+    cn_log_info("invite_created", "uses=%llu", (unsigned long long)uses);
+}
+
+/* ---------------------------------------------------------- queue, backup */
+
+static void cmd_queue_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    uint8_t id[CN_DEVICE_ID_LEN];
+    if (!arg_device(req, resp, "device", id))
+        return;
+    cn_rec_device_t d;
+    int rc = cn_store_device_get(s->store, id, &d);
+    if (rc < 0) {
+        cn__admin_fail(resp, status_of(rc), "no such device");
+        return;
+    }
+    uint64_t depth = 0, bytes = 0, oldest = 0, now = cn_now_ms();
+    if (cn_store_mailbox_stats(s->store, id, &depth, &bytes, &oldest) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
+        return;
+    }
+    /* Depth and age only: never the contents. */
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    rc = cn_admin_row_set(r, "device", "%s", arg(req, "device"));
+    rc |= cn_admin_row_set(r, "depth", "%llu", (unsigned long long)depth);
+    rc |= cn_admin_row_set(r, "bytes", "%llu", (unsigned long long)bytes);
+    rc |= cn_admin_row_set(r, "oldest_age_s", "%llu",
+                           oldest && now > oldest ? (unsigned long long)(now - oldest) / 1000 : 0);
+    check_rows(resp, rc);
+}
+
+static void cmd_backup(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    const char *dir = arg(req, "dir");
+    if (!dir || !dir[0] || dir[0] != '/') {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "dir must be an absolute path that does not exist");
+        return;
+    }
+    int rc = cn_store_checkpoint(s->store, dir);
+    if (rc < 0) {
+        cn__admin_fail(resp, rc == CN_EEXIST ? CN_ADMIN_REFUSED : CN_ADMIN_FAILED,
+                       rc == CN_EEXIST ? "%s exists already" : "checkpoint into %s failed", dir);
+        return;
+    }
+    cn_admin_row_t *r = add_row(resp);
+    if (r)
+        check_rows(resp, cn_admin_row_set(r, "backup", "%s", dir));
+    cn_log_info("backup_done", "dir=%s", dir);
+}
+
+/* ---------------------------------------------------------- rate limits */
+
+static int policy_name(char *out, size_t cap, enum cn_rl_action a, const uint8_t *device)
+{
+    char hex[2 * CN_DEVICE_ID_LEN + 1] = "";
+    if (device)
+        cn_hex_encode(hex, device, CN_DEVICE_ID_LEN);
+    int n = snprintf(out, cap, "ratelimit/%s%s%s", cn__rl_action_name(a), device ? "/" : "", hex);
+    return n > 0 && (size_t)n < cap ? CN_OK : CN_ETOOBIG;
+}
+
+static int policy_row(cn_admin_msg_t *resp, enum cn_rl_action a, const uint8_t *device,
+                      cn_rl_policy_t p)
+{
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return CN_ELIMIT;
+    char hex[2 * CN_DEVICE_ID_LEN + 1] = "*";
+    if (device)
+        cn_hex_encode(hex, device, CN_DEVICE_ID_LEN);
+    int rc = cn_admin_row_set(r, "action", "%s", cn__rl_action_name(a));
+    rc |= cn_admin_row_set(r, "device", "%s", hex);
+    rc |= cn_admin_row_set(r, "rate_per_s", "%g", p.rate);
+    rc |= cn_admin_row_set(r, "burst", "%g", p.burst);
+    return rc;
+}
+
+typedef struct override_ctx {
+    cn_admin_msg_t *resp;
+    int rc;
+} override_ctx_t;
+
+static void on_override(void *ctx, enum cn_rl_action a, const uint8_t *device, cn_rl_policy_t p)
+{
+    override_ctx_t *x = ctx;
+    x->rc |= policy_row(x->resp, a, device, p);
+}
+
+static void cmd_ratelimit_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    (void)req;
+    int rc = 0;
+    for (int a = 0; a < CN_RL__COUNT; a++)
+        rc |= policy_row(resp, (enum cn_rl_action)a, NULL, cn__rl_get(s->rl, a, NULL));
+    override_ctx_t x = {resp, 0};
+    cn__rl_each_override(s->rl, on_override, &x);
+    check_rows(resp, rc | x.rc);
+}
+
+/* Parses action and the optional device of a ratelimit command. */
+static bool policy_target(const cn_admin_msg_t *req, cn_admin_msg_t *resp, enum cn_rl_action *a,
+                          uint8_t device[CN_DEVICE_ID_LEN], bool *has_device)
+{
+    const char *name = arg(req, "action");
+    if (!name || cn__rl_action_parse(name, a) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE,
+                       "action must be one of connect, auth-failure, register, send, "
+                       "send-bytes, prekey-fetch, media-bytes, history");
+        return false;
+    }
+    *has_device = arg(req, "device") != NULL;
+    return !*has_device || arg_device(req, resp, "device", device);
+}
+
+static void cmd_ratelimit_set(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    enum cn_rl_action a;
+    uint8_t device[CN_DEVICE_ID_LEN];
+    bool has_device;
+    if (!policy_target(req, resp, &a, device, &has_device))
+        return;
+    cn_rl_policy_t p = cn__rl_get(s->rl, a, has_device ? device : NULL);
+    const char *rate = arg(req, "rate"), *burst = arg(req, "burst");
+    if ((rate && cn__rl_parse_rate(rate, &p.rate) < 0) ||
+        (burst && (sscanf(burst, "%lf", &p.burst) != 1 || p.burst < 1)) || (!rate && !burst)) {
+        cn__admin_fail(resp, CN_ADMIN_USAGE, "give --rate N/s (or /m, /h) and/or --burst N >= 1");
+        return;
+    }
+    char value[64];
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_META_PUT;
+    int n = snprintf(value, sizeof(value), "%.17g %.17g", p.rate, p.burst);
+    if (policy_name(op.u.meta.name, sizeof(op.u.meta.name), a, has_device ? device : NULL) < 0 ||
+        cn__rl_set(s->rl, a, has_device ? device : NULL, p) < 0) {
+        cn__admin_fail(resp, CN_ADMIN_REFUSED, "invalid policy or too many device overrides");
+        return;
+    }
+    op.u.meta.value = value;
+    op.u.meta.len = (size_t)n;
+    if (submit_wait(s, &op) < 0) /* live now; persisting failed */
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "applied, but not persisted: storage unavailable");
+    else
+        check_rows(resp, policy_row(resp, a, has_device ? device : NULL, p));
+    cn_log_info("ratelimit_set", "action=%s rate=%g burst=%g device_override=%d",
+                cn__rl_action_name(a), p.rate, p.burst, has_device);
+}
+
+static void cmd_ratelimit_reset(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    enum cn_rl_action a;
+    uint8_t device[CN_DEVICE_ID_LEN];
+    bool has_device;
+    if (!policy_target(req, resp, &a, device, &has_device))
+        return;
+    cn__rl_reset(s->rl, a, has_device ? device : NULL);
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_META_DELETE;
+    if (policy_name(op.u.meta.name, sizeof(op.u.meta.name), a, has_device ? device : NULL) < 0)
+        return;
+    int rc = submit_wait(s, &op);
+    if (rc < 0 && rc != CN_ENOTFOUND)
+        cn__admin_fail(resp, CN_ADMIN_FAILED, "reset live, but not persisted");
+    else
+        check_rows(resp, policy_row(resp, a, has_device ? device : NULL,
+                                    cn__rl_get(s->rl, a, has_device ? device : NULL)));
+}
+
+static int on_policy(void *ctx, const char *name, const uint8_t *value, size_t len)
+{
+    cn_server_t *s = ctx;
+    char action[32], text[64];
+    uint8_t device[CN_DEVICE_ID_LEN];
+    const char *rest = name + strlen("ratelimit/");
+    const char *slash = strchr(rest, '/');
+    size_t alen = slash ? (size_t)(slash - rest) : strlen(rest);
+    enum cn_rl_action a;
+    cn_rl_policy_t p;
+    if (alen >= sizeof(action) || len >= sizeof(text))
+        return 0;
+    memcpy(action, rest, alen);
+    action[alen] = '\0';
+    memcpy(text, value, len);
+    text[len] = '\0';
+    if (cn__rl_action_parse(action, &a) < 0 || sscanf(text, "%lf %lf", &p.rate, &p.burst) != 2 ||
+        (slash && cn_hex_decode(device, sizeof(device), slash + 1) < 0) ||
+        cn__rl_set(s->rl, a, slash ? device : NULL, p) < 0)
+        cn_log_warn("ratelimit_policy_ignored", "name=%s", name);
+    return 0;
+}
+
+void cn__rl_load(cn_server_t *s)
+{
+    int n = cn_store_meta_scan(s->store, "ratelimit/", on_policy, s);
+    if (n > 0)
+        cn_log_info("ratelimit_policies_loaded", "count=%d", n);
+}
+
+/* ---------------------------------------------------------- stats, config */
+
+typedef struct scan_ctx {
+    cn_server_t *s;
+    uint64_t devices, low_prekeys, queues, queued, oldest, revoked;
+} scan_ctx_t;
+
+/* Per device: prekeys left and the queue (admin only: O(devices + queued)). */
+static int on_scan_device(void *ctx, const uint8_t id[CN_DEVICE_ID_LEN], const cn_rec_device_t *d)
+{
+    scan_ctx_t *x = ctx;
+    if (d->revoked) {
+        x->revoked++;
+        return 0;
+    }
+    x->devices++;
+    uint32_t prekeys = 0;
+    if (cn_store_prekey_count(x->s->store, id, &prekeys) == CN_OK && prekeys < CN_OTPK_LOW_MARK)
+        x->low_prekeys++;
+    uint64_t depth = 0, oldest = 0;
+    if (cn_store_mailbox_stats(x->s->store, id, &depth, NULL, &oldest) == CN_OK && depth) {
+        x->queues++;
+        x->queued += depth;
+        if (!x->oldest || oldest < x->oldest)
+            x->oldest = oldest;
+    }
+    return 0;
+}
+
+#define LOAD(field) (unsigned long long)atomic_load(&s->counters.field)
+
+static void cmd_stats(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    (void)req;
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    cn_store_stats_t st;
+    cn_store_stats_get(s->store, &st);
+    scan_ctx_t x = {.s = s};
+    (void)cn_store_device_list(s->store, NULL, UINT32_MAX, on_scan_device, &x);
+    uint64_t now = cn_now_ms();
+    int rc = cn_admin_row_set(r, "connections", "%llu", LOAD(connections_open));
+    rc |= cn_admin_row_set(r, "devices_online", "%zu", cn__registry_size(s->registry));
+    rc |= cn_admin_row_set(r, "devices", "%llu", (unsigned long long)x.devices);
+    rc |= cn_admin_row_set(r, "devices_revoked", "%llu", (unsigned long long)x.revoked);
+    rc |= cn_admin_row_set(r, "devices_low_on_prekeys", "%llu", (unsigned long long)x.low_prekeys);
+    rc |= cn_admin_row_set(r, "queues", "%llu", (unsigned long long)x.queues);
+    rc |= cn_admin_row_set(r, "queued_messages", "%llu", (unsigned long long)x.queued);
+    rc |= cn_admin_row_set(r, "oldest_queued_age_s", "%llu",
+                           x.oldest && now > x.oldest ? (unsigned long long)(now - x.oldest) / 1000
+                                                      : 0ull);
+    rc |= cn_admin_row_set(r, "messages_accepted", "%llu", LOAD(messages_accepted));
+    rc |= cn_admin_row_set(r, "messages_delivered", "%llu", LOAD(messages_delivered));
+    rc |= cn_admin_row_set(r, "messages_acked", "%llu", LOAD(messages_acked));
+    rc |= cn_admin_row_set(r, "auth_failed", "%llu", LOAD(auth_failed));
+    rc |= cn_admin_row_set(r, "store_queue_depth", "%llu", (unsigned long long)st.queue_depth);
+    rc |= cn_admin_row_set(r, "store_batches", "%llu", (unsigned long long)st.batches);
+    rc |= cn_admin_row_set(r, "store_ops", "%llu", (unsigned long long)st.ops);
+    rc |= cn_admin_row_set(r, "sync", "%s", cn_sync_name(s->cfg.sync));
+    check_rows(resp, rc);
+}
+
+static void cmd_config_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    (void)req;
+    const cn_node_config_t *c = &s->cfg;
+    cn_admin_row_t *r = add_row(resp);
+    if (!r)
+        return;
+    int rc = cn_admin_row_set(r, "listen", "%s:%u", c->listen_host, s->bound_port);
+    rc |= cn_admin_row_set(r, "data", "%s", c->data_dir);
+    rc |= cn_admin_row_set(r, "threads", "%u", c->threads);
+    rc |= cn_admin_row_set(r, "sync", "%s", cn_sync_name(c->sync));
+    rc |= cn_admin_row_set(r, "registration", "%s",
+                           c->registration == CN_REG_OPEN ? "open" : "invite");
+    rc |= cn_admin_row_set(r, "max_devices", "%u", c->max_devices);
+    rc |= cn_admin_row_set(r, "handshake_timeout_ms", "%u", c->handshake_timeout_ms);
+    rc |= cn_admin_row_set(r, "auth_timeout_ms", "%u", c->auth_timeout_ms);
+    rc |= cn_admin_row_set(r, "idle_timeout_ms", "%u", c->idle_timeout_ms);
+    rc |= cn_admin_row_set(r, "ping_interval_ms", "%u", c->ping_interval_ms);
+    rc |= cn_admin_row_set(r, "mailbox_ttl_days", "%llu",
+                           (unsigned long long)(c->mailbox_ttl_ms / 86400000ull));
+    rc |= cn_admin_row_set(r, "out_soft_limit", "%zu", c->out_soft_limit);
+    rc |= cn_admin_row_set(r, "out_hard_limit", "%zu", c->out_hard_limit);
+    rc |= cn_admin_row_set(r, "max_connections", "%u", c->max_connections);
+    rc |= cn_admin_row_set(r, "max_queued_bytes", "%llu", (unsigned long long)c->max_queued_bytes);
+    check_rows(resp, rc);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+typedef void (*cmd_fn)(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+
+static const struct {
+    const char *name;
+    cmd_fn fn;
+} commands[] = {
+    {"stats", cmd_stats},
+    {"config.show", cmd_config_show},
+    {"device.list", cmd_device_list},
+    {"device.show", cmd_device_show},
+    {"device.revoke", cmd_device_revoke},
+    {"user.list", cmd_user_list},
+    {"user.show", cmd_user_show},
+    {"user.disable", cmd_user_disable},
+    {"user.enable", cmd_user_enable},
+    {"invite.create", cmd_invite_create},
+    {"ratelimit.list", cmd_ratelimit_list},
+    {"ratelimit.set", cmd_ratelimit_set},
+    {"ratelimit.reset", cmd_ratelimit_reset},
+    {"queue.show", cmd_queue_show},
+    {"backup", cmd_backup},
+};
+
+void cn__admin_execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
+{
+    for (size_t i = 0; i < CN_ARRAY_LEN(commands); i++) {
+        if (strcmp(commands[i].name, req->cmd) == 0) {
+            commands[i].fn(s, req, resp);
+            return;
+        }
+    }
+    cn__admin_fail(resp, CN_ADMIN_USAGE, "unknown command '%s'", req->cmd);
+}

@@ -1,0 +1,317 @@
+/*
+ * Token buckets in a sharded open-addressing table. A bucket is created
+ * full on first use; one that has refilled to its burst carries no state,
+ * so when the table is full such buckets are dropped first. Defaults are
+ * modeled on the published Signal-Server limits (per account/IP, scaled
+ * to per-second rates) and documented in docs/OPERATIONS.md.
+ */
+#include "node/ratelimit.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS    16
+#define SHARD_CAP (CN_RL_BUCKETS_MAX / SHARDS * 2) /* load <= 1/2 */
+#define KEY_LEN   (2 + CN_RL_KEY_MAX)
+
+typedef struct bucket {
+    uint8_t key[KEY_LEN]; /* action, key length, key bytes (zero padded) */
+    bool used;
+    double tokens;
+    uint64_t last_ms;
+} bucket_t;
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    bucket_t *slots;
+    size_t live;
+} shard_t;
+
+typedef struct override {
+    uint8_t device[32];
+    enum cn_rl_action action;
+    cn_rl_policy_t p;
+} override_t;
+
+struct cn_ratelimit {
+    shard_t shards[SHARDS];
+    pthread_mutex_t policy_lock;
+    cn_rl_policy_t defaults[CN_RL__COUNT];
+    override_t overrides[CN_RL_OVERRIDES_MAX];
+    size_t noverrides;
+    atomic_uint_fast64_t refused[CN_RL__COUNT];
+};
+
+static const struct {
+    const char *name;
+    cn_rl_policy_t p;
+} builtin[CN_RL__COUNT] = {
+    [CN_RL_CONNECT] = {"connect", {10.0, 50.0}},
+    [CN_RL_AUTH_FAILURE] = {"auth-failure", {0.2, 10.0}},
+    [CN_RL_REGISTER] = {"register", {0.1, 6.0}},
+    [CN_RL_SEND] = {"send", {200.0, 1000.0}},
+    [CN_RL_SEND_BYTES] = {"send-bytes", {4.0 * 1024 * 1024, 32.0 * 1024 * 1024}},
+    [CN_RL_PREKEY_FETCH] = {"prekey-fetch", {1.0, 100.0}},
+    [CN_RL_MEDIA_BYTES] = {"media-bytes", {8.0 * 1024 * 1024, 128.0 * 1024 * 1024}},
+    [CN_RL_HISTORY] = {"history", {10.0, 100.0}},
+};
+
+const char *cn__rl_action_name(enum cn_rl_action a)
+{
+    return (unsigned)a < CN_RL__COUNT ? builtin[a].name : NULL;
+}
+
+int cn__rl_action_parse(const char *name, enum cn_rl_action *out)
+{
+    for (int a = 0; a < CN_RL__COUNT; a++) {
+        if (strcmp(builtin[a].name, name) == 0) {
+            *out = (enum cn_rl_action)a;
+            return CN_OK;
+        }
+    }
+    return CN_EINVAL;
+}
+
+cn_rl_policy_t cn__rl_default(enum cn_rl_action a)
+{
+    return builtin[a].p;
+}
+
+cn_ratelimit_t *cn__rl_new(void)
+{
+    cn_ratelimit_t *rl = calloc(1, sizeof(*rl));
+    if (!rl)
+        return NULL;
+    for (int a = 0; a < CN_RL__COUNT; a++)
+        rl->defaults[a] = builtin[a].p;
+    pthread_mutex_init(&rl->policy_lock, NULL);
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_init(&rl->shards[i].lock, NULL);
+        rl->shards[i].slots = calloc(SHARD_CAP, sizeof(bucket_t));
+        if (!rl->shards[i].slots) {
+            cn__rl_free(rl);
+            return NULL;
+        }
+    }
+    return rl;
+}
+
+void cn__rl_free(cn_ratelimit_t *rl)
+{
+    if (!rl)
+        return;
+    for (int i = 0; i < SHARDS; i++) {
+        pthread_mutex_destroy(&rl->shards[i].lock);
+        free(rl->shards[i].slots);
+    }
+    pthread_mutex_destroy(&rl->policy_lock);
+    free(rl);
+}
+
+static uint64_t hash_key(const uint8_t *k)
+{
+    /* FNV-1a: keys include attacker-chosen IPs, but a shard only degrades to
+     * a longer probe, bounded by SHARD_CAP; the table never grows. */
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < KEY_LEN; i++)
+        h = (h ^ k[i]) * 1099511628211ull;
+    return h;
+}
+
+static override_t *find_override(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *device)
+{
+    for (size_t i = 0; device && i < rl->noverrides; i++)
+        if (rl->overrides[i].action == a && memcmp(rl->overrides[i].device, device, 32) == 0)
+            return &rl->overrides[i];
+    return NULL;
+}
+
+cn_rl_policy_t cn__rl_get(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *device)
+{
+    pthread_mutex_lock(&rl->policy_lock);
+    const override_t *o = find_override(rl, a, device);
+    cn_rl_policy_t p = o ? o->p : rl->defaults[a];
+    pthread_mutex_unlock(&rl->policy_lock);
+    return p;
+}
+
+static void refill(bucket_t *b, cn_rl_policy_t p, uint64_t now)
+{
+    if (now > b->last_ms)
+        b->tokens = fmin(p.burst, b->tokens + (double)(now - b->last_ms) * p.rate / 1000.0);
+    b->last_ms = now;
+}
+
+/* Drops buckets that refilled to their burst (they hold no information). */
+static void evict_full(shard_t *s, cn_ratelimit_t *rl, uint64_t now)
+{
+    bucket_t *old = s->slots;
+    bucket_t *fresh = calloc(SHARD_CAP, sizeof(bucket_t));
+    if (!fresh)
+        return;
+    size_t live = 0;
+    for (size_t i = 0; i < SHARD_CAP; i++) {
+        bucket_t *b = &old[i];
+        if (!b->used)
+            continue;
+        cn_rl_policy_t p = rl->defaults[b->key[0] < CN_RL__COUNT ? b->key[0] : 0];
+        refill(b, p, now);
+        if (b->tokens >= p.burst)
+            continue;
+        size_t j = hash_key(b->key) % SHARD_CAP;
+        while (fresh[j].used)
+            j = (j + 1) % SHARD_CAP;
+        fresh[j] = *b;
+        live++;
+    }
+    free(old);
+    s->slots = fresh;
+    s->live = live;
+}
+
+/* Finds or creates the bucket; NULL when the shard is full. Lock held. */
+static bucket_t *lookup(cn_ratelimit_t *rl, shard_t *s, const uint8_t *k, cn_rl_policy_t p,
+                        uint64_t now)
+{
+    size_t i = hash_key(k) % SHARD_CAP;
+    for (size_t n = 0; n < SHARD_CAP; n++, i = (i + 1) % SHARD_CAP) {
+        bucket_t *b = &s->slots[i];
+        if (b->used && memcmp(b->key, k, KEY_LEN) == 0)
+            return b;
+        if (!b->used)
+            break;
+    }
+    if (s->live >= SHARD_CAP / 2) {
+        evict_full(s, rl, now);
+        if (s->live >= SHARD_CAP / 2)
+            return NULL;
+    }
+    i = hash_key(k) % SHARD_CAP;
+    while (s->slots[i].used)
+        i = (i + 1) % SHARD_CAP;
+    bucket_t *b = &s->slots[i];
+    memcpy(b->key, k, KEY_LEN);
+    b->used = true;
+    b->tokens = p.burst;
+    b->last_ms = now;
+    s->live++;
+    return b;
+}
+
+static int bucket_op(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
+                     const uint8_t *device, double cost, uint64_t now, bool take,
+                     uint32_t *retry_after_ms)
+{
+    CN_ENSURE((unsigned)a < CN_RL__COUNT && keylen <= CN_RL_KEY_MAX, CN_EINVAL);
+    uint8_t k[KEY_LEN] = {(uint8_t)a, (uint8_t)keylen};
+    memcpy(k + 2, key, keylen);
+    cn_rl_policy_t p = cn__rl_get(rl, a, device);
+    shard_t *s = &rl->shards[hash_key(k) % SHARDS];
+    int rc = CN_OK;
+    pthread_mutex_lock(&s->lock);
+    bucket_t *b = lookup(rl, s, k, p, now);
+    if (b) {
+        refill(b, p, now);
+        if (b->tokens + 1e-9 >= cost) {
+            if (take)
+                b->tokens -= cost;
+        } else {
+            double wait_ms = ceil((cost - b->tokens) * 1000.0 / p.rate);
+            *retry_after_ms = wait_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)wait_ms;
+            rc = CN_ELIMIT;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc == CN_ELIMIT && take)
+        atomic_fetch_add(&rl->refused[a], 1);
+    return rc;
+}
+
+int cn__rl_take(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
+                const uint8_t *device, double cost, uint64_t now_ms, uint32_t *retry_after_ms)
+{
+    return bucket_op(rl, a, key, keylen, device, cost, now_ms, true, retry_after_ms);
+}
+
+int cn__rl_check(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
+                 const uint8_t *device, double cost, uint64_t now_ms, uint32_t *retry_after_ms)
+{
+    return bucket_op(rl, a, key, keylen, device, cost, now_ms, false, retry_after_ms);
+}
+
+int cn__rl_set(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *device, cn_rl_policy_t p)
+{
+    CN_ENSURE((unsigned)a < CN_RL__COUNT, CN_EINVAL);
+    CN_ENSURE(p.rate > 0 && isfinite(p.rate) && p.burst >= 1 && isfinite(p.burst), CN_EINVAL);
+    int rc = CN_OK;
+    pthread_mutex_lock(&rl->policy_lock);
+    if (!device) {
+        rl->defaults[a] = p;
+    } else {
+        override_t *o = find_override(rl, a, device);
+        if (!o && rl->noverrides == CN_RL_OVERRIDES_MAX) {
+            rc = CN_ELIMIT;
+        } else {
+            if (!o) {
+                o = &rl->overrides[rl->noverrides++];
+                memcpy(o->device, device, 32);
+                o->action = a;
+            }
+            o->p = p;
+        }
+    }
+    pthread_mutex_unlock(&rl->policy_lock);
+    return rc;
+}
+
+void cn__rl_reset(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *device)
+{
+    if ((unsigned)a >= CN_RL__COUNT)
+        return;
+    pthread_mutex_lock(&rl->policy_lock);
+    if (!device) {
+        rl->defaults[a] = builtin[a].p;
+    } else {
+        const override_t *o = find_override(rl, a, device);
+        if (o) {
+            size_t i = (size_t)(o - rl->overrides);
+            rl->overrides[i] = rl->overrides[--rl->noverrides];
+        }
+    }
+    pthread_mutex_unlock(&rl->policy_lock);
+}
+
+void cn__rl_each_override(cn_ratelimit_t *rl,
+                          void (*fn)(void *ctx, enum cn_rl_action a, const uint8_t *device,
+                                     cn_rl_policy_t p),
+                          void *ctx)
+{
+    pthread_mutex_lock(&rl->policy_lock);
+    for (size_t i = 0; i < rl->noverrides; i++)
+        fn(ctx, rl->overrides[i].action, rl->overrides[i].device, rl->overrides[i].p);
+    pthread_mutex_unlock(&rl->policy_lock);
+}
+
+uint64_t cn__rl_refused(cn_ratelimit_t *rl, enum cn_rl_action a)
+{
+    return (unsigned)a < CN_RL__COUNT ? atomic_load(&rl->refused[a]) : 0;
+}
+
+int cn__rl_parse_rate(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    CN_ENSURE(end != s && isfinite(v) && v > 0, CN_EINVAL);
+    double per = 1.0;
+    if (strcmp(end, "/m") == 0)
+        per = 60.0;
+    else if (strcmp(end, "/h") == 0)
+        per = 3600.0;
+    else
+        CN_ENSURE(strcmp(end, "/s") == 0 || *end == '\0', CN_EINVAL);
+    *out = v / per;
+    return CN_OK;
+}
