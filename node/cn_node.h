@@ -10,6 +10,15 @@
 
 enum cn_registration { CN_REG_OPEN = 0, CN_REG_INVITE };
 
+/** An initial rate-limit policy from the configuration. */
+typedef struct cn_node_rl_policy {
+    char action[24]; /* connect, auth-failure, register, send, ... */
+    double rate;     /* tokens per second */
+    double burst;
+} cn_node_rl_policy_t;
+
+#define CN_NODE_RL_POLICIES_MAX 16
+
 /** Every knob of the node; cn_node_config_default fills the defaults. */
 typedef struct cn_node_config {
     char listen_host[64];
@@ -35,8 +44,10 @@ typedef struct cn_node_config {
     size_t out_hard_limit;         /* per connection: disconnect a reader this slow */
     uint32_t max_connections;      /* per node; default 50,000 */
     uint64_t max_queued_bytes;     /* per recipient device; 0 = unlimited; default 256 MiB */
-    char push_gateway[512];        /* http://host[:port]/path for offline wake-ups; "" = off */
-    bool check_only;               /* --check-config: validate and exit */
+    cn_node_rl_policy_t ratelimits[CN_NODE_RL_POLICIES_MAX]; /* over the built-in defaults */
+    unsigned n_ratelimits;
+    char push_gateway[512]; /* http://host[:port]/path for offline wake-ups; "" = off */
+    bool check_only;        /* --check-config: validate and exit */
     enum cn_log_level log_level;
 } cn_node_config_t;
 

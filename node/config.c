@@ -66,6 +66,7 @@ static const char usage[] =
     "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304; >= 196608)\n"
     "  --max-connections N       per node (50000)\n"
     "  --max-queued-bytes BYTES  queued ciphertext per recipient device, 0 = no cap (268435456)\n"
+    "  --ratelimit ACTION=RATE[:BURST]  initial policy, e.g. send=200/s:1000 (repeatable)\n"
     "  --push-gateway URL        http://host[:port]/path: POST a wake-up for offline devices\n"
     "  --config FILE             INI config file (docs/chatnode.conf.sample); flags override it\n"
     "  --check-config            validate the configuration (files, keys, ports) and exit\n"
@@ -123,6 +124,7 @@ enum {
     O_MAXCONN,
     O_MAXQ,
     O_PUSH,
+    O_RL,
     O_LOG,
     O_CONFIG,
     O_CHECK,
@@ -182,12 +184,47 @@ static const struct option options[] = {
     {"max-connections", 1, 0, O_MAXCONN},
     {"max-queued-bytes", 1, 0, O_MAXQ},
     {"push-gateway", 1, 0, O_PUSH},
+    {"ratelimit", 1, 0, O_RL},
     {"log-level", 1, 0, O_LOG},
     {"config", 1, 0, O_CONFIG},
     {"check-config", 0, 0, O_CHECK},
     {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
+
+/* "ACTION=RATE[:BURST]", RATE as N/s, N/m, N/h or N (per second); the
+ * action name is checked when the node starts (node/ratelimit.c). */
+static int parse_ratelimit(cn_node_config_t *cfg, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    CN_ENSURE(eq && eq > v && (size_t)(eq - v) < sizeof(cfg->ratelimits[0].action), CN_EINVAL);
+    CN_ENSURE(cfg->n_ratelimits < CN_NODE_RL_POLICIES_MAX, CN_ELIMIT);
+    cn_node_rl_policy_t *p = &cfg->ratelimits[cfg->n_ratelimits];
+    memcpy(p->action, v, (size_t)(eq - v));
+    p->action[eq - v] = '\0';
+    char rate[64];
+    const char *colon = strchr(eq + 1, ':');
+    size_t rlen = colon ? (size_t)(colon - eq - 1) : strlen(eq + 1);
+    CN_ENSURE(rlen > 0 && rlen < sizeof(rate), CN_EINVAL);
+    memcpy(rate, eq + 1, rlen);
+    rate[rlen] = '\0';
+    char *end;
+    double per = 1.0;
+    p->rate = strtod(rate, &end);
+    if (strcmp(end, "/m") == 0)
+        per = 60.0;
+    else if (strcmp(end, "/h") == 0)
+        per = 3600.0;
+    else
+        CN_ENSURE(*end == '\0' || strcmp(end, "/s") == 0, CN_EINVAL);
+    CN_ENSURE(end != rate && p->rate > 0 && p->rate < 1e12, CN_EINVAL);
+    p->rate /= per;
+    p->burst = colon ? strtod(colon + 1, &end) : p->rate;
+    CN_ENSURE((!colon || (*end == '\0' && end != colon + 1)) && p->burst >= 1 && p->burst < 1e15,
+              CN_EINVAL);
+    cfg->n_ratelimits++;
+    return CN_OK;
+}
 
 static int apply(cn_node_config_t *cfg, int opt, const char *v)
 {
@@ -203,6 +240,8 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         return copy_str(cfg->tls_key, sizeof(cfg->tls_key), v);
     case O_NODE_KEY:
         return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
+    case O_RL:
+        return parse_ratelimit(cfg, v);
     case O_PUSH:
         CN_ENSURE(v[0] == '\0' || strncmp(v, "http://", 7) == 0, CN_EINVAL);
         return copy_str(cfg->push_gateway, sizeof(cfg->push_gateway), v);
@@ -293,6 +332,15 @@ static int ini_entry(void *user, const char *section, const char *key, const cha
         if (apply(x->cfg, defs[i].id, value) == 0)
             return 1;
         snprintf(x->err, x->errlen, "invalid value for [%s] %s: '%s'", section, key, value);
+        x->failed = true;
+        return 0;
+    }
+    if (strcmp(section, "ratelimit") == 0) {
+        char spec[128];
+        snprintf(spec, sizeof(spec), "%s=%s", key, value);
+        if (parse_ratelimit(x->cfg, spec) == 0)
+            return 1;
+        snprintf(x->err, x->errlen, "invalid rate limit [ratelimit] %s: '%s'", key, value);
         x->failed = true;
         return 0;
     }

@@ -8,6 +8,7 @@
  */
 #include "node/node_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static cn_server_t *srv(const cn_conn_t *c)
@@ -110,6 +111,24 @@ static bool auth_allowed(cn_conn_t *c, uint64_t rid)
     return false;
 }
 
+static void free_op(cn_store_op_t *op)
+{
+    free(op);
+}
+
+/* The device is here: it may be woken again the next time it is away. */
+static void clear_wakeup(cn_server_t *s, const uint8_t *device)
+{
+    cn_store_op_t *op = calloc(1, sizeof(*op));
+    if (!op)
+        return;
+    op->type = CN_OP_PUSH_CLEAR;
+    op->done = free_op;
+    memcpy(op->u.push_clear.device_id, device, CN_DEVICE_ID_LEN);
+    if (cn_store_submit(s->store, op) < 0)
+        free(op);
+}
+
 static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, const char *handle)
 {
     cn_server_t *s = srv(c);
@@ -158,6 +177,8 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
     cn__conn_respond(c, &r);
     cn_log_info("auth_ok", "conn=%llu peer=%s user=%s", (unsigned long long)c->id, c->peer,
                 c->handle);
+    if (s->push)
+        clear_wakeup(s, device);
     cn__delivery_start(c);
 }
 

@@ -108,6 +108,20 @@ static int start_loops(cn_server_t *s)
     return CN_OK;
 }
 
+static int apply_ratelimits(cn_server_t *s)
+{
+    for (unsigned i = 0; i < s->cfg.n_ratelimits; i++) {
+        const cn_node_rl_policy_t *p = &s->cfg.ratelimits[i];
+        enum cn_rl_action a;
+        if (cn__rl_action_parse(p->action, &a) < 0 ||
+            cn__rl_set(s->rl, a, NULL, (cn_rl_policy_t){p->rate, p->burst}) < 0) {
+            cn_log_error("bad_ratelimit", "action=%s", p->action);
+            return CN_EINVAL;
+        }
+    }
+    return CN_OK;
+}
+
 int cn_node_check_config(const cn_node_config_t *cfg, char *err, size_t errlen)
 {
     CN_TRY(cn_crypto_init());
@@ -118,6 +132,13 @@ int cn_node_check_config(const cn_node_config_t *cfg, char *err, size_t errlen)
         return CN_EINVAL;
     }
     SSL_CTX_free(tls);
+    for (unsigned i = 0; i < cfg->n_ratelimits; i++) {
+        enum cn_rl_action a;
+        if (cn__rl_action_parse(cfg->ratelimits[i].action, &a) < 0) {
+            snprintf(err, errlen, "unknown rate-limit action '%s'", cfg->ratelimits[i].action);
+            return CN_EINVAL;
+        }
+    }
     cn_identity_t id = {0};
     int rc = cn_identity_load(cfg->node_key, &id);
     cn_identity_dispose(&id);
@@ -152,7 +173,8 @@ int cn_node_new(const cn_node_config_t *cfg, cn_node_t **out)
     CN_ENSURE_OUT(s->registry != NULL, CN_ENOMEM);
     s->rl = cn__rl_new();
     CN_ENSURE_OUT(s->rl != NULL, CN_ENOMEM);
-    cn__rl_load(s);
+    CN_TRY_OUT(apply_ratelimits(s));
+    cn__rl_load(s); /* what chatadmin set last wins over the configuration */
     if (cfg->push_gateway[0])
         CN_TRY_OUT(cn__push_new(s, cfg->push_gateway, &s->push));
     CN_TRY_OUT(start_loops(s));

@@ -9,8 +9,14 @@ PACKAGES=(
     libprotobuf-c-dev protobuf-c-compiler libcbor-dev libssl-dev
     libwslay-dev libinih-dev libcmocka-dev
     clang libclang-rt-14-dev clang-format
-    openssl ca-certificates python3
+    openssl ca-certificates python3 prometheus
 )
+
+# Node.js + npm run the interop test (tests/interop); Debian's packages
+# unless a node is installed already.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

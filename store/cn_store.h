@@ -172,8 +172,9 @@ typedef int (*cn_store_push_cb)(void *ctx, uint64_t event_seq,
 /**
  * Lists pending offline-notification events (push CF) in event order, with
  * event_seq > after_seq, at most limit (0: none). Events are created by
- * CN_OP_SEND for recipients with notify set (at most one pending per
- * device) and removed by CN_OP_PUSH_DONE (or a REVOKE of the device).
+ * CN_OP_SEND for recipients with notify set: one per device until the
+ * device connects (CN_OP_PUSH_CLEAR) or CN_STORE_PUSH_RENOTIFY_MS passed
+ * since its wake-up; removed by CN_OP_PUSH_DONE (or a REVOKE, a PUSH_CLEAR).
  * Thread-safe, committed data only. Returns the number of events passed to
  * cb, or CN_EIO (a corrupt event included).
  */
@@ -201,10 +202,14 @@ enum cn_store_op_type {
     CN_OP_SEND,          /* append one envelope per recipient mailbox */
     CN_OP_ACK,           /* delete delivered mailbox entries */
     CN_OP_USER_UPDATE,   /* set the disabled / presence_hidden flags of a user */
-    CN_OP_PUSH_DONE,     /* a notification event was handled: delete it */
+    CN_OP_PUSH_DONE,     /* a notification event was sent: delete it, remember the wake-up */
     CN_OP_META_PUT,      /* put one meta record through the writer */
     CN_OP_META_DELETE,   /* delete one meta record through the writer */
+    CN_OP_PUSH_CLEAR,    /* the device connected: it may be woken again */
 };
+
+/** A woken device that has not connected is woken again after this long. */
+#define CN_STORE_PUSH_RENOTIFY_MS (15ull * 60 * 1000)
 
 /** CN_OP_USER_UPDATE mask bits: which flags the op sets. */
 #define CN_USER_SET_DISABLED        (1u << 0)
@@ -309,14 +314,20 @@ typedef struct cn_store_op {
             bool disabled;
             bool presence_hidden;
         } user_update;
-        /* Deletes the event and, if it names this event, the device's
-         * pending marker (so the next offline send queues a new event).
+        /* Deletes the event; if the device's marker names this event, it
+         * becomes "woken at <now>" (no new event until PUSH_CLEAR or the
+         * renotify interval).
          * CN_ENOTFOUND when the event is gone already (a repeated done);
          * CN_EINVAL when the event belongs to another device. */
         struct {
             uint64_t event_seq;
             uint8_t device_id[CN_DEVICE_ID_LEN];
         } push_done;
+        /* CN_OP_PUSH_CLEAR: drops the device's wake-up marker and any
+         * pending event (always CN_OK). */
+        struct {
+            uint8_t device_id[CN_DEVICE_ID_LEN];
+        } push_clear;
         /* CN_OP_META_PUT / CN_OP_META_DELETE: name as for
          * cn_store_meta_put (1..CN_STORE_META_NAME_MAX bytes, not a
          * writer-owned name: CN_EINVAL). DELETE: CN_ENOTFOUND when absent. */

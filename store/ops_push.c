@@ -2,10 +2,11 @@
  * Offline notifications (issue 5 item 8): a durable outbox in the push CF.
  * A send with notify set for a recipient queues an event {device,
  * server_time} under the next event seq, in the same batch as the
- * envelope, unless that device already has one pending: a per-device
- * marker (0xff ‖ device → its event seq) coalesces a burst into one
- * wake-up. PUSH_DONE deletes the event and the marker, so the next offline
- * send queues a new one.
+ * envelope, unless that device was already woken: a per-device marker
+ * (0xff ‖ device) holds its event seq while the event is pending (8
+ * bytes), and seq ‖ sent time once PUSH_DONE consumed the event (16
+ * bytes). A device is woken once until it connects (PUSH_CLEAR deletes the
+ * marker) or until CN_STORE_PUSH_RENOTIFY_MS passed without it connecting.
  */
 #include "store/store_internal.h"
 
@@ -21,8 +22,14 @@ static int queue_one(cn__batch_t *b, const uint8_t *device, uint64_t server_time
     cn__key_push_pending(mkey, device);
     int rc = cn__batch_get(b, CN__CF_PUSH, mkey, sizeof(mkey), &v, &vlen);
     if (rc == CN_OK) {
+        /* Pending, or sent recently: the device has been woken already. */
+        bool woken =
+            vlen != 16 ||
+            cn_load_u64be((const uint8_t *)v + 8) + CN_STORE_PUSH_RENOTIFY_MS > cn_now_ms();
         rocksdb_free(v);
-        return CN_OK; /* coalesced into the pending event */
+        if (woken)
+            return CN_OK;
+        rc = CN_ENOTFOUND;
     }
     CN_ENSURE(rc == CN_ENOTFOUND, rc);
     CN_TRY(cn__push_seq_take(b, &seq));
@@ -58,8 +65,8 @@ static int marker_get(cn__batch_t *b, const uint8_t *device, uint64_t *seq)
     cn__key_push_pending(mkey, device);
     CN_TRY(cn__batch_get(b, CN__CF_PUSH, mkey, sizeof(mkey), &v, &vlen));
     /* A marker we cannot read names no event; seq 0 is never handed out. */
-    *seq = vlen == 8 ? cn_load_u64be((const uint8_t *)v) : 0;
-    if (vlen != 8)
+    *seq = vlen == 8 || vlen == 16 ? cn_load_u64be((const uint8_t *)v) : 0;
+    if (vlen != 8 && vlen != 16)
         cn_log_error("store_corrupt", "what=push_marker len=%zu", vlen);
     rocksdb_free(v);
     return CN_OK;
@@ -117,7 +124,18 @@ int cn__op_push_done(cn__batch_t *b, cn_store_op_t *op)
     rc = marker_get(b, device, &pending);
     CN_ENSURE(rc == CN_OK || rc == CN_ENOTFOUND, rc);
     delete_event(b, seq);
-    if (rc == CN_OK && pending == seq)
-        delete_marker(b, device);
+    if (rc == CN_OK && pending == seq) { /* woken: remember when */
+        uint8_t mkey[CN__KEY_PUSH_PENDING], sent[16];
+        cn__key_push_pending(mkey, device);
+        cn_store_u64be(sent, seq);
+        cn_store_u64be(sent + 8, cn_now_ms());
+        cn__batch_put_raw(b, CN__CF_PUSH, mkey, sizeof(mkey), sent, sizeof(sent));
+    }
     return CN_OK;
+}
+
+/* The device connected: forget that it was woken, drop a pending wake-up. */
+int cn__op_push_clear(cn__batch_t *b, cn_store_op_t *op)
+{
+    return cn__push_drop_device(b, op->u.push_clear.device_id);
 }

@@ -217,6 +217,7 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_user_update(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_meta_put(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_meta_delete(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_push_clear(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_push_done(cn__batch_t *b, cn_store_op_t *op);
 
 /* quota.c: the per-device queued-bytes counter (writer thread only). */

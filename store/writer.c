@@ -76,6 +76,8 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
         return cn__op_ack(b, op);
     case CN_OP_USER_UPDATE:
         return cn__op_user_update(b, op);
+    case CN_OP_PUSH_CLEAR:
+        return cn__op_push_clear(b, op);
     case CN_OP_PUSH_DONE:
         return cn__op_push_done(b, op);
     case CN_OP_META_PUT:

@@ -31,7 +31,7 @@ def make_cert(directory):
 class Node:
     """One chatnode on a fixed port (so clients can reconnect after a restart)."""
 
-    def __init__(self, binary, workdir, extra=(), admin=False):
+    def __init__(self, binary, workdir, extra=(), admin=False, metrics=False):
         self.binary = binary
         self.dir = workdir
         self.port = free_port()
@@ -41,6 +41,8 @@ class Node:
         self.log_path = os.path.join(workdir, "node.log")
         self.starts = 0
         self.admin_socket = os.path.join(workdir, "admin.sock") if admin else ""
+        self.metrics = "127.0.0.1:0" if metrics else ""
+        self.metrics_port = None
 
     @property
     def url(self):
@@ -53,7 +55,8 @@ class Node:
         self.proc = subprocess.Popen(
             [self.binary, "--listen", "127.0.0.1:%d" % self.port,
              "--data", os.path.join(self.dir, "data"), "--tls-cert", self.cert,
-             "--tls-key", self.key, "--admin-socket", self.admin_socket, "--metrics", "",
+             "--tls-key", self.key, "--admin-socket", self.admin_socket,
+             "--metrics", self.metrics,
              "--threads", "2"] + self.extra,
             stdout=subprocess.DEVNULL, stderr=log)
         log.close()
@@ -61,7 +64,10 @@ class Node:
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
                 f.seek(mark)
-                if re.search(rb"event=listening addr=", f.read()):
+                text = f.read()
+                if re.search(rb"event=listening addr=", text):
+                    m = re.search(rb"event=metrics_listening addr=[0-9.]+:([0-9]+)", text)
+                    self.metrics_port = int(m.group(1)) if m else None
                     return
             if self.proc.poll() is not None:
                 raise RuntimeError("chatnode exited with %s" % self.proc.returncode)
@@ -82,6 +88,28 @@ class Node:
                 self.kill()
                 raise
         return self.proc.returncode if self.proc else 0
+
+
+def http_get(port, path, timeout=10):
+    """Plain HTTP GET on loopback; returns (status, body)."""
+    import urllib.request
+    import urllib.error
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    """Polls predicate until it returns a true value (returned) or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
 
 
 def workdir(prefix):

@@ -9,3 +9,8 @@ add_test(NAME integration_invite
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_invite.py
                  $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> $<TARGET_FILE:chatadmin>)
 set_tests_properties(integration_invite PROPERTIES LABELS integration TIMEOUT 120)
+
+add_test(NAME integration_operations
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_operations.py
+                 $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> $<TARGET_FILE:chatadmin>)
+set_tests_properties(integration_operations PROPERTIES LABELS integration TIMEOUT 300)

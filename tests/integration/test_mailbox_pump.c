@@ -96,14 +96,14 @@ static void test_small_output_limits_prompt_reader(void **state)
     h_user_t *bob = b->user;
     h_client_free(b);
     queue_messages(a, bob, COUNT, SIZE);
-    double closes0 = h_metric(n, "chatnode_slow_reader_closes_total");
+    double closes0 = h_metric(n, "chatnode_errors_total{class=\"slow_reader\"}");
 
     b = h_login(n, bob);
     uint64_t last = 0;
     uint64_t got = drain(b, SIZE, &last);
     assert_int_equal(got, COUNT);
     assert_int_equal(last, COUNT);
-    assert_true(h_metric(n, "chatnode_slow_reader_closes_total") == closes0);
+    assert_true(h_metric(n, "chatnode_errors_total{class=\"slow_reader\"}") == closes0);
 }
 
 int main(void)

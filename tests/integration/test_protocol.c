@@ -154,7 +154,7 @@ static void test_auth_bad_signature(void **state)
     r = h_request(c, &f);
     assert_int_equal(r->status, CHAT__STATUS__UNAUTHORIZED);
     assert_int_equal(h_expect_close(c, H_WAIT_MS), 1008);
-    assert_true(h_metric(n, "chatnode_auth_failed_total") >= 2);
+    assert_true(h_metric(n, "chatnode_auth_failed_total{reason=\"bad_signature\"}") >= 2);
 
     /* Erin herself still gets in. */
     h_client_free(h_login(n, erin));
@@ -340,7 +340,7 @@ static void test_garbage_protobuf_closes_1008(void **state)
 {
     (void)state;
     h_node_t *n = h_node_start(NULL);
-    double before = h_metric(n, "chatnode_protocol_errors_total");
+    double before = h_metric(n, "chatnode_errors_total{class=\"protocol\"}");
     h_client_t *c = h_register(n, "leo");
     /* Field 10 (auth), length 16, but one byte follows: truncated. */
     static const uint8_t truncated[] = {0x52, 0x10, 0x01};
@@ -351,7 +351,7 @@ static void test_garbage_protobuf_closes_1008(void **state)
     static const uint8_t bad_wire[] = {0x0f, 0x00, 0x00};
     assert_int_equal(h_ws_frame(c, true, WS_BINARY, bad_wire, sizeof(bad_wire), true), H_OK);
     assert_int_equal(h_expect_close(c, H_WAIT_MS), 1008);
-    assert_true(h_metric(n, "chatnode_protocol_errors_total") >= before + 2);
+    assert_true(h_metric(n, "chatnode_errors_total{class=\"protocol\"}") >= before + 2);
     h_assert_serving(n);
 }
 

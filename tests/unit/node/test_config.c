@@ -129,12 +129,37 @@ static void test_flag_errors(void **state)
     assert_non_null(strstr(err, "out_hard_limit"));
 }
 
+static void test_ratelimit_policies(void **state)
+{
+    (void)state;
+    cn_node_config_t cfg;
+    char err[256];
+    const char *argv[] = {"chatnode", "--ratelimit", "send=120/m:5", "--ratelimit", "history=3"};
+    assert_int_equal(parse(&cfg, 5, argv, err), CN_OK);
+    assert_int_equal(cfg.n_ratelimits, 2);
+    assert_string_equal(cfg.ratelimits[0].action, "send");
+    assert_true(cfg.ratelimits[0].rate == 2.0 && cfg.ratelimits[0].burst == 5.0);
+    assert_true(cfg.ratelimits[1].rate == 3.0 && cfg.ratelimits[1].burst == 3.0);
+    write_conf("[ratelimit]\nprekey-fetch = 1/s:50\n");
+    const char *file[] = {"chatnode", "--config", g_path};
+    assert_int_equal(parse(&cfg, 3, file, err), CN_OK);
+    assert_int_equal(cfg.n_ratelimits, 1);
+    assert_true(cfg.ratelimits[0].burst == 50.0);
+    unlink(g_path);
+    static const char *const bad[] = {"send",   "=1/s",     "send=0",    "send=1/s:0",
+                                      "send=x", "send=5/d", "send=1/s:", "send=1/s:2x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *args[] = {"chatnode", "--ratelimit", bad[i]};
+        assert_int_equal(parse(&cfg, 3, args, err), CN_EINVAL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_flags),
         cmocka_unit_test(test_file_then_flags), cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_flag_errors),
+        cmocka_unit_test(test_flag_errors),     cmocka_unit_test(test_ratelimit_policies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

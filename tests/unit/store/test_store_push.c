@@ -80,6 +80,15 @@ static void test_burst_coalesces_in_order(void **state)
     assert_int_equal(cn_store_push_pending(f->s, 0, 10, event_cb, &e), 1);
 }
 
+static int push_clear(cn_store_t *s, const uint8_t *device)
+{
+    cn_store_op_t op;
+    memset(&op, 0, sizeof(op));
+    op.type = CN_OP_PUSH_CLEAR;
+    memcpy(op.u.push_clear.device_id, device, CN_DEVICE_ID_LEN);
+    return run_op(s, &op);
+}
+
 static void test_done(void **state)
 {
     fx_t *f = *state;
@@ -96,21 +105,24 @@ static void test_done(void **state)
     assert_int_equal(pending(f->s, 0, 10, &e), 1);
     assert_memory_equal(e.device[0], b, CN_DEVICE_ID_LEN);
 
-    /* Done cleared a's marker: its next offline envelope queues event 3. */
+    /* a was woken: more offline envelopes queue nothing until it connects. */
     assert_int_equal(send_ex(f->s, SENDER, 3, a, "m", 30, 0, true, NULL), CN_OK);
+    assert_int_equal(pending(f->s, 0, 10, &e), 1);
+    /* a connected (PUSH_CLEAR): its next offline envelope queues event 3. */
+    assert_int_equal(push_clear(f->s, a), CN_OK);
     assert_int_equal(send_ex(f->s, SENDER, 4, a, "m", 40, 0, true, NULL), CN_OK);
     assert_int_equal(pending(f->s, 0, 10, &e), 2);
     assert_int_equal(e.seq[1], 3);
-    assert_int_equal(e.server_time[1], 30);
+    assert_int_equal(e.server_time[1], 40);
     /* A late repeat of done(1) must not clear event 3's marker. */
     assert_int_equal(done(f->s, 1, a), CN_ENOTFOUND);
     assert_int_equal(send_ex(f->s, SENDER, 5, a, "m", 50, 0, true, NULL), CN_OK);
     assert_int_equal(pending(f->s, 0, 10, &e), 2);
-    /* A duplicate send queues nothing either. */
-    assert_int_equal(done(f->s, 3, a), CN_OK);
-    assert_int_equal(send_ex(f->s, SENDER, 5, a, "m", 60, 0, true, NULL), CN_OK);
+    /* A clear drops a pending event too. */
+    assert_int_equal(push_clear(f->s, a), CN_OK);
     assert_int_equal(pending(f->s, 0, 10, &e), 1);
     assert_int_equal(e.seq[0], 2);
+    assert_int_equal(push_clear(f->s, a), CN_OK); /* idempotent */
 }
 
 static void test_persistence(void **state)
@@ -131,8 +143,12 @@ static void test_persistence(void **state)
     assert_int_equal(done(f->s, 2, b), CN_OK);
     fx_reopen(f);
     assert_int_equal(pending(f->s, 0, 10, &e), 0);
-    /* The event seq survived too: no seq is handed out twice. */
+    /* The "woken" marker survived: b is not woken again until it connects. */
     assert_int_equal(send_ex(f->s, SENDER, 4, b, "m", 40, 0, true, NULL), CN_OK);
+    assert_int_equal(pending(f->s, 0, 10, &e), 0);
+    assert_int_equal(push_clear(f->s, b), CN_OK);
+    /* The event seq survived too: no seq is handed out twice. */
+    assert_int_equal(send_ex(f->s, SENDER, 5, b, "m", 40, 0, true, NULL), CN_OK);
     assert_int_equal(pending(f->s, 0, 10, &e), 1);
     assert_int_equal(e.seq[0], 3);
     assert_memory_equal(e.device[0], b, CN_DEVICE_ID_LEN);

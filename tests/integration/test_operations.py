@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""Operations acceptance (issue 5), against a live node:
+- chatadmin commands and their effect: device list/show, queue show, user
+  show/disable, a revoked device is disconnected and cannot reconnect, a
+  lowered send limit yields RATE_LIMITED (and chatclient says "rate
+  limited"), ratelimit reset, backup, config show, invites with uses;
+- /metrics passes promtool and its counters move; /healthz, /readyz;
+- an offline device's push gateway gets one wake-up per burst, none for
+  online devices.
+
+usage: test_operations.py CHATNODE CHATCLIENT CHATADMIN
+"""
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nodeproc  # noqa: E402
+
+
+class Gateway(http.server.BaseHTTPRequestHandler):
+    posts = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with Gateway.lock:
+            Gateway.posts.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Ops:
+    def __init__(self, chatnode, chatclient, chatadmin):
+        self.work = nodeproc.workdir("cn-ops-")
+        self.gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+        threading.Thread(target=self.gateway.serve_forever, daemon=True).start()
+        url = "http://127.0.0.1:%d/wake" % self.gateway.server_address[1]
+        self.node = nodeproc.Node(chatnode, self.work, ["--push-gateway", url], admin=True,
+                                  metrics=True)
+        self.chatclient, self.chatadmin = chatclient, chatadmin
+
+    def client(self, name, *args, timeout=60, check=True):
+        cmd = [self.chatclient, "--server", self.node.url, "--insecure", "--home",
+               os.path.join(self.work, name)] + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
+
+    def admin(self, *args, check=True):
+        out = subprocess.run([self.chatadmin, "--socket", self.node.admin_socket, "--json"] +
+                             list(args), capture_output=True, text=True, timeout=60)
+        if check:
+            assert out.returncode == 0, out
+            return json.loads(out.stdout) if out.stdout.strip() else None
+        return out
+
+    def device_of(self, name):
+        return self.client(name, "whoami").stdout.split()[1]
+
+    def metric(self, name):
+        status, body = nodeproc.http_get(self.node.metrics_port, "/metrics")
+        assert status == 200
+        m = re.search(r"^%s (\d+)" % re.escape(name), body, re.M)
+        return int(m.group(1)) if m else None
+
+
+def check_metrics(ops):
+    status, body = nodeproc.http_get(ops.node.metrics_port, "/metrics")
+    assert status == 200
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is not installed"
+    res = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert nodeproc.http_get(ops.node.metrics_port, "/healthz")[0] == 200
+    assert nodeproc.http_get(ops.node.metrics_port, "/readyz")[0] == 200
+    assert nodeproc.http_get(ops.node.metrics_port, "/nope")[0] == 404
+
+
+def check_push(ops, bob_dev):
+    # bob is offline: a burst of 5 messages yields exactly one wake-up.
+    for i in range(5):
+        ops.client("alice", "send", "bob", "burst %d" % i)
+    nodeproc.wait_for(lambda: len(Gateway.posts) >= 1, what="a wake-up")
+    assert Gateway.posts[0] == ("/wake", {"device": bob_dev}), Gateway.posts
+    # bob online: messages reach him and no wake-up is made for him; a later
+    # wake-up for offline carol proves the sender got past any for bob.
+    listener = subprocess.Popen(
+        [ops.chatclient, "--server", ops.node.url, "--insecure", "--home",
+         os.path.join(ops.work, "bob"), "recv", "--wait", "30", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got = []
+    while len(got) < 5:
+        line = listener.stdout.readline()
+        assert line, "bob's recv ended early"
+        got.append(json.loads(line))
+    ops.client("alice", "send", "bob", "while online")
+    while True:
+        line = listener.stdout.readline()
+        assert line
+        if json.loads(line)["text"] == "while online":
+            break
+    ops.client("alice", "send", "carol", "wake carol")
+    carol_dev = ops.device_of("carol")
+    nodeproc.wait_for(lambda: any(p[1]["device"] == carol_dev for p in Gateway.posts),
+                      what="carol's wake-up")
+    assert [p[1]["device"] for p in Gateway.posts].count(bob_dev) == 1, Gateway.posts
+    listener.terminate()
+    listener.wait()
+    assert ops.metric("chatnode_push_wakeups_total") >= 2
+
+
+def check_admin(ops, alice_dev, bob_dev):
+    devices = ops.admin("device", "list")
+    assert {d["id"] for d in devices} >= {alice_dev, bob_dev}
+    for d in devices:
+        assert {"id", "user", "created", "last_seen"} <= set(d)
+    assert ops.admin("device", "show", bob_dev)["user"] == "bob"
+    q = ops.admin("queue", "show", bob_dev)
+    assert int(q["depth"]) == 0 and "oldest_age_s" in q
+    ops.client("alice", "send", "bob", "queued for bob")
+    q = ops.admin("queue", "show", bob_dev)
+    assert int(q["depth"]) == 1 and int(q["bytes"]) > 0
+    assert ops.admin("user", "show", "bob")["device1"] == bob_dev
+    assert len(ops.admin("user", "list")) >= 3
+    cfg = ops.admin("config", "show")
+    assert cfg["registration"] == "open" and cfg["sync"] == "batch"
+    stats = ops.admin("stats")
+    assert int(stats["queued_messages"]) >= 1 and int(stats["devices"]) >= 3
+    missing = ops.admin("device", "show", "00" * 32, check=False)
+    assert missing.returncode == 3, missing
+    assert ops.admin("device", "show", "xyz", check=False).returncode == 2
+    backup = os.path.join(ops.work, "backup1")
+    ops.admin("backup", backup)
+    assert os.path.isfile(os.path.join(backup, "CURRENT"))
+    assert ops.admin("backup", backup, check=False).returncode == 4  # exists
+    inv = ops.admin("invite", "create", "--uses", "3", "--expires", "1h")
+    assert inv["uses"] == "3" and len(inv["token"]) == 32
+    help_out = subprocess.run([ops.chatadmin, "ratelimit", "set", "--help"],
+                              capture_output=True, text=True)
+    assert help_out.returncode == 0 and "--rate" in help_out.stdout
+
+
+def check_ratelimit(ops, alice_dev):
+    ops.admin("ratelimit", "set", "send", "--rate", "1/h", "--burst", "1", "--device", alice_dev)
+    listed = ops.admin("ratelimit", "list")
+    assert any(p["action"] == "send" and p["device"] == alice_dev for p in listed)
+    ops.client("alice", "send", "bob", "one allowed")
+    limited = ops.client("alice", "--timeout", "3", "send", "bob", "refused", check=False)
+    assert limited.returncode != 0 and "rate limited" in limited.stderr, limited
+    before = ops.metric('chatnode_rate_limited_total{action="send"}')
+    assert before is None or before >= 0
+    ops.admin("ratelimit", "reset", "send", "--device", alice_dev)
+    ops.client("alice", "flush")  # the refused message is still in the outbox
+
+
+def check_revoke_and_disable(ops, bob_dev):
+    listener = subprocess.Popen(
+        [ops.chatclient, "--server", ops.node.url, "--insecure", "--home",
+         os.path.join(ops.work, "bob"), "recv", "--wait", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    nodeproc.wait_for(lambda: int(ops.admin("stats")["devices_online"]) >= 1,
+                      what="bob online")
+    ops.admin("device", "revoke", bob_dev)
+    rc = listener.wait(timeout=60)  # disconnected, then refused on reconnect
+    assert rc == 2, (rc, listener.stderr.read())
+    again = ops.client("bob", "recv", check=False)
+    assert again.returncode == 2 and "revoked" in again.stderr, again
+    assert ops.admin("device", "revoke", bob_dev, check=False).returncode == 3
+    ops.admin("user", "disable", "carol")
+    refused = ops.client("carol", "recv", check=False)
+    assert refused.returncode == 2 and "disabled" in refused.stderr, refused
+    ops.admin("user", "enable", "carol")
+    ops.client("carol", "recv")
+
+
+def main():
+    ops = Ops(*sys.argv[1:4])
+    ok = False
+    try:
+        ops.node.start()
+        for name in ("alice", "bob", "carol"):
+            ops.client(name, "register", name)
+        alice_dev, bob_dev = ops.device_of("alice"), ops.device_of("bob")
+        accepted = ops.metric("chatnode_messages_accepted_total")
+        check_push(ops, bob_dev)
+        assert ops.metric("chatnode_messages_accepted_total") >= accepted + 7
+        check_admin(ops, alice_dev, bob_dev)
+        check_ratelimit(ops, alice_dev)
+        check_metrics(ops)
+        check_revoke_and_disable(ops, bob_dev)
+        assert ops.node.stop() == 0
+        ok = True
+        print("1 passed, 0 failed")
+    finally:
+        ops.node.kill()
+        ops.gateway.shutdown()
+        if ok:
+            shutil.rmtree(ops.work, ignore_errors=True)
+        else:
+            print("work dir kept: %s" % ops.work)
+            with open(ops.node.log_path, "rb") as f:
+                sys.stdout.write(f.read()[-3000:].decode(errors="replace"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
