@@ -48,6 +48,7 @@ typedef struct cn_node_config {
     unsigned n_ratelimits;
     char push_gateway[512]; /* http://host[:port]/path for offline wake-ups; "" = off */
     bool check_only;        /* --check-config: validate and exit */
+    bool test_echo;         /* --test-echo: echo binary messages (conformance tests only) */
     enum cn_log_level log_level;
 } cn_node_config_t;
 

@@ -70,6 +70,7 @@ static const char usage[] =
     "  --push-gateway URL        http://host[:port]/path: POST a wake-up for offline devices\n"
     "  --config FILE             INI config file (docs/chatnode.conf.sample); flags override it\n"
     "  --check-config            validate the configuration (files, keys, ports) and exit\n"
+    "  --test-echo               TESTS ONLY: echo every binary message, no protocol\n"
     "  --log-level debug|info|warn|error  (info)\n";
 
 static int parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
@@ -128,6 +129,7 @@ enum {
     O_LOG,
     O_CONFIG,
     O_CHECK,
+    O_ECHO,
     O_HELP,
 };
 
@@ -188,6 +190,7 @@ static const struct option options[] = {
     {"log-level", 1, 0, O_LOG},
     {"config", 1, 0, O_CONFIG},
     {"check-config", 0, 0, O_CHECK},
+    {"test-echo", 0, 0, O_ECHO},
     {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
@@ -409,8 +412,8 @@ int cn_node_config_parse(cn_node_config_t *cfg, int argc, char **argv, char *err
         }
         if (opt == O_CONFIG)
             continue;
-        if (opt == O_CHECK) {
-            cfg->check_only = true;
+        if (opt == O_CHECK || opt == O_ECHO) {
+            *(opt == O_CHECK ? &cfg->check_only : &cfg->test_echo) = true;
             continue;
         }
         if (opt == '?' || opt == ':') {

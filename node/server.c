@@ -274,6 +274,8 @@ int cn_node_run(cn_node_t *n)
         CN_TRY(cn__loop_start(s->loops[i]));
     char nid[2 * CN_DEVICE_ID_LEN + 1];
     cn_hex_encode(nid, s->identity.pk, CN_DEVICE_ID_LEN);
+    if (s->cfg.test_echo)
+        cn_log_warn("test_echo", "detail=\"echo mode: for WebSocket conformance tests only\"");
     cn_log_info("listening", "addr=%s:%u threads=%u sync=%s node_id=%s", s->cfg.listen_host,
                 s->bound_port, s->nloops, cn_sync_name(s->cfg.sync), nid);
     uv_run(&n->control, UV_RUN_DEFAULT);
