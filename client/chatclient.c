@@ -2,12 +2,20 @@
  * chatclient: a thin command-line front end of libchatclient.
  *
  *   chatclient [--server URL] [--ca FILE | --insecure] [--home DIR]
- *              [--timeout SECONDS] COMMAND ...
+ *              [--timeout SECONDS] [--passphrase-file FILE] [--kdf LEVEL]
+ *              COMMAND ...
  *     register HANDLE [--invite TOKEN] [--name DEVICE_NAME]
  *     send HANDLE TEXT | send HANDLE --stdin      [--verbose]
  *     recv [--wait SECONDS] [--json]
+ *     chat HANDLE [--wait SECONDS]
+ *     fingerprint HANDLE
  *     flush [--verbose]
  *     whoami
+ *
+ * Everything sent is end-to-end encrypted (docs/E2E.md). The home is
+ * sealed at rest with a key from Argon2id over the passphrase
+ * (CHATCLIENT_PASSPHRASE or --passphrase-file) or, without one, with the
+ * random key file HOME/home.key.
  *
  * Exit codes: 0 ok, 1 usage or local error, 2 refused by the server,
  * 3 timeout or server unreachable.
@@ -16,11 +24,14 @@
 #include "crypto/cn_crypto.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { EXIT_USAGE = 1, EXIT_REFUSED = 2, EXIT_TIMEOUT = 3 };
 
@@ -31,7 +42,7 @@ typedef struct cli {
     const char *cmd;
     const char *args[ARGS_MAX];
     int nargs;
-    const char *invite, *name;
+    const char *invite, *name, *passphrase_file, *kdf;
     bool use_stdin, verbose, json;
     uint32_t wait_s;
     int refused_msgs;
@@ -44,8 +55,12 @@ static void usage(void)
                     "  register HANDLE [--invite TOKEN] [--name DEVICE_NAME]\n"
                     "  send HANDLE TEXT | send HANDLE --stdin [--verbose]\n"
                     "  recv [--wait SECONDS] [--json]\n"
+                    "  chat HANDLE [--wait SECONDS]\n"
+                    "  fingerprint HANDLE\n"
                     "  flush [--verbose]\n"
-                    "  whoami\n");
+                    "  whoami\n"
+                    "options: --passphrase-file FILE (or CHATCLIENT_PASSPHRASE) seals the home\n"
+                    "         with Argon2id; --kdf interactive|moderate|sensitive (new homes)\n");
 }
 
 static int parse_seconds(const char *s, uint32_t *out)
@@ -91,6 +106,12 @@ static int parse_option(cli_t *cl, int argc, char **argv, int *i)
         cl->invite = v;
     else if (strcmp(a, "--name") == 0 && (v = value(argc, argv, i)))
         cl->name = v;
+    else if (strcmp(a, "--passphrase-file") == 0 && (v = value(argc, argv, i)))
+        cl->passphrase_file = v;
+    else if (strcmp(a, "--kdf") == 0 && (v = value(argc, argv, i)) &&
+             (strcmp(v, "interactive") == 0 || strcmp(v, "moderate") == 0 ||
+              strcmp(v, "sensitive") == 0))
+        cl->kdf = v;
     else if (strcmp(a, "--timeout") == 0 && (v = value(argc, argv, i)) &&
              parse_seconds(v, &secs) == 0 && secs > 0)
         cl->opt.timeout_ms = secs * 1000u;
@@ -224,8 +245,15 @@ static int print_json(const cn_client_message_t *m)
     else if (rc == CN_OK)
         rc = cn_buf_printf(&b, "null");
     if (rc == CN_OK)
-        rc = cn_buf_printf(&b, ",\"seq\":%llu%s}\n", (unsigned long long)m->seq,
-                           m->decoded ? "" : ",\"error\":\"undecodable\"");
+        rc = cn_buf_printf(&b, ",\"seq\":%llu", (unsigned long long)m->seq);
+    if (rc == CN_OK && !m->decoded) {
+        const char *err = m->error ? m->error : "undecodable";
+        rc = cn_buf_printf(&b, ",\"error\":");
+        if (rc == CN_OK)
+            rc = cn_json_append_string(&b, err, strlen(err));
+    }
+    if (rc == CN_OK)
+        rc = cn_buf_printf(&b, "}\n");
     if (rc == CN_OK && fwrite(b.data, 1, b.len, stdout) != b.len)
         rc = CN_EIO;
     cn_buf_dispose(&b);
@@ -255,7 +283,7 @@ static void print_text(const cn_client_message_t *m)
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     printf("[%s.%03uZ] %s: ", ts, (unsigned)(m->server_time % 1000), m->from);
     if (!m->decoded)
-        printf("(undecodable %s)", kind_name(m->kind));
+        printf("(undecryptable %s: %s)", kind_name(m->kind), m->error ? m->error : "undecodable");
     else if (m->content.type != CN_CONTENT_TEXT || m->content.text == NULL)
         printf("(%s of unsupported type %u)", kind_name(m->kind), m->content.type);
     else
@@ -266,6 +294,10 @@ static void print_text(const cn_client_message_t *m)
 static int on_message(void *ud, const cn_client_message_t *m)
 {
     const cli_t *cl = ud;
+    /* recv shows messages; receipts and typing notices (decrypted, so the
+     * ratchet moves on) are for `chat`. Failures are always shown. */
+    if (m->decoded && m->kind != CHAT__KIND__MESSAGE)
+        return CN_OK;
     if (cl->json) {
         if (print_json(m) != CN_OK)
             return CN_EIO;
@@ -391,6 +423,190 @@ static int cmd_recv(cli_t *cl, cn_client_t *c)
     return report(c, "recv", cn_client_recv(c, cl->wait_s * 1000u, on_message, cl));
 }
 
+static int cmd_fingerprint(cli_t *cl, cn_client_t *c)
+{
+    char num[CN_SAFETY_NUMBER_DIGITS + 1];
+    if (cl->nargs != 1)
+        return -1;
+    int rc = cn_client_fingerprint(c, cl->args[0], num, sizeof(num));
+    if (rc == CN_ENOTFOUND && !cn_client_last_refusal(c, NULL, NULL)) {
+        fprintf(stderr, "chatclient: fingerprint: not registered, or no devices\n");
+        return EXIT_USAGE;
+    }
+    if (rc != CN_OK)
+        return report(c, "fingerprint", rc);
+    printf("safety number with %s:\n", cl->args[0]);
+    for (int i = 0; i < CN_SAFETY_NUMBER_DIGITS; i += 5)
+        printf("%.5s%s", num + i, (i + 5) % 30 == 0 ? "\n" : " ");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ chat */
+
+#define CHAT_POLL_MS 200
+#define CHAT_IDS_MAX CN_CLIENT_RECEIPT_IDS_MAX
+
+typedef struct chat {
+    cli_t *cl;
+    cn_client_t *c;
+    char peer[CN_HANDLE_MAX + 1];
+    uint8_t delivered[CHAT_IDS_MAX][CN_MESSAGE_ID_LEN]; /* to acknowledge as delivered */
+    size_t ndelivered;
+    uint8_t unread[CHAT_IDS_MAX][CN_MESSAGE_ID_LEN]; /* shown, not yet marked read */
+    size_t nunread;
+    char inbuf[CN_CLIENT_TEXT_MAX + 2];
+    size_t inlen;
+    bool eof, quit;
+} chat_t;
+
+static void short_id(char out[9], const uint8_t *id)
+{
+    cn_hex_encode(out, id, 4);
+}
+
+static void chat_receipt(const cn_client_message_t *m)
+{
+    const char *what = m->content.receipt_status == CN_RECEIPT_READ ? "read" : "delivered";
+    for (size_t i = 0; i < m->content.n_ids; i++) {
+        char id[9];
+        short_id(id, m->content.ids + i * CN_MESSAGE_ID_LEN);
+        printf("* %s %s by %s\n", what, id, m->from);
+    }
+}
+
+static int on_chat(void *ud, const cn_client_message_t *m)
+{
+    chat_t *ch = ud;
+    bool from_peer = strcmp(m->from, ch->peer) == 0;
+    if (!m->decoded) {
+        printf("* undecryptable %s from %s: %s\n", kind_name(m->kind), m->from,
+               m->error ? m->error : "undecodable");
+    } else if (m->content.type == CN_CONTENT_RECEIPT) {
+        chat_receipt(m);
+    } else if (m->content.type == CN_CONTENT_TYPING) {
+        printf("* %s %s\n", m->from, m->content.typing ? "is typing..." : "stopped typing");
+    } else {
+        print_text(m);
+        if (from_peer && ch->ndelivered < CHAT_IDS_MAX)
+            memcpy(ch->delivered[ch->ndelivered++], m->message_id, CN_MESSAGE_ID_LEN);
+    }
+    return fflush(stdout) == 0 ? CN_OK : CN_EIO;
+}
+
+/* Delivered receipts for what arrived; those messages are now unread. */
+static int chat_send_delivered(chat_t *ch)
+{
+    if (ch->ndelivered == 0)
+        return CN_OK;
+    CN_TRY(cn_client_queue_receipt(ch->c, ch->peer, CN_RECEIPT_DELIVERED, &ch->delivered[0][0],
+                                   ch->ndelivered));
+    for (size_t i = 0; i < ch->ndelivered && ch->nunread < CHAT_IDS_MAX; i++)
+        memcpy(ch->unread[ch->nunread++], ch->delivered[i], CN_MESSAGE_ID_LEN);
+    ch->ndelivered = 0;
+    return CN_OK;
+}
+
+/* The user acted in the conversation: what was shown has been read. */
+static int chat_send_read(chat_t *ch)
+{
+    if (ch->nunread == 0)
+        return CN_OK;
+    CN_TRY(
+        cn_client_queue_receipt(ch->c, ch->peer, CN_RECEIPT_READ, &ch->unread[0][0], ch->nunread));
+    ch->nunread = 0;
+    return CN_OK;
+}
+
+static int chat_line(chat_t *ch, const char *line)
+{
+    uint8_t id[CN_MESSAGE_ID_LEN];
+    char sid[9];
+    if (line[0] == '\0')
+        return CN_OK;
+    if (strcmp(line, "/quit") == 0) {
+        ch->quit = true;
+        return CN_OK;
+    }
+    if (strcmp(line, "/typing") == 0)
+        return cn_client_queue_typing(ch->c, ch->peer, true);
+    CN_TRY(chat_send_read(ch));
+    if (strcmp(line, "/read") == 0)
+        return CN_OK;
+    int rc = cn_client_queue_text(ch->c, ch->peer, line, id);
+    if (rc == CN_EINVAL || rc == CN_ETOOBIG) {
+        printf("* not sent: %s\n", rc == CN_ETOOBIG ? "too long" : "not valid UTF-8");
+        return CN_OK;
+    }
+    CN_TRY(rc);
+    short_id(sid, id);
+    printf("* sending %s\n", sid);
+    return CN_OK;
+}
+
+/* Reads whatever stdin has without blocking; handles complete lines. */
+static int chat_stdin(chat_t *ch)
+{
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    while (!ch->eof && !ch->quit && poll(&p, 1, 0) > 0) {
+        if (ch->inlen == sizeof(ch->inbuf))
+            ch->inlen = 0; /* an overlong line is dropped */
+        ssize_t r = read(0, ch->inbuf + ch->inlen, sizeof(ch->inbuf) - ch->inlen);
+        if (r <= 0) {
+            ch->eof = true;
+            break;
+        }
+        ch->inlen += (size_t)r;
+        char *nl;
+        while ((nl = memchr(ch->inbuf, '\n', ch->inlen)) != NULL) {
+            *nl = '\0';
+            size_t used = (size_t)(nl - ch->inbuf) + 1;
+            if (used >= 2 && nl[-1] == '\r')
+                nl[-1] = '\0';
+            CN_TRY(chat_line(ch, ch->inbuf));
+            memmove(ch->inbuf, ch->inbuf + used, ch->inlen - used);
+            ch->inlen -= used;
+        }
+    }
+    return CN_OK;
+}
+
+static int cmd_chat(cli_t *cl, cn_client_t *c)
+{
+    if (cl->nargs != 1)
+        return -1;
+    chat_t *ch = calloc(1, sizeof(*ch));
+    if (ch == NULL)
+        return EXIT_USAGE;
+    ch->cl = cl;
+    ch->c = c;
+    if (cn_handle_normalize(cl->args[0], ch->peer) != CN_OK) {
+        free(ch);
+        fprintf(stderr, "chatclient: chat: bad handle %s\n", cl->args[0]);
+        return EXIT_USAGE;
+    }
+    printf("* chatting with %s (/typing, /read, /quit)\n", ch->peer);
+    fflush(stdout);
+    int rc = CN_OK;
+    uint64_t linger_until = 0;
+    while (rc == CN_OK && !ch->quit) {
+        rc = chat_stdin(ch);
+        if (rc == CN_OK)
+            rc = cn_client_poll(c, CHAT_POLL_MS, on_chat, ch);
+        if (rc == CN_OK)
+            rc = chat_send_delivered(ch);
+        fflush(stdout);
+        if (ch->eof && linger_until == 0)
+            linger_until = cn_now_ms() + cl->wait_s * 1000ull;
+        if (ch->eof && cn_now_ms() >= linger_until)
+            break;
+    }
+    /* What was queued last (receipts, the last lines) goes out before leaving. */
+    if (rc == CN_OK)
+        rc = cn_client_flush(c, on_sent, cl);
+    free(ch);
+    return report(c, "chat", rc);
+}
+
 static int cmd_whoami(cli_t *cl, cn_client_t *c)
 {
     uint8_t id[CN_DEVICE_ID_LEN];
@@ -409,10 +625,8 @@ static int run(cli_t *cl, cn_client_t *c)
     static const struct {
         const char *name;
         int (*fn)(cli_t *, cn_client_t *);
-    } cmds[] = {{"register", cmd_register},
-                {"send", cmd_send},
-                {"recv", cmd_recv},
-                {"flush", cmd_flush},
+    } cmds[] = {{"register", cmd_register}, {"send", cmd_send}, {"recv", cmd_recv},
+                {"flush", cmd_flush},       {"chat", cmd_chat}, {"fingerprint", cmd_fingerprint},
                 {"whoami", cmd_whoami}};
     for (size_t i = 0; i < CN_ARRAY_LEN(cmds); i++) {
         if (strcmp(cl->cmd, cmds[i].name) == 0)
@@ -421,10 +635,59 @@ static int run(cli_t *cl, cn_client_t *c)
     return -1;
 }
 
+static void on_warn(void *ud, const char *msg)
+{
+    (void)ud;
+    fprintf(stderr, "chatclient: WARNING: %s\n", msg);
+}
+
+/* The passphrase: --passphrase-file (first line) or CHATCLIENT_PASSPHRASE. */
+static int load_passphrase(cli_t *cl, char **out)
+{
+    *out = NULL;
+    if (cl->passphrase_file == NULL) {
+        const char *env = getenv("CHATCLIENT_PASSPHRASE");
+        if (env != NULL && env[0] != '\0')
+            *out = strdup(env);
+        return 0;
+    }
+    FILE *f = fopen(cl->passphrase_file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "chatclient: %s: %s\n", cl->passphrase_file, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n <= 0) {
+        free(line);
+        fprintf(stderr, "chatclient: %s: empty passphrase file\n", cl->passphrase_file);
+        return -1;
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    *out = line;
+    return 0;
+}
+
+static void set_kdf(cli_t *cl)
+{
+    if (cl->kdf == NULL)
+        return;
+    if (strcmp(cl->kdf, "interactive") == 0) {
+        cl->opt.pwhash_opslimit = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+        cl->opt.pwhash_memlimit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+    } else if (strcmp(cl->kdf, "sensitive") == 0) {
+        cl->opt.pwhash_opslimit = crypto_pwhash_OPSLIMIT_SENSITIVE;
+        cl->opt.pwhash_memlimit = crypto_pwhash_MEMLIMIT_SENSITIVE;
+    }
+}
+
 int main(int argc, char **argv)
 {
     cli_t cl;
     char home[4096];
+    char *pass = NULL;
     memset(&cl, 0, sizeof(cl));
     /* A node that closes after refusing us must not kill the CLI mid-write. */
     signal(SIGPIPE, SIG_IGN);
@@ -438,14 +701,28 @@ int main(int argc, char **argv)
         snprintf(home, sizeof(home), "%s/.chatclient", h && h[0] ? h : ".");
         cl.opt.home = home;
     }
+    if (load_passphrase(&cl, &pass) < 0)
+        return EXIT_USAGE;
+    cl.opt.passphrase = pass;
+    set_kdf(&cl);
     cn_client_t *c = NULL;
     int rc = cn_client_new(&cl.opt, &c);
+    if (pass != NULL) {
+        sodium_memzero(pass, strlen(pass));
+        free(pass);
+    }
     if (rc != CN_OK) {
-        fprintf(stderr, "chatclient: %s: %s\n",
-                rc == CN_EINVAL ? "bad --server URL or home" : "cannot open the home",
-                cn_strerror(rc));
+        if (rc == CN_EAUTH)
+            fprintf(stderr, "chatclient: cannot open the home: wrong or missing passphrase "
+                            "(CHATCLIENT_PASSPHRASE or --passphrase-file), or its key file "
+                            "is missing\n");
+        else
+            fprintf(stderr, "chatclient: %s: %s\n",
+                    rc == CN_EINVAL ? "bad --server URL or home" : "cannot open the home",
+                    cn_strerror(rc));
         return EXIT_USAGE;
     }
+    cn_client_set_warn_cb(c, on_warn, NULL);
     int ex = run(&cl, c);
     if (ex < 0) {
         usage();

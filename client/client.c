@@ -1,12 +1,16 @@
 /*
  * The client object and its home directory, registration and prekeys.
  *
- * HOME (0700): identity.key (crypto/identity.c format), handle (text),
- * prekeys (client/store.c), prekeys.ok (the node holds our prekeys),
- * outbox/ (client/outbox.c), devices/ (client/store.c), seen (seen.c).
+ * HOME (0700): home.params + home.key (client/keystore.c: the at-rest key),
+ * identity (sealed), handle (text), prekeys (sealed, client/store.c),
+ * prekeys.ok (the node holds our prekeys), outbox/ (client/outbox.c),
+ * devices/ (client/store.c), sessions/ and trust/ (sealed, client/e2e.c),
+ * seen (seen.c).
  */
 #include "client/client_int.h"
 
+#include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +42,19 @@ static int load_handle(cn_client_t *c)
     return rc;
 }
 
-static int open_home(cn_client_t *c)
+static int open_home(cn_client_t *c, const cn_client_options_t *opt)
 {
     char path[CN__PATH_MAX];
+    static const char *const dirs[] = {"devices", "sessions", "trust"};
     CN_TRY(cn__mkdir(c->home, 0700));
     CN_TRY(home_path(c, "outbox", c->outbox_dir));
     CN_TRY(cn__mkdir(c->outbox_dir, 0700));
-    CN_TRY(home_path(c, "devices", path));
-    CN_TRY(cn__mkdir(path, 0700));
-    CN_TRY(home_path(c, "identity.key", path));
-    int rc = cn_identity_load(path, &c->id);
+    for (size_t i = 0; i < CN_ARRAY_LEN(dirs); i++) {
+        CN_TRY(home_path(c, dirs[i], path));
+        CN_TRY(cn__mkdir(path, 0700));
+    }
+    CN_TRY(cn__home_key_open(c->home, opt, &c->home_key));
+    int rc = cn__identity_load(c->home, c->home_key, &c->id);
     if (rc == CN_OK)
         c->has_id = true;
     else if (rc != CN_ENOTFOUND)
@@ -77,7 +84,8 @@ int cn_client_new(const cn_client_options_t *opt, cn_client_t **out)
     c->timeout_ms = opt->timeout_ms ? opt->timeout_ms : 60000;
     cn_random(&c->next_rid, sizeof(c->next_rid));
     c->next_rid &= 0xffffffffffffull; /* readable ids in logs, still unique per run */
-    CN_TRY_OUT(open_home(c));
+    cn__faults_init(&c->faults);
+    CN_TRY_OUT(open_home(c, opt));
 out:
     if (rc < 0) {
         cn_client_free(c);
@@ -92,6 +100,11 @@ void cn_client_free(cn_client_t *c)
     if (c == NULL)
         return;
     cn__client_disconnect(c);
+    int rc = c->home_key ? cn__e2e_save(c) : CN_OK;
+    if (rc < 0)
+        cn_log_warn("client.save_failed", "err=%s", cn_strerror(rc));
+    cn__e2e_dispose(c);
+    sodium_free(c->home_key);
     cn_identity_dispose(&c->id);
     cn__seen_close(c->seen);
     free(c->acks);
@@ -121,6 +134,25 @@ const char *cn_client_status_name(int status)
     return names[status];
 }
 
+void cn_client_set_warn_cb(cn_client_t *c, cn_client_warn_cb cb, void *ud)
+{
+    c->warn_cb = cb;
+    c->warn_ud = ud;
+}
+
+void cn__client_warn(cn_client_t *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->warn_cb != NULL)
+        c->warn_cb(c->warn_ud, msg);
+    else
+        cn_log_warn("client.warning", "msg=\"%s\"", msg);
+}
+
 const char *cn_client_handle(const cn_client_t *c)
 {
     return c->handle[0] ? c->handle : NULL;
@@ -135,13 +167,24 @@ int cn_client_device_id(const cn_client_t *c, uint8_t out[CN_DEVICE_ID_LEN])
 
 static int ensure_identity(cn_client_t *c)
 {
-    char path[CN__PATH_MAX];
     if (c->has_id)
         return CN_OK;
-    CN_TRY(home_path(c, "identity.key", path));
     CN_TRY(cn_identity_generate(&c->id));
     c->has_id = true;
-    return cn_identity_save(&c->id, path);
+    return cn__identity_save(c->home, c->home_key, &c->id);
+}
+
+int cn__client_prekeys(cn_client_t *c, cn__prekeys_t **out)
+{
+    char path[CN__PATH_MAX];
+    *out = NULL;
+    if (!c->prekeys_loaded) {
+        CN_TRY(home_path(c, "prekeys", path));
+        CN_TRY(cn__prekeys_load(path, c->home_key, &c->prekeys));
+        c->prekeys_loaded = true;
+    }
+    *out = &c->prekeys;
+    return CN_OK;
 }
 
 /* ---------------------------------------------------------------- prekeys */
@@ -186,8 +229,7 @@ static int upload_prekeys(cn_client_t *c, bool fresh, uint32_t count, bool wait,
                           uint64_t deadline_ms)
 {
     int rc = CN_OK;
-    char path[CN__PATH_MAX];
-    cn__prekeys_t pk;
+    cn__prekeys_t *pk = NULL;
     Chat__ServerFrame *resp = NULL;
     Chat__UploadPrekeys up;
     chat__upload_prekeys__init(&up);
@@ -195,18 +237,23 @@ static int upload_prekeys(cn_client_t *c, bool fresh, uint32_t count, bool wait,
     chat__signed_prekey__init(&sp);
     Chat__OneTimePrekey ot[CN_OTPK_UPLOAD_MAX], *otp[CN_OTPK_UPLOAD_MAX];
     uint8_t sig[CN_SIGNATURE_LEN];
-    CN_TRY(home_path(c, "prekeys", path));
-    rc = cn__prekeys_load(path, &pk);
+    rc = cn__client_prekeys(c, &pk);
     CN_ENSURE(rc == CN_OK || rc == CN_ENOTFOUND, rc);
-    if (rc == CN_ENOTFOUND)
+    if (rc == CN_ENOTFOUND) {
+        memset(&c->prekeys, 0, sizeof(c->prekeys));
+        c->prekeys_loaded = true;
+        pk = &c->prekeys;
         fresh = true;
+    }
     rc = CN_OK;
     if (fresh) {
         /* Saved before upload: a key the node hands out must be ours to use. */
-        CN_TRY_OUT(cn__prekeys_generate(&pk, wait, count));
-        CN_TRY_OUT(cn__prekeys_save(path, &pk));
+        CN_TRY_OUT(cn__prekeys_generate(pk, wait, count));
+        /* Sessions first, then prekeys (cn__e2e_save keeps that order). */
+        c->prekeys_dirty = true;
+        CN_TRY_OUT(cn__e2e_save(c));
     }
-    CN_TRY_OUT(build_upload(c, &pk, wait, count, &up, &sp, sig, ot, otp));
+    CN_TRY_OUT(build_upload(c, pk, wait, count, &up, &sp, sig, ot, otp));
     Chat__ClientFrame f;
     chat__client_frame__init(&f);
     f.body_case = CHAT__CLIENT_FRAME__BODY_UPLOAD_PREKEYS;
@@ -224,7 +271,6 @@ static int upload_prekeys(cn_client_t *c, bool fresh, uint32_t count, bool wait,
 out:
     if (resp != NULL)
         chat__server_frame__free_unpacked(resp, NULL);
-    cn__prekeys_dispose(&pk);
     return rc;
 }
 

@@ -128,8 +128,13 @@ typedef struct cn__prekeys {
 
 #define CN__PREKEYS_HELD_MAX 1000
 
-CN_MUST_USE int cn__prekeys_load(const char *path, cn__prekeys_t *pk);
-CN_MUST_USE int cn__prekeys_save(const char *path, const cn__prekeys_t *pk);
+/** Loads / saves HOME/prekeys sealed under the home key (label "prekeys").
+ * A plaintext file of the first format is still read (and sealed when saved). */
+CN_MUST_USE int cn__prekeys_load(const char *path, const uint8_t *home_key, cn__prekeys_t *pk);
+CN_MUST_USE int cn__prekeys_save(const char *path, const uint8_t *home_key,
+                                 const cn__prekeys_t *pk);
+/** Deletes the one-time prekey key_id (private half wiped); false if absent. */
+bool cn__prekeys_remove(cn__prekeys_t *pk, uint32_t key_id);
 /** Generates a signed prekey when missing and count new one-time prekeys. */
 CN_MUST_USE int cn__prekeys_generate(cn__prekeys_t *pk, bool new_signed, uint32_t count);
 void cn__prekeys_dispose(cn__prekeys_t *pk);
@@ -168,6 +173,74 @@ CN_MUST_USE int cn__conn_ping(cn__conn_t *c, uint64_t deadline_ms);
 /** Monotonic milliseconds. */
 uint64_t cn__now_ms(void);
 
+/* ------------------------------------------------------------- home key */
+
+/**
+ * Opens (or, for a new home, creates) the key that seals the home at rest
+ * (client/keystore.c): HOME/home.params says how it is made, from the key
+ * file HOME/home.key or from Argon2id over a passphrase. Returns the key
+ * in sodium memory (free with sodium_free). CN_EAUTH for a wrong or
+ * missing passphrase.
+ */
+CN_MUST_USE int cn__home_key_open(const char *home, const cn_client_options_t *opt,
+                                  uint8_t **key_out);
+/** Reads HOME-relative sealed file path into out (reset, wipe after use). */
+CN_MUST_USE int cn__sealed_read(const uint8_t *key, const char *path, const char *label, size_t max,
+                                cn_buf_t *out);
+/** Seals p and writes it atomically to path (mode 0600). */
+CN_MUST_USE int cn__sealed_write(const uint8_t *key, const char *path, const char *label,
+                                 const void *p, size_t n);
+/** Loads the identity (sealed HOME/identity, or a legacy identity.key that
+ * is then sealed and removed); CN_ENOTFOUND when there is none. */
+CN_MUST_USE int cn__identity_load(const char *home, const uint8_t *key, cn_identity_t *id);
+CN_MUST_USE int cn__identity_save(const char *home, const uint8_t *key, const cn_identity_t *id);
+
+/* ------------------------------------------------------------------ E2E */
+
+/** One peer device's session, cached in memory (client/e2e.c). */
+typedef struct cn__peer {
+    uint8_t dev[CN_DEVICE_ID_LEN];
+    cn_session_t *s;
+    bool dirty; /* changed since it was last written */
+} cn__peer_t;
+
+/** Test-only delivery faults (CHATCLIENT_TEST_FAULTS, docs/E2E.md). */
+typedef struct cn__faults {
+    bool on;
+    uint32_t drop, reorder, dup, corrupt; /* per mille */
+    uint8_t *held;                        /* a packed Deliver held back for reordering */
+    size_t held_len;
+} cn__faults_t;
+
+/** Encrypts content for one device of handle (its session must exist). */
+CN_MUST_USE int cn__e2e_seal(cn_client_t *c, const uint8_t dev[CN_DEVICE_ID_LEN], const uint8_t *pt,
+                             size_t n, cn_buf_t *out);
+/** True when a session with the device exists (loading it if needed). */
+bool cn__e2e_has_session(cn_client_t *c, const uint8_t dev[CN_DEVICE_ID_LEN]);
+/**
+ * Decrypts an envelope from (handle, dev) into pt, creating the session
+ * from an X3DH initial message (and deleting the one-time prekey it
+ * used). *why names a failure for the user (static string).
+ */
+CN_MUST_USE int cn__e2e_open(cn_client_t *c, const char *handle,
+                             const uint8_t dev[CN_DEVICE_ID_LEN], const uint8_t *ct, size_t n,
+                             cn_buf_t *pt, const char **why);
+/**
+ * Fetches prekey bundles for the devices of handle that have no session,
+ * verifies them and runs X3DH. Devices without a usable bundle are listed
+ * in bad (their count in *nbad).
+ */
+CN_MUST_USE int cn__e2e_ensure_sessions(cn_client_t *c, const char *handle,
+                                        const cn__devices_t *dev, uint64_t deadline_ms,
+                                        cn__devices_t *bad);
+/** Writes every changed session, then the prekeys if changed. */
+CN_MUST_USE int cn__e2e_save(cn_client_t *c);
+/** Trust on first use: records handle's devices, warning about new keys. */
+CN_MUST_USE int cn__trust_check(cn_client_t *c, const char *handle, const uint8_t *devs, size_t n);
+void cn__e2e_dispose(cn_client_t *c);
+/** Parses CHATCLIENT_TEST_FAULTS. */
+void cn__faults_init(cn__faults_t *f);
+
 /* ---------------------------------------------------------------- client */
 
 #define CN__ACKS_INFLIGHT_MAX 64
@@ -191,6 +264,16 @@ struct cn_client {
     cn_identity_t id;
     bool has_id;
     char handle[CN_HANDLE_MAX + 1];
+    uint8_t *home_key; /* seals the home at rest; sodium memory */
+
+    /* E2E (client/e2e.c) */
+    cn__prekeys_t prekeys; /* private prekeys, loaded on first use */
+    bool prekeys_loaded, prekeys_dirty;
+    cn__peer_t *peers;
+    size_t npeers, peers_cap;
+    cn__faults_t faults;
+    cn_client_warn_cb warn_cb;
+    void *warn_ud;
 
     cn__conn_t *conn;
     uint64_t next_rid;
@@ -213,6 +296,7 @@ struct cn_client {
     uint64_t ack_rids[CN__ACKS_INFLIGHT_MAX];
     size_t nack_rids;
     uint64_t misc_rid; /* a background UploadPrekeys (refill), 0 if none */
+    bool poll_conn;    /* this connection was made by cn_client_poll */
 };
 
 /** A fresh non-zero request id. */
@@ -242,6 +326,13 @@ CN_MUST_USE int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms);
 CN_MUST_USE int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms);
 /** Uploads fresh one-time prekeys after PrekeysLow (response not awaited). */
 CN_MUST_USE int cn__client_refill_prekeys(cn_client_t *c, uint32_t remaining, uint64_t deadline_ms);
+/** The cached private prekeys (loaded on first use); CN_ENOTFOUND if none. */
+CN_MUST_USE int cn__client_prekeys(cn_client_t *c, cn__prekeys_t **out);
+/** Reports a warning through the warn callback (or the log). */
+void cn__client_warn(cn_client_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Queues an entry of any kind with encoded content. */
+CN_MUST_USE int cn__client_queue(cn_client_t *c, const char *handle, uint8_t kind,
+                                 const cn_buf_t *content, uint8_t message_id[CN_MESSAGE_ID_LEN]);
 /** cn_client_flush with an absolute deadline (refusal state kept). */
 CN_MUST_USE int cn__client_flush_until(cn_client_t *c, uint64_t deadline_ms, cn_client_sent_cb cb,
                                        void *ud);

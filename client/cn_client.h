@@ -28,9 +28,12 @@
  *     3: sent_at (uint, sender's clock, ms since the epoch) }
  * Definite lengths only. Decoders reject unknown versions (CN_EVERSION),
  * duplicate keys, nested items and trailing bytes, and skip unknown keys
- * whose values are integers, strings or booleans. Until the Double Ratchet
- * lands, `seal` is the identity, so the envelope ciphertext is exactly
- * this CBOR map.
+ * whose values are integers, strings or booleans. Further types (docs/E2E.md):
+ *   type 1 = receipt: 4: status (uint: 1 delivered, 2 read),
+ *                     5: message ids (byte string, n × 16 bytes, n >= 1)
+ *   type 2 = typing:  6: state (uint: 0 stopped, 1 typing)
+ * Every envelope is this map encrypted end to end per recipient device
+ * (X3DH + Double Ratchet, crypto/cn_crypto.h and docs/E2E.md).
  */
 #ifndef CN_CLIENT_H
 #define CN_CLIENT_H
@@ -65,17 +68,32 @@ CN_MUST_USE int cn_client_url_parse(const char *url, cn_client_url_t *out);
 
 enum cn_content_type {
     CN_CONTENT_TEXT = 0,
+    CN_CONTENT_RECEIPT = 1,
+    CN_CONTENT_TYPING = 2,
 };
 
-/** Decoded message content; text borrows the decoder's input. */
+enum cn_receipt_status { CN_RECEIPT_DELIVERED = 1, CN_RECEIPT_READ = 2 };
+
+#define CN_CLIENT_RECEIPT_IDS_MAX 256 /* message ids in one receipt */
+
+/** Decoded message content; text and ids borrow the decoder's input. */
 typedef struct cn_content {
     uint32_t version;
     uint32_t type;    /* enum cn_content_type; others are reserved */
     const char *text; /* not NUL-terminated; NULL when absent */
     size_t text_len;
-    uint64_t sent_at; /* ms since the epoch, sender's clock */
+    uint64_t sent_at;        /* ms since the epoch, sender's clock */
+    uint32_t receipt_status; /* receipt: enum cn_receipt_status */
+    const uint8_t *ids;      /* receipt: n_ids × CN_MESSAGE_ID_LEN bytes */
+    size_t n_ids;
+    uint32_t typing; /* typing: 0 stopped, 1 typing */
 } cn_content_t;
 
+/** Appends the CBOR encoding of a receipt (ids: n × 16 bytes, 1..MAX). */
+CN_MUST_USE int cn_content_encode_receipt(cn_buf_t *out, uint32_t status, const uint8_t *ids,
+                                          size_t n, uint64_t sent_at);
+/** Appends the CBOR encoding of a typing notice. */
+CN_MUST_USE int cn_content_encode_typing(cn_buf_t *out, bool typing, uint64_t sent_at);
 /** Appends the CBOR encoding of a text message to out. */
 CN_MUST_USE int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len,
                                        uint64_t sent_at);
@@ -105,7 +123,16 @@ typedef struct cn_client_options {
     bool insecure;          /* skip certificate verification (tests only) */
     const char *home;       /* created 0700 when missing; required */
     uint32_t timeout_ms;    /* overall budget of one operation; 0: 60 s */
+    /* At-rest sealing of the home (docs/E2E.md). A new home uses Argon2id
+     * over passphrase when one is given, else a random key file
+     * HOME/home.key (0600); an existing home says which it needs. */
+    const char *passphrase;   /* NULL: none */
+    uint64_t pwhash_opslimit; /* 0: crypto_pwhash_OPSLIMIT_MODERATE (new homes only) */
+    size_t pwhash_memlimit;   /* 0: crypto_pwhash_MEMLIMIT_MODERATE (new homes only) */
 } cn_client_options_t;
+
+/** Receives warnings meant for the user (a peer's identity key changed). */
+typedef void (*cn_client_warn_cb)(void *ud, const char *msg);
 
 /**
  * Opens the home directory (creating it 0700, and its outbox) and loads the
@@ -115,6 +142,8 @@ typedef struct cn_client_options {
 CN_MUST_USE int cn_client_new(const cn_client_options_t *opt, cn_client_t **out);
 /** Closes the connection and frees the client. Accepts NULL. */
 void cn_client_free(cn_client_t *c);
+/** Sets where warnings go (default: the log at warn level). */
+void cn_client_set_warn_cb(cn_client_t *c, cn_client_warn_cb cb, void *ud);
 
 /**
  * After a call failed because the node refused it: the status (Chat__Status)
@@ -179,6 +208,7 @@ typedef struct cn_client_message {
     bool ephemeral;
     bool decoded;         /* content below is valid */
     cn_content_t content; /* the opened and decoded payload */
+    const char *error;    /* why it is not decoded (static string), else NULL */
 } cn_client_message_t;
 
 /**
@@ -195,5 +225,26 @@ typedef int (*cn_client_message_cb)(void *ud, const cn_client_message_t *m);
  * everything handed to cb. Duplicates are acked without calling cb.
  */
 CN_MUST_USE int cn_client_recv(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud);
+
+/**
+ * Like cn_client_recv but for interactive use: connects when needed,
+ * flushes the outbox, hands out messages for wait_ms and returns still
+ * connected (so the next call continues the session). Acks are sent.
+ */
+CN_MUST_USE int cn_client_poll(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud);
+
+/** Queues an E2E receipt (kind RECEIPT) for n message ids (n × 16 bytes). */
+CN_MUST_USE int cn_client_queue_receipt(cn_client_t *c, const char *handle, uint32_t status,
+                                        const uint8_t *ids, size_t n);
+/** Queues an E2E typing notice (kind TYPING: ephemeral, online devices only). */
+CN_MUST_USE int cn_client_queue_typing(cn_client_t *c, const char *handle, bool typing);
+
+/**
+ * The safety number (CN_SAFETY_NUMBER_DIGITS digits) of this user and
+ * handle from both users' current device keys (GetDevices), the same on
+ * both sides. Also records the keys (trust on first use).
+ */
+CN_MUST_USE int cn_client_fingerprint(cn_client_t *c, const char *handle, char *out,
+                                      size_t out_len);
 
 #endif /* CN_CLIENT_H */

@@ -9,7 +9,15 @@
 #include <cbor.h>
 #include <string.h>
 
-enum { KEY_VERSION = 0, KEY_TYPE = 1, KEY_TEXT = 2, KEY_SENT_AT = 3 };
+enum {
+    KEY_VERSION = 0,
+    KEY_TYPE = 1,
+    KEY_TEXT = 2,
+    KEY_SENT_AT = 3,
+    KEY_STATUS = 4,
+    KEY_IDS = 5,
+    KEY_TYPING = 6,
+};
 
 #define CONTENT_KEYS_MAX 16 /* entries in one map, known or not */
 
@@ -40,16 +48,54 @@ static size_t enc_text(uint64_t v, unsigned char *b, size_t n)
     return cbor_encode_string_start((size_t)v, b, n);
 }
 
+static size_t enc_bytes(uint64_t v, unsigned char *b, size_t n)
+{
+    return cbor_encode_bytestring_start((size_t)v, b, n);
+}
+
+/* The common head: map(count) with version and type. */
+static int put_common(cn_buf_t *out, size_t count, uint32_t type)
+{
+    CN_TRY(put_head(out, enc_map, count));
+    CN_TRY(put_head(out, enc_uint, KEY_VERSION));
+    CN_TRY(put_head(out, enc_uint, CN_CLIENT_CONTENT_VER));
+    CN_TRY(put_head(out, enc_uint, KEY_TYPE));
+    return put_head(out, enc_uint, type);
+}
+
+int cn_content_encode_receipt(cn_buf_t *out, uint32_t status, const uint8_t *ids, size_t n,
+                              uint64_t sent_at)
+{
+    CN_ENSURE(out != NULL && ids != NULL, CN_EINVAL);
+    CN_ENSURE(status == CN_RECEIPT_DELIVERED || status == CN_RECEIPT_READ, CN_EINVAL);
+    CN_ENSURE(n >= 1, CN_EINVAL);
+    CN_ENSURE(n <= CN_CLIENT_RECEIPT_IDS_MAX, CN_ETOOBIG);
+    CN_TRY(put_common(out, 5, CN_CONTENT_RECEIPT));
+    CN_TRY(put_head(out, enc_uint, KEY_STATUS));
+    CN_TRY(put_head(out, enc_uint, status));
+    CN_TRY(put_head(out, enc_uint, KEY_IDS));
+    CN_TRY(put_head(out, enc_bytes, n * CN_MESSAGE_ID_LEN));
+    CN_TRY(cn_buf_append(out, ids, n * CN_MESSAGE_ID_LEN));
+    CN_TRY(put_head(out, enc_uint, KEY_SENT_AT));
+    return put_head(out, enc_uint, sent_at);
+}
+
+int cn_content_encode_typing(cn_buf_t *out, bool typing, uint64_t sent_at)
+{
+    CN_ENSURE(out != NULL, CN_EINVAL);
+    CN_TRY(put_common(out, 4, CN_CONTENT_TYPING));
+    CN_TRY(put_head(out, enc_uint, KEY_TYPING));
+    CN_TRY(put_head(out, enc_uint, typing ? 1 : 0));
+    CN_TRY(put_head(out, enc_uint, KEY_SENT_AT));
+    return put_head(out, enc_uint, sent_at);
+}
+
 int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len, uint64_t sent_at)
 {
     CN_ENSURE(out != NULL && (text != NULL || len == 0), CN_EINVAL);
     CN_ENSURE(len <= CN_CLIENT_TEXT_MAX, CN_ETOOBIG);
     CN_ENSURE(cn_utf8_valid((const uint8_t *)text, len), CN_EINVAL);
-    CN_TRY(put_head(out, enc_map, 4));
-    CN_TRY(put_head(out, enc_uint, KEY_VERSION));
-    CN_TRY(put_head(out, enc_uint, CN_CLIENT_CONTENT_VER));
-    CN_TRY(put_head(out, enc_uint, KEY_TYPE));
-    CN_TRY(put_head(out, enc_uint, CN_CONTENT_TEXT));
+    CN_TRY(put_common(out, 4, CN_CONTENT_TEXT));
     CN_TRY(put_head(out, enc_uint, KEY_TEXT));
     CN_TRY(put_head(out, enc_text, len));
     CN_TRY(cn_buf_append(out, text, len));
@@ -59,7 +105,7 @@ int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len, uint64_t
 
 /* ---------------------------------------------------------------- decode */
 
-enum item_kind { IT_NONE, IT_UINT, IT_SCALAR, IT_TEXT, IT_MAP, IT_BAD };
+enum item_kind { IT_NONE, IT_UINT, IT_SCALAR, IT_TEXT, IT_BYTES, IT_MAP, IT_BAD };
 
 typedef struct item {
     enum item_kind kind;
@@ -110,9 +156,7 @@ static void on_text(void *ctx, cbor_data p, size_t n)
 }
 static void on_bytes(void *ctx, cbor_data p, size_t n)
 {
-    (void)p;
-    (void)n;
-    ((item_t *)ctx)->kind = IT_SCALAR;
+    *(item_t *)ctx = (item_t){.kind = IT_BYTES, .s = p, .len = n};
 }
 static void on_map(void *ctx, size_t n)
 {
@@ -213,6 +257,20 @@ static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
         CN_ENSURE(v->kind == IT_UINT, CN_EINVAL);
         out->sent_at = v->u;
         return CN_OK;
+    case KEY_STATUS:
+    case KEY_TYPING:
+        CN_ENSURE(v->kind == IT_UINT && v->u <= UINT32_MAX, CN_EINVAL);
+        if (key == KEY_STATUS)
+            out->receipt_status = (uint32_t)v->u;
+        else
+            out->typing = (uint32_t)v->u;
+        return CN_OK;
+    case KEY_IDS:
+        CN_ENSURE(v->kind == IT_BYTES && v->len % CN_MESSAGE_ID_LEN == 0, CN_EINVAL);
+        CN_ENSURE(v->len <= CN_CLIENT_RECEIPT_IDS_MAX * CN_MESSAGE_ID_LEN, CN_ETOOBIG);
+        out->ids = v->s;
+        out->n_ids = v->len / CN_MESSAGE_ID_LEN;
+        return CN_OK;
     default:
         /* Unknown keys of version 1 may carry scalars only. */
         CN_ENSURE(v->kind != IT_MAP, CN_EINVAL);
@@ -247,5 +305,13 @@ int cn_content_decode(const uint8_t *p, size_t n, cn_content_t *out)
     CN_ENSURE((seen & (1u << KEY_VERSION)) && (seen & (1u << KEY_TYPE)), CN_EINVAL);
     CN_ENSURE(out->version == CN_CLIENT_CONTENT_VER, CN_EVERSION);
     CN_ENSURE(out->type != CN_CONTENT_TEXT || out->text != NULL, CN_EINVAL);
+    if (out->type == CN_CONTENT_RECEIPT) {
+        CN_ENSURE(out->receipt_status == CN_RECEIPT_DELIVERED ||
+                      out->receipt_status == CN_RECEIPT_READ,
+                  CN_EINVAL);
+        CN_ENSURE(out->n_ids >= 1, CN_EINVAL);
+    }
+    if (out->type == CN_CONTENT_TYPING)
+        CN_ENSURE((seen & (1u << KEY_TYPING)) && out->typing <= 1, CN_EINVAL);
     return CN_OK;
 }

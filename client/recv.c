@@ -1,8 +1,16 @@
 /*
  * Receiving: the node pushes the mailbox in seq order, then MailboxDrained,
- * then live deliveries. Each new message is opened (the per-device `open`
- * seam, the identity until the Double Ratchet), decoded, handed to the
- * caller, remembered in the seen-set and only then acked, in batches.
+ * then live deliveries. Each new message is decrypted (client/e2e.c),
+ * decoded, handed to the caller, remembered in the seen-set and only then
+ * acked, in batches. A message that does not decrypt is handed out with an
+ * error and acked like any other: it can never decrypt later.
+ *
+ * Test-only faults (CHATCLIENT_TEST_FAULTS="drop=N,reorder=N,dup=N", per
+ * mille): before decryption a delivery may be dropped (acked unseen), held
+ * back and handed out after the next one, or decrypted a second time,
+ * which the ratchet must refuse, or get one ciphertext bit flipped (the
+ * message must then be reported undecryptable). Each is logged
+ * (event=client.test_*).
  */
 #include "client/client_int.h"
 
@@ -13,17 +21,6 @@
 #define ACK_BATCH       64
 #define KEEPALIVE_MS    20000
 #define ACK_WAIT_MAX_MS 5000
-
-/* The inverse of the sender's seal; the identity until E2E lands. */
-static int open_from_device(cn_client_t *c, const uint8_t device[CN_DEVICE_ID_LEN],
-                            const ProtobufCBinaryData *ct, const uint8_t **pt, size_t *len)
-{
-    (void)c;
-    (void)device;
-    *pt = ct->data;
-    *len = ct->len;
-    return CN_OK;
-}
 
 static int queue_ack(cn_client_t *c, uint64_t seq)
 {
@@ -42,8 +39,11 @@ int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms)
 {
     if (c->nacks == 0 || c->conn == NULL)
         return CN_OK;
-    /* What was shown must be remembered before the node may forget it. */
+    /* What was shown must be remembered before the node may forget it;
+     * then the sessions and prekeys it changed (client/e2e.c explains the
+     * order). */
     CN_TRY(cn__seen_sync(c->seen));
+    CN_TRY(cn__e2e_save(c));
     while (c->nacks > 0) {
         CN_ENSURE(c->nack_rids < CN__ACKS_INFLIGHT_MAX, CN_OK);
         size_t n = CN_MIN(c->nacks, (size_t)CN_ACK_SEQS_MAX);
@@ -72,6 +72,12 @@ static bool deliver_valid(const Chat__Deliver *d)
            d->ciphertext.len <= CN_CIPHERTEXT_MAX;
 }
 
+/* Local failures stop receiving; everything else is the message's fault. */
+static bool local_failure(int rc)
+{
+    return rc == CN_EIO || rc == CN_ENOMEM || rc == CN_EINTERNAL;
+}
+
 /* Hands one new message to the caller. */
 static int hand_out(cn_client_t *c, const Chat__Deliver *d)
 {
@@ -84,17 +90,48 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d)
     m.kind = d->kind;
     m.server_time = d->server_time;
     m.ephemeral = d->ephemeral;
-    const uint8_t *pt = NULL;
-    size_t len = 0;
-    if (open_from_device(c, m.from_device, &d->ciphertext, &pt, &len) == CN_OK)
-        m.decoded = cn_content_decode(pt, len, &m.content) == CN_OK;
-    return c->msg_cb(c->msg_ud, &m);
+    cn_buf_t pt;
+    cn_buf_init(&pt);
+    const char *why = NULL;
+    int rc =
+        cn__e2e_open(c, d->from, m.from_device, d->ciphertext.data, d->ciphertext.len, &pt, &why);
+    if (rc < 0 && local_failure(rc)) {
+        cn_buf_wipe(&pt);
+        return rc;
+    }
+    if (rc == CN_OK) {
+        m.decoded = cn_content_decode(pt.data, pt.len, &m.content) == CN_OK;
+        if (!m.decoded)
+            m.error = "undecodable content";
+    } else {
+        m.error = why ? why : "decryption failed";
+        cn_log_info("client.decrypt_failed", "seq=%llu err=%s", (unsigned long long)d->seq,
+                    cn_strerror(rc));
+    }
+    rc = c->msg_cb(c->msg_ud, &m);
+    cn_buf_wipe(&pt);
+    return rc;
 }
 
-int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms)
+/* Test faults: a second decryption of a delivered envelope must fail. */
+static void fault_dup(cn_client_t *c, const Chat__Deliver *d)
 {
-    if (c->msg_cb == NULL)
-        return CN_OK; /* not receiving: left in the mailbox for the next recv */
+    cn_buf_t pt;
+    cn_buf_init(&pt);
+    const char *why = NULL;
+    char id[2 * CN_MESSAGE_ID_LEN + 1];
+    cn_hex_encode(id, d->message_id.data, CN_MESSAGE_ID_LEN);
+    int rc = cn__e2e_open(c, d->from, d->from_device.data, d->ciphertext.data, d->ciphertext.len,
+                          &pt, &why);
+    if (rc == CN_OK)
+        cn_log_error("client.test_dup_accepted", "id=%s", id);
+    else
+        cn_log_warn("client.test_dup_rejected", "id=%s err=%s", id, cn_strerror(rc));
+    cn_buf_wipe(&pt);
+}
+
+static int deliver_one(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms, bool dup)
+{
     if (!deliver_valid(d)) {
         /* Acked so that one bad entry cannot block the mailbox forever. */
         cn_log_warn("client.bad_deliver", "seq=%llu", (unsigned long long)d->seq);
@@ -107,6 +144,8 @@ int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadl
             c->msg_err = rc;
             return rc;
         }
+        if (dup)
+            fault_dup(c, d);
         if (d->ephemeral)
             return CN_OK; /* never stored by the node: nothing to ack or dedupe */
         CN_TRY(cn__seen_add(c->seen, dev, id));
@@ -117,6 +156,61 @@ int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadl
     if (c->nacks >= ACK_BATCH)
         return cn__client_send_acks(c, deadline_ms);
     return CN_OK;
+}
+
+/* Hands out a delivery held back by the reorder fault. */
+static int release_held(cn_client_t *c, uint64_t deadline_ms)
+{
+    if (c->faults.held == NULL || c->msg_cb == NULL)
+        return CN_OK;
+    Chat__Deliver *d = chat__deliver__unpack(NULL, c->faults.held_len, c->faults.held);
+    free(c->faults.held);
+    c->faults.held = NULL;
+    CN_ENSURE(d != NULL, CN_EINTERNAL);
+    int rc = deliver_one(c, d, deadline_ms, false);
+    chat__deliver__free_unpacked(d, NULL);
+    return rc;
+}
+
+int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms)
+{
+    if (c->msg_cb == NULL)
+        return CN_OK; /* not receiving: left in the mailbox for the next recv */
+    cn__faults_t *f = &c->faults;
+    if (!f->on || d->ephemeral || !deliver_valid(d))
+        return deliver_one(c, d, deadline_ms, false);
+    uint32_t r = cn_random_uniform(1000);
+    char id[2 * CN_MESSAGE_ID_LEN + 1];
+    cn_hex_encode(id, d->message_id.data, CN_MESSAGE_ID_LEN);
+    if (r < f->drop && !cn__seen_has(c->seen, d->from_device.data, d->message_id.data)) {
+        cn_log_warn("client.test_drop", "id=%s", id);
+        return queue_ack(c, d->seq); /* lost: never decrypted */
+    }
+    if (r < f->drop + f->reorder && f->held == NULL) {
+        size_t n = chat__deliver__get_packed_size(d);
+        f->held = malloc(n);
+        CN_ENSURE(f->held != NULL, CN_ENOMEM);
+        f->held_len = chat__deliver__pack(d, f->held);
+        cn_log_warn("client.test_hold", "id=%s", id);
+        return CN_OK;
+    }
+    uint32_t dup_end = f->drop + f->reorder + f->dup;
+    if (r >= dup_end && r < dup_end + f->corrupt && d->ciphertext.len > 0 &&
+        !cn__seen_has(c->seen, d->from_device.data, d->message_id.data)) {
+        Chat__Deliver copy = *d;
+        uint8_t *ct = malloc(d->ciphertext.len);
+        CN_ENSURE(ct != NULL, CN_ENOMEM);
+        memcpy(ct, d->ciphertext.data, d->ciphertext.len);
+        ct[cn_random_uniform((uint32_t)d->ciphertext.len)] ^= 0x01;
+        copy.ciphertext.data = ct;
+        cn_log_warn("client.test_corrupt", "id=%s", id);
+        int rc = deliver_one(c, &copy, deadline_ms, false);
+        free(ct);
+        CN_TRY(rc);
+        return release_held(c, deadline_ms);
+    }
+    CN_TRY(deliver_one(c, d, deadline_ms, r < dup_end));
+    return release_held(c, deadline_ms);
 }
 
 /* Pumps the session until cond() holds or until the deadline. */
@@ -173,8 +267,10 @@ static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
     if (rc < 0 && rc != CN_ENOTFOUND && rc != CN_EINVAL && rc != CN_ETOOBIG)
         return rc;
     CN_TRY(pump_until(c, deadline, is_drained));
+    CN_TRY(release_held(c, deadline));
     rc = pump_until(c, cn__now_ms() + wait_ms, never);
     CN_ENSURE(rc == CN_ETIMEDOUT, rc);
+    CN_TRY(release_held(c, deadline));
     /* Wait (briefly) until the node confirmed every ack. */
     CN_TRY(cn__client_send_acks(c, deadline));
     if (c->conn != NULL)
@@ -182,15 +278,56 @@ static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
     return CN_OK;
 }
 
-int cn_client_recv(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud)
+static int open_seen(cn_client_t *c)
 {
     char path[CN__PATH_MAX];
-    CN_ENSURE(cb != NULL, CN_EINVAL);
-    c->refused = false;
     if (c->seen == NULL) {
         snprintf(path, sizeof(path), "%s/seen", c->home);
         CN_TRY(cn__seen_open(path, CN_CLIENT_SEEN_MAX, &c->seen));
     }
+    return CN_OK;
+}
+
+int cn_client_poll(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud)
+{
+    CN_ENSURE(cb != NULL, CN_EINVAL);
+    c->refused = false;
+    CN_TRY(open_seen(c));
+    /* A connection made while nobody was receiving has deliveries that
+     * were left unacked: reconnect so that the mailbox comes again. */
+    if (c->conn != NULL && !c->poll_conn)
+        cn__client_disconnect(c);
+    c->msg_cb = cb;
+    c->msg_ud = ud;
+    c->msg_err = CN_OK;
+    uint64_t deadline = cn__now_ms() + c->timeout_ms;
+    cn__login_t auth = {0};
+    int rc = cn__client_connect(c, &auth, deadline);
+    if (rc == CN_OK) {
+        c->poll_conn = true;
+        rc = cn__client_flush_until(c, deadline, NULL, NULL);
+        if (rc == CN_ENOTFOUND || rc == CN_EINVAL || rc == CN_ETOOBIG)
+            rc = CN_OK; /* refused entries left the outbox; the caller learns via recv */
+    }
+    if (rc == CN_OK) {
+        rc = pump_until(c, cn__now_ms() + wait_ms, never);
+        if (rc == CN_ETIMEDOUT)
+            rc = CN_OK;
+    }
+    if (rc == CN_OK)
+        rc = release_held(c, deadline);
+    if (rc == CN_OK)
+        rc = cn__client_send_acks(c, deadline);
+    c->msg_cb = NULL;
+    c->msg_ud = NULL;
+    return rc;
+}
+
+int cn_client_recv(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, void *ud)
+{
+    CN_ENSURE(cb != NULL, CN_EINVAL);
+    c->refused = false;
+    CN_TRY(open_seen(c));
     c->msg_cb = cb;
     c->msg_ud = ud;
     c->msg_err = CN_OK;

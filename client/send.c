@@ -4,6 +4,12 @@
  * each with its stored message_id so that retries after a lost connection
  * are deduplicated by the node. An entry leaves the outbox only on OK or
  * on a final refusal.
+ *
+ * Each entry is encrypted once per recipient device (client/e2e.c) and the
+ * ciphertexts are kept with the entry, so a retry resends the same bytes.
+ * The sessions that encrypted a batch are written to the home before any
+ * of its ciphertexts goes on the wire: a crash can then never make the
+ * ratchet reuse a message key.
  */
 #include "client/client_int.h"
 
@@ -20,7 +26,12 @@ typedef struct slot {
     uint64_t rid;
     uint64_t not_before;
     uint32_t attempts, conflicts;
-    bool fetched; /* the recipient's device list was asked for */
+    bool fetched;      /* the recipient's device list was asked for */
+    bool sealed;       /* ct[] holds one ciphertext per device in dev */
+    bool need_session; /* a recipient device has no session yet */
+    uint32_t ndev;
+    uint8_t dev[CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+    cn_buf_t ct[CN_DEVICES_HARD_MAX];
 } slot_t;
 
 typedef struct flush {
@@ -34,34 +45,20 @@ typedef struct flush {
     void *ud;
 } flush_t;
 
-/*
- * The per-recipient-device seal: where the Double Ratchet goes. Today it is
- * the identity, so the envelope carries the encoded content as is.
- */
-static int seal_for_device(cn_client_t *c, const uint8_t device[CN_DEVICE_ID_LEN],
-                           const cn_buf_t *content, ProtobufCBinaryData *out)
-{
-    (void)c;
-    (void)device;
-    cn_slice_t p = cn_buf_unread(content);
-    out->data = p.base;
-    out->len = p.len;
-    return CN_OK;
-}
-
-int cn_client_queue_text(cn_client_t *c, const char *handle, const char *text,
-                         uint8_t message_id[CN_MESSAGE_ID_LEN])
+int cn__client_queue(cn_client_t *c, const char *handle, uint8_t kind, const cn_buf_t *content,
+                     uint8_t message_id[CN_MESSAGE_ID_LEN])
 {
     int rc = CN_OK;
     cn__outbox_entry_t e;
     memset(&e, 0, sizeof(e));
     cn_buf_init(&e.content);
-    CN_ENSURE(handle != NULL && text != NULL, CN_EINVAL);
+    CN_ENSURE(handle != NULL && content != NULL, CN_EINVAL);
     CN_ENSURE(cn_handle_normalize(handle, e.to) == CN_OK, CN_EINVAL);
-    e.kind = CHAT__KIND__MESSAGE;
+    e.kind = kind;
     e.created = cn_now_ms();
     cn_random(e.message_id, sizeof(e.message_id));
-    CN_TRY_OUT(cn_content_encode_text(&e.content, text, strlen(text), e.created));
+    cn_slice_t body = cn_buf_unread(content);
+    CN_TRY_OUT(cn_buf_append(&e.content, body.base, body.len));
     CN_TRY_OUT(cn__outbox_put(c->outbox_dir, &c->outbox_next, &e));
     if (message_id != NULL)
         memcpy(message_id, e.message_id, CN_MESSAGE_ID_LEN);
@@ -70,17 +67,88 @@ out:
     return rc;
 }
 
+int cn_client_queue_text(cn_client_t *c, const char *handle, const char *text,
+                         uint8_t message_id[CN_MESSAGE_ID_LEN])
+{
+    CN_ENSURE(text != NULL, CN_EINVAL);
+    cn_buf_t b;
+    cn_buf_init(&b);
+    int rc = cn_content_encode_text(&b, text, strlen(text), cn_now_ms());
+    if (rc == CN_OK)
+        rc = cn__client_queue(c, handle, CHAT__KIND__MESSAGE, &b, message_id);
+    cn_buf_dispose(&b);
+    return rc;
+}
+
+int cn_client_queue_receipt(cn_client_t *c, const char *handle, uint32_t status, const uint8_t *ids,
+                            size_t n)
+{
+    cn_buf_t b;
+    cn_buf_init(&b);
+    int rc = cn_content_encode_receipt(&b, status, ids, n, cn_now_ms());
+    if (rc == CN_OK)
+        rc = cn__client_queue(c, handle, CHAT__KIND__RECEIPT, &b, NULL);
+    cn_buf_dispose(&b);
+    return rc;
+}
+
+int cn_client_queue_typing(cn_client_t *c, const char *handle, bool typing)
+{
+    cn_buf_t b;
+    cn_buf_init(&b);
+    int rc = cn_content_encode_typing(&b, typing, cn_now_ms());
+    if (rc == CN_OK)
+        rc = cn__client_queue(c, handle, CHAT__KIND__TYPING, &b, NULL);
+    cn_buf_dispose(&b);
+    return rc;
+}
+
+static void unseal(slot_t *s)
+{
+    for (uint32_t k = 0; k < s->ndev; k++)
+        cn_buf_dispose(&s->ct[k]);
+    s->ndev = 0;
+    s->sealed = false;
+}
+
+/* Encrypts entry i for every device of its recipient; CN_ENOTFOUND when a
+ * device has no session yet (flush_loop then runs X3DH first). */
+static int seal_entry(flush_t *fl, size_t i)
+{
+    cn_client_t *c = fl->c;
+    slot_t *s = &fl->s[i];
+    cn__devices_t dev;
+    CN_TRY(cn__devices_load(c->home, fl->e[i].to, &dev));
+    for (uint32_t k = 0; k < dev.n; k++)
+        if (!cn__e2e_has_session(c, dev.ids[k]))
+            return CN_ENOTFOUND;
+    cn_slice_t pt = cn_buf_unread(&fl->e[i].content);
+    for (uint32_t k = 0; k < dev.n; k++) {
+        cn_buf_init(&s->ct[k]);
+        memcpy(s->dev[k], dev.ids[k], CN_DEVICE_ID_LEN);
+        s->ndev = k + 1;
+        int rc = cn__e2e_seal(c, dev.ids[k], pt.base, pt.len, &s->ct[k]);
+        if (rc < 0) {
+            unseal(s);
+            return rc;
+        }
+    }
+    s->ndev = dev.n;
+    s->sealed = true;
+    s->need_session = false;
+    return CN_OK;
+}
+
 static int send_entry(flush_t *fl, size_t i, uint64_t deadline)
 {
     cn_client_t *c = fl->c;
     const cn__outbox_entry_t *e = &fl->e[i];
-    cn__devices_t dev;
-    CN_TRY(cn__devices_load(c->home, e->to, &dev));
+    const slot_t *sl = &fl->s[i];
     Chat__Envelope env[CN_DEVICES_HARD_MAX], *envp[CN_DEVICES_HARD_MAX];
-    for (uint32_t k = 0; k < dev.n; k++) {
+    for (uint32_t k = 0; k < sl->ndev; k++) {
         chat__envelope__init(&env[k]);
-        env[k].device_id = cn__bin(dev.ids[k], CN_DEVICE_ID_LEN);
-        CN_TRY(seal_for_device(c, dev.ids[k], &e->content, &env[k].ciphertext));
+        env[k].device_id = cn__bin(sl->dev[k], CN_DEVICE_ID_LEN);
+        env[k].ciphertext = cn__bin(sl->ct[k].data, sl->ct[k].len);
         envp[k] = &env[k];
     }
     Chat__Send s;
@@ -88,7 +156,7 @@ static int send_entry(flush_t *fl, size_t i, uint64_t deadline)
     s.message_id = cn__bin(e->message_id, CN_MESSAGE_ID_LEN);
     s.kind = (Chat__Kind)e->kind;
     s.to = cn__str_mut(e->to);
-    s.n_envelopes = dev.n;
+    s.n_envelopes = sl->ndev;
     s.envelopes = envp;
     Chat__ClientFrame f;
     chat__client_frame__init(&f);
@@ -103,20 +171,43 @@ static int send_entry(flush_t *fl, size_t i, uint64_t deadline)
 }
 
 /* Sends, in order, what the window allows; stops at the first entry that
- * must wait so that entries are not reordered behind a retry. */
+ * must wait so that entries are not reordered behind a retry. Refills in
+ * batches (at most half the window in flight) so that one session write
+ * covers many messages. */
 static int fill_window(flush_t *fl, uint64_t deadline, uint64_t *wake)
 {
     uint64_t now = cn__now_ms();
+    size_t pick[CN_CLIENT_WINDOW], npick = 0;
+    bool sealed_now = false;
     *wake = deadline;
-    for (size_t i = 0; i < fl->n && fl->inflight < CN_CLIENT_WINDOW; i++) {
-        if (fl->s[i].state != ST_PENDING)
+    if (fl->inflight > CN_CLIENT_WINDOW / 2)
+        return CN_OK;
+    for (size_t i = 0; i < fl->n && fl->inflight + npick < CN_CLIENT_WINDOW; i++) {
+        slot_t *s = &fl->s[i];
+        if (s->state != ST_PENDING)
             continue;
-        if (fl->s[i].not_before > now) {
-            *wake = CN_MIN(*wake, fl->s[i].not_before);
+        if (s->not_before > now) {
+            *wake = CN_MIN(*wake, s->not_before);
             break;
         }
-        CN_TRY(send_entry(fl, i, deadline));
+        if (!s->sealed) {
+            int rc = seal_entry(fl, i);
+            if (rc == CN_ENOTFOUND) {
+                s->need_session = true;
+                if (fl->inflight + npick == 0)
+                    *wake = now; /* nothing to wait for: run X3DH at once */
+                break;
+            }
+            CN_TRY(rc);
+            sealed_now = true;
+        }
+        pick[npick++] = i;
     }
+    /* Durable before on the wire (see the top of this file). */
+    if (sealed_now)
+        CN_TRY(cn__e2e_save(fl->c));
+    for (size_t k = 0; k < npick; k++)
+        CN_TRY(send_entry(fl, pick[k], deadline));
     return CN_OK;
 }
 
@@ -128,6 +219,7 @@ static void finish(flush_t *fl, size_t i, int status, const char *detail)
         cn_log_warn("client.outbox_remove", "seq=%llu err=%s", (unsigned long long)e->seq,
                     cn_strerror(rc));
     fl->s[i].state = ST_DONE;
+    unseal(&fl->s[i]);
     fl->done++;
     if (status != CHAT__STATUS__OK) {
         cn__client_refuse(fl->c, status, detail);
@@ -152,6 +244,7 @@ static int on_conflict(flush_t *fl, size_t i, const Chat__Response *r)
     CN_TRY(cn__devices_apply(&dev, cf->missing_devices, cf->n_missing_devices, cf->stale_devices,
                              cf->n_stale_devices));
     CN_TRY(cn__devices_save(fl->c->home, e->to, &dev));
+    unseal(&fl->s[i]);           /* encrypted again for the corrected device list */
     fl->s[i].state = ST_PENDING; /* resent at once with the same message_id */
     return CN_OK;
 }
@@ -249,6 +342,30 @@ static int prefetch_devices(flush_t *fl, uint64_t deadline)
     return CN_OK;
 }
 
+/* Runs X3DH for the recipients of entries that wait for a session; a
+ * recipient with a device that has no usable prekeys is refused. */
+static int ensure_sessions(flush_t *fl, uint64_t deadline)
+{
+    for (size_t i = 0; i < fl->n; i++) {
+        if (fl->s[i].state != ST_PENDING || !fl->s[i].need_session)
+            continue;
+        cn__devices_t dev, bad;
+        CN_TRY(cn__devices_load(fl->c->home, fl->e[i].to, &dev));
+        CN_TRY(cn__e2e_ensure_sessions(fl->c, fl->e[i].to, &dev, deadline, &bad));
+        fl->s[i].need_session = false;
+        if (bad.n == 0)
+            continue;
+        char hex[17], detail[CN_DETAIL_MAX + 1];
+        cn_hex_encode(hex, bad.ids[0], 8);
+        snprintf(detail, sizeof(detail), "no usable prekeys for device %s... of %s", hex,
+                 fl->e[i].to);
+        for (size_t k = i; k < fl->n; k++)
+            if (fl->s[k].state == ST_PENDING && strcmp(fl->e[k].to, fl->e[i].to) == 0)
+                finish(fl, k, CHAT__STATUS__NOT_FOUND, detail);
+    }
+    return CN_OK;
+}
+
 /* Connection lost: everything in flight is sent again after reconnecting. */
 static void requeue_inflight(flush_t *fl)
 {
@@ -267,6 +384,8 @@ static int flush_loop(flush_t *fl, uint64_t deadline)
         CN_TRY(cn__client_connect(fl->c, &auth, deadline));
         if (fl->inflight == 0) {
             int prc = prefetch_devices(fl, deadline);
+            if (prc == CN_OK)
+                prc = ensure_sessions(fl, deadline);
             if (prc == CN_ECLOSED)
                 continue;
             CN_TRY(prc);
@@ -307,6 +426,8 @@ int cn__client_flush_until(cn_client_t *c, uint64_t deadline, cn_client_sent_cb 
         rc = CN_ELIMIT;
     }
 out:
+    for (size_t i = 0; fl.s != NULL && i < fl.n; i++)
+        unseal(&fl.s[i]);
     free(fl.s);
     cn__outbox_list_free(fl.e, fl.n);
     return rc;

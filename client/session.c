@@ -66,6 +66,7 @@ void cn__client_disconnect(cn_client_t *c)
     c->drained = false;
     c->nack_rids = 0;
     c->misc_rid = 0;
+    c->poll_conn = false;
     /* Unacked seqs stay unacked: the node redelivers them, the seen-set
      * recognises them, and they are acked on the next connection. */
     c->nacks = 0;

@@ -3,9 +3,11 @@
  * and the private prekeys. Every file is versioned and replaced atomically.
  *
  * HOME/devices/<handle>: "CNDV" ‖ version u8 = 1 ‖ n u8 ‖ n × device id (32)
- * HOME/prekeys: "CNPK" ‖ version u8 = 1 ‖ 3 reserved ‖ next_key_id u32
+ * HOME/prekeys: sealed under the home key (label "prekeys", client/keystore.c)
+ *   around "CNPK" ‖ version u8 = 1 ‖ 3 reserved ‖ next_key_id u32
  *   ‖ signed_id u32 ‖ signed sk (32) ‖ signed pk (32) ‖ n u32
  *   ‖ n × (key_id u32 ‖ sk (32) ‖ pk (32))          (mode 0600)
+ *   A plaintext image (homes from before sealing) is still read.
  */
 #include "client/client_int.h"
 
@@ -184,12 +186,18 @@ static int prekeys_parse(const cn_buf_t *img, cn__prekeys_t *pk)
     return CN_OK;
 }
 
-int cn__prekeys_load(const char *path, cn__prekeys_t *pk)
+int cn__prekeys_load(const char *path, const uint8_t *home_key, cn__prekeys_t *pk)
 {
     memset(pk, 0, sizeof(*pk));
     cn_buf_t img;
     cn_buf_init(&img);
-    int rc = cn__file_read(path, PK_FILEMAX, &img);
+    int rc = cn__file_read(path, PK_FILEMAX + 64, &img);
+    if (rc == CN_OK && !(img.len >= 4 && memcmp(img.data, PK_MAGIC, 4) == 0)) {
+        cn_buf_t sealed = img;
+        cn_buf_init(&img);
+        rc = cn_open_blob(home_key, "prekeys", sealed.data, sealed.len, &img);
+        cn_buf_dispose(&sealed);
+    }
     if (rc == CN_OK)
         rc = prekeys_parse(&img, pk);
     if (img.data != NULL)
@@ -200,7 +208,21 @@ int cn__prekeys_load(const char *path, cn__prekeys_t *pk)
     return rc;
 }
 
-int cn__prekeys_save(const char *path, const cn__prekeys_t *pk)
+bool cn__prekeys_remove(cn__prekeys_t *pk, uint32_t key_id)
+{
+    for (uint32_t i = 0; i < pk->n; i++) {
+        if (pk->ids[i] != key_id)
+            continue;
+        cn_x25519_dispose(&pk->otpk[i]);
+        memmove(pk->otpk + i, pk->otpk + i + 1, (pk->n - i - 1) * sizeof(*pk->otpk));
+        memmove(pk->ids + i, pk->ids + i + 1, (pk->n - i - 1) * sizeof(*pk->ids));
+        pk->n--;
+        return true;
+    }
+    return false;
+}
+
+int cn__prekeys_save(const char *path, const uint8_t *home_key, const cn__prekeys_t *pk)
 {
     CN_ENSURE(pk->signed_kp.sk != NULL && pk->n <= CN__PREKEYS_HELD_MAX, CN_EINVAL);
     size_t len = PK_FIXED + (size_t)pk->n * PK_ENTRY;
@@ -220,7 +242,7 @@ int cn__prekeys_save(const char *path, const cn__prekeys_t *pk)
         memcpy(e + 4, pk->otpk[i].sk, CN_X25519_LEN);
         memcpy(e + 4 + CN_X25519_LEN, pk->otpk[i].pk, CN_X25519_LEN);
     }
-    int rc = cn__file_write_atomic(path, img, len, 0600);
+    int rc = cn__sealed_write(home_key, path, "prekeys", img, len);
     sodium_free(img);
     return rc;
 }

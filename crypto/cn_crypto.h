@@ -39,6 +39,8 @@ CN_MUST_USE int cn_identity_generate(cn_identity_t *id);
 CN_MUST_USE int cn_identity_load(const char *path, cn_identity_t *id);
 /** Writes the secret key to path, mode 0600, atomically (tmp + rename + fsync). */
 CN_MUST_USE int cn_identity_save(const cn_identity_t *id, const char *path);
+/** Rebuilds an identity from its 32-byte seed (the first half of sk). */
+CN_MUST_USE int cn_identity_from_seed(const uint8_t seed[32], cn_identity_t *id);
 /** Wipes and frees the secret key. Accepts a zeroed or disposed identity. */
 void cn_identity_dispose(cn_identity_t *id);
 
@@ -77,5 +79,235 @@ typedef struct cn_x25519 {
 
 CN_MUST_USE int cn_x25519_generate(cn_x25519_t *kp);
 void cn_x25519_dispose(cn_x25519_t *kp);
+
+/*
+ * ===================================================================
+ * The client-side E2E protocol (docs/E2E.md). Everything below is pure
+ * (no I/O): bytes in, bytes out, so that it can be tested and fuzzed.
+ * ===================================================================
+ */
+
+/* ------------------------------------------------------ primitives */
+
+#define CN_SHA256_LEN 32
+#define CN_HKDF_MAX   (255u * CN_SHA256_LEN) /* RFC 5869 2.3: L <= 255*HashLen */
+
+/** X25519(sk, pk) (RFC 7748). CN_EAUTH when the result is all zero (a
+ * low-order point: the peer contributed nothing). */
+CN_MUST_USE int cn_x25519(uint8_t out[CN_X25519_LEN], const uint8_t sk[CN_X25519_LEN],
+                          const uint8_t pk[CN_X25519_LEN]);
+
+/** HMAC-SHA256 over msg with a key of any length (libsodium's
+ * crypto_auth_hmacsha256 state API). */
+CN_MUST_USE int cn_hmac_sha256(uint8_t out[CN_SHA256_LEN], const void *key, size_t klen,
+                               const void *msg, size_t mlen);
+/** RFC 5869 2.2 HKDF-Extract; salt may be NULL/0 (HashLen zero bytes). */
+CN_MUST_USE int cn_hkdf_extract(uint8_t prk[CN_SHA256_LEN], const void *salt, size_t slen,
+                                const void *ikm, size_t ilen);
+/** RFC 5869 2.3 HKDF-Expand; olen <= CN_HKDF_MAX, prk_len >= 32. */
+CN_MUST_USE int cn_hkdf_expand(void *out, size_t olen, const uint8_t *prk, size_t prk_len,
+                               const void *info, size_t ilen);
+/** Extract then expand. */
+CN_MUST_USE int cn_hkdf(void *out, size_t olen, const void *salt, size_t slen, const void *ikm,
+                        size_t ilen, const void *info, size_t info_len);
+
+/** The X25519 public key of an Ed25519 public key (birational map), used
+ * for the identity DH of X3DH. CN_EINVAL for a key that does not map. */
+CN_MUST_USE int cn_ed25519_pk_to_x25519(uint8_t out[CN_X25519_LEN],
+                                        const uint8_t pk[CN_DEVICE_ID_LEN]);
+/** The X25519 secret of an identity into sk (caller's sodium memory). */
+CN_MUST_USE int cn_identity_x25519_sk(const cn_identity_t *id, uint8_t sk[CN_X25519_LEN]);
+
+/* ------------------------------------------------------------ X3DH */
+
+/** A prekey bundle as fetched from the node (FetchPrekeys). */
+typedef struct cn_prekey_bundle {
+    uint8_t identity[CN_DEVICE_ID_LEN]; /* the device id: Ed25519 identity key */
+    uint32_t spk_id;
+    uint8_t spk[CN_X25519_LEN];
+    uint8_t spk_sig[CN_SIGNATURE_LEN]; /* over cn_transcript_prekey(spk_id, spk) */
+    bool has_opk;
+    uint32_t opk_id;
+    uint8_t opk[CN_X25519_LEN];
+} cn_prekey_bundle_t;
+
+/** Checks the signed prekey's signature by the bundle's identity: CN_EAUTH
+ * when it does not verify. The client checks this itself, whatever the
+ * node did. */
+CN_MUST_USE int cn_prekey_bundle_verify(const cn_prekey_bundle_t *b);
+
+/* ---------------------------------------------------- wire messages */
+
+#define CN_E2E_VERSION       1
+#define CN_E2E_PREKEY_MSG    1 /* X3DH initial message + ratchet message */
+#define CN_E2E_RATCHET_MSG   2
+#define CN_E2E_TAG_LEN       16 /* Poly1305 */
+#define CN_E2E_PLAINTEXT_MAX (60u * 1024u)
+#define CN_E2E_OVERHEAD      (2 + 32 + 32 + 4 + 1 + 4 + 32 + 4 + 4 + CN_E2E_TAG_LEN)
+
+/**
+ * A parsed E2E envelope (docs/E2E.md, "Wire format"). Fields of the X3DH
+ * part are set only for CN_E2E_PREKEY_MSG. header/ct borrow the input.
+ */
+typedef struct cn_e2e_msg {
+    uint8_t type;
+    uint8_t ik[CN_DEVICE_ID_LEN]; /* sender's identity (Ed25519) */
+    uint8_t ek[CN_X25519_LEN];    /* sender's ephemeral (X3DH base key) */
+    uint32_t spk_id;
+    bool has_opk;
+    uint32_t opk_id;
+    uint8_t dh[CN_X25519_LEN]; /* ratchet header */
+    uint32_t pn, n;
+    const uint8_t *header; /* every byte before ct: bound as associated data */
+    size_t header_len;
+    const uint8_t *ct; /* ciphertext ‖ tag */
+    size_t ct_len;
+} cn_e2e_msg_t;
+
+/** Strict decoder: CN_EVERSION for another version, CN_ETOOBIG above
+ * CN_E2E_PLAINTEXT_MAX, CN_EINVAL for anything else malformed. */
+CN_MUST_USE int cn_e2e_msg_parse(const uint8_t *p, size_t n, cn_e2e_msg_t *out);
+
+/* -------------------------------------------------- Double Ratchet */
+
+#define CN_RATCHET_MAX_SKIP      1000  /* default bound on stored skipped keys */
+#define CN_RATCHET_SKIP_HARD_MAX 10000 /* largest bound a state may carry */
+
+/** One Double Ratchet state (Signal's spec, section 3). Keys live in
+ * sodium_malloc memory; free with cn_ratchet_free. */
+typedef struct cn_ratchet cn_ratchet_t;
+
+/**
+ * X3DH as the initiator (Alice, X3DH section 3.3): verifies the bundle's
+ * signature, derives SK and returns a ratchet whose messages are prekey
+ * messages until the peer's first reply. Returns owned.
+ */
+CN_MUST_USE int cn_x3dh_initiate(const cn_identity_t *me, const cn_prekey_bundle_t *b,
+                                 cn_ratchet_t **out);
+/**
+ * X3DH as the responder (Bob, section 3.4) for a parsed prekey message:
+ * spk is the signed prekey the message names, opk the one-time prekey
+ * (NULL when the message names none). The caller decrypts the message
+ * with the result and, only if that works, keeps it and deletes opk.
+ */
+CN_MUST_USE int cn_x3dh_respond(const cn_identity_t *me, const cn_x25519_t *spk,
+                                const cn_x25519_t *opk, const cn_e2e_msg_t *m, cn_ratchet_t **out);
+
+void cn_ratchet_free(cn_ratchet_t *r);
+/** Encrypts pt into one wire message appended to out. */
+CN_MUST_USE int cn_ratchet_encrypt(cn_ratchet_t *r, const void *pt, size_t n, cn_buf_t *out);
+/**
+ * Decrypts a parsed message, appending the plaintext to pt. All or
+ * nothing: on any failure the state is unchanged. CN_EAUTH (forged,
+ * tampered or wrong session), CN_EEXIST (a replay: its key was used and
+ * deleted), CN_ELIMIT (it would skip more keys than the bound).
+ */
+CN_MUST_USE int cn_ratchet_decrypt(cn_ratchet_t *r, const cn_e2e_msg_t *m, cn_buf_t *pt);
+/** Sets the skipped-key bound (1..CN_RATCHET_SKIP_HARD_MAX). */
+CN_MUST_USE int cn_ratchet_set_max_skip(cn_ratchet_t *r, uint32_t max);
+uint32_t cn_ratchet_skipped(const cn_ratchet_t *r);
+/** The peer's identity key (Ed25519). */
+const uint8_t *cn_ratchet_remote_identity(const cn_ratchet_t *r);
+/** Versioned binary encoding (docs/E2E.md) and its strict decoder. */
+CN_MUST_USE int cn_ratchet_encode(const cn_ratchet_t *r, cn_buf_t *out);
+CN_MUST_USE int cn_ratchet_decode(const uint8_t *p, size_t n, cn_ratchet_t **out);
+
+/* ------------------------------------------------------- sessions */
+
+#define CN_SESSION_STATES_MAX 4 /* the active state plus archived ones */
+
+/**
+ * Every ratchet state shared with one peer device, newest (active) first.
+ * Keeping archived states lets two devices that started sessions at the
+ * same time converge (Signal's session records do the same).
+ */
+typedef struct cn_session cn_session_t;
+
+CN_MUST_USE int cn_session_new(cn_session_t **out);
+void cn_session_free(cn_session_t *s);
+bool cn_session_has_active(const cn_session_t *s);
+/** Takes ownership of r and makes it active (the oldest beyond the cap is dropped). */
+CN_MUST_USE int cn_session_add(cn_session_t *s, cn_ratchet_t *r);
+/** Encrypts with the active state; CN_ENOTFOUND without one. */
+CN_MUST_USE int cn_session_encrypt(cn_session_t *s, const void *pt, size_t n, cn_buf_t *out);
+/**
+ * Decrypts with the state the message belongs to (a prekey message: the
+ * state created from its base key; CN_ENOTFOUND when there is none and
+ * X3DH must run). A state that decrypts becomes active.
+ */
+CN_MUST_USE int cn_session_decrypt(cn_session_t *s, const cn_e2e_msg_t *m, cn_buf_t *pt);
+CN_MUST_USE int cn_session_encode(const cn_session_t *s, cn_buf_t *out);
+CN_MUST_USE int cn_session_decode(const uint8_t *p, size_t n, cn_session_t **out);
+
+/* ---------------------------------------------------- sender keys */
+
+#define CN_SENDERKEY_MAX_SKIP 1000
+
+/** A group sender key (chain key ratchet + Ed25519 signing key). */
+typedef struct cn_senderkey cn_senderkey_t;
+
+/** A fresh own sender key (can encrypt). Returns owned. */
+CN_MUST_USE int cn_senderkey_generate(uint32_t key_id, cn_senderkey_t **out);
+void cn_senderkey_free(cn_senderkey_t *k);
+/** The distribution message (sent to each member over pairwise sessions). */
+CN_MUST_USE int cn_senderkey_distribution(const cn_senderkey_t *k, cn_buf_t *out);
+/** A receiving sender key from a distribution message (can only decrypt). */
+CN_MUST_USE int cn_senderkey_from_distribution(const uint8_t *p, size_t n, cn_senderkey_t **out);
+/** Encrypts and signs one group message appended to out (own keys only). */
+CN_MUST_USE int cn_senderkey_encrypt(cn_senderkey_t *k, const void *pt, size_t n, cn_buf_t *out);
+/** Verifies and decrypts; all or nothing like cn_ratchet_decrypt. */
+CN_MUST_USE int cn_senderkey_decrypt(cn_senderkey_t *k, const uint8_t *msg, size_t n, cn_buf_t *pt);
+CN_MUST_USE int cn_senderkey_encode(const cn_senderkey_t *k, cn_buf_t *out);
+CN_MUST_USE int cn_senderkey_decode(const uint8_t *p, size_t n, cn_senderkey_t **out);
+
+/* ----------------------------------------------------------- media */
+
+#define CN_MEDIA_KEY_LEN    32
+#define CN_MEDIA_DIGEST_LEN 32     /* SHA-256 of the whole ciphertext */
+#define CN_MEDIA_CHUNK      65536u /* plaintext bytes per secretstream message */
+#define CN_MEDIA_MAX        (1u << 30)
+
+/** Encrypts a file image with a fresh random key (written to key) in
+ * secretstream chunks; digest covers the ciphertext appended to out. */
+CN_MUST_USE int cn_media_encrypt(const void *pt, size_t n, uint8_t key[CN_MEDIA_KEY_LEN],
+                                 uint8_t digest[CN_MEDIA_DIGEST_LEN], cn_buf_t *out);
+/** Checks the digest, then decrypts every chunk; a truncated, reordered or
+ * extended stream fails with CN_EAUTH. */
+CN_MUST_USE int cn_media_decrypt(const uint8_t *ct, size_t n, const uint8_t key[CN_MEDIA_KEY_LEN],
+                                 const uint8_t digest[CN_MEDIA_DIGEST_LEN], cn_buf_t *out);
+
+/* ------------------------------------------------- sealed at rest */
+
+#define CN_SEAL_KEY_LEN    32
+#define CN_PWHASH_SALT_LEN 16
+
+/** Argon2id (crypto_pwhash) of a passphrase into key (caller's sodium memory). */
+CN_MUST_USE int cn_pwhash_derive(uint8_t key[CN_SEAL_KEY_LEN], const char *pass, size_t plen,
+                                 const uint8_t salt[CN_PWHASH_SALT_LEN], uint64_t opslimit,
+                                 size_t memlimit);
+/** Seals pt under key for a purpose label (bound as associated data, so a
+ * sealed file cannot be swapped for another): appended to out. */
+CN_MUST_USE int cn_seal_blob(const uint8_t key[CN_SEAL_KEY_LEN], const char *label, const void *pt,
+                             size_t n, cn_buf_t *out);
+/** Opens a sealed blob into out (reset first); CN_EAUTH for a wrong key,
+ * label or tampered bytes. The caller wipes out after use. */
+CN_MUST_USE int cn_open_blob(const uint8_t key[CN_SEAL_KEY_LEN], const char *label,
+                             const uint8_t *p, size_t n, cn_buf_t *out);
+/** Wipes and frees a buffer that held secrets. */
+void cn_buf_wipe(cn_buf_t *b);
+
+/* ---------------------------------------------------- safety number */
+
+#define CN_SAFETY_NUMBER_DIGITS 60
+
+/**
+ * A Signal-style numeric safety number for two users: each side's 30
+ * digits come from 5200 iterations of SHA-512 over its handle and its
+ * sorted device keys; the two halves are concatenated in sorted order, so
+ * both users compute the same number. keys are n × 32 bytes.
+ */
+CN_MUST_USE int cn_safety_number(const char *handle_a, const uint8_t *keys_a, size_t na,
+                                 const char *handle_b, const uint8_t *keys_b, size_t nb,
+                                 char out[CN_SAFETY_NUMBER_DIGITS + 1]);
 
 #endif /* CN_CRYPTO_H */

@@ -52,6 +52,19 @@ int cn_identity_generate(cn_identity_t *id)
     return CN_OK;
 }
 
+int cn_identity_from_seed(const uint8_t seed[32], cn_identity_t *id)
+{
+    memset(id, 0, sizeof(*id));
+    CN_ENSURE(seed != NULL, CN_EINVAL);
+    id->sk = sodium_malloc(CN_SIGN_SECRET_LEN);
+    CN_ENSURE(id->sk != NULL, CN_ENOMEM);
+    if (crypto_sign_seed_keypair(id->pk, id->sk, seed) != 0) {
+        cn_identity_dispose(id);
+        return CN_EINTERNAL;
+    }
+    return CN_OK;
+}
+
 void cn_identity_dispose(cn_identity_t *id)
 {
     if (id == NULL)

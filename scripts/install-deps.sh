@@ -10,6 +10,7 @@ PACKAGES=(
     libwslay-dev libinih-dev libcmocka-dev
     clang libclang-rt-14-dev clang-format
     openssl ca-certificates python3 prometheus
+    testssl.sh fiu-utils libfiu0
 )
 
 # Node.js + npm run the interop test (tests/interop); Debian's packages

@@ -224,12 +224,59 @@ static void test_bit_flips(void **state)
     cn_buf_dispose(&b);
 }
 
+static void test_receipt_and_typing(void **state)
+{
+    (void)state;
+    uint8_t ids[3 * CN_MESSAGE_ID_LEN];
+    for (size_t i = 0; i < sizeof(ids); i++)
+        ids[i] = (uint8_t)i;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    cn_content_t c;
+    assert_int_equal(cn_content_encode_receipt(&b, CN_RECEIPT_READ, ids, 3, 77), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.type, CN_CONTENT_RECEIPT);
+    assert_int_equal(c.receipt_status, CN_RECEIPT_READ);
+    assert_int_equal(c.n_ids, 3);
+    assert_memory_equal(c.ids, ids, sizeof(ids));
+    assert_int_equal(c.sent_at, 77);
+    assert_null(c.text);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode_typing(&b, true, 5), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.type, CN_CONTENT_TYPING);
+    assert_int_equal(c.typing, 1);
+    /* Encoder refusals. */
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode_receipt(&b, 3, ids, 1, 0), CN_EINVAL);
+    assert_int_equal(cn_content_encode_receipt(&b, CN_RECEIPT_READ, ids, 0, 0), CN_EINVAL);
+    assert_int_equal(
+        cn_content_encode_receipt(&b, CN_RECEIPT_READ, ids, CN_CLIENT_RECEIPT_IDS_MAX + 1, 0),
+        CN_ETOOBIG);
+    /* Decoder refusals: ids not a multiple of 16, a bad status, no ids, no typing state. */
+    static const uint8_t odd_ids[] = {0xa4, 0x00, 0x01, 0x01, 0x01, 0x04,
+                                      0x01, 0x05, 0x43, 1,    2,    3};
+    assert_int_equal(cn_content_decode(odd_ids, sizeof(odd_ids), &c), CN_EINVAL);
+    static const uint8_t bad_status[] = {0xa4, 0x00, 0x01, 0x01, 0x01, 0x04, 0x09, 0x05, 0x50,
+                                         0,    1,    2,    3,    4,    5,    6,    7,    8,
+                                         9,    10,   11,   12,   13,   14,   15};
+    assert_int_equal(cn_content_decode(bad_status, sizeof(bad_status), &c), CN_EINVAL);
+    static const uint8_t no_ids[] = {0xa3, 0x00, 0x01, 0x01, 0x01, 0x04, 0x01};
+    assert_int_equal(cn_content_decode(no_ids, sizeof(no_ids), &c), CN_EINVAL);
+    static const uint8_t no_state[] = {0xa2, 0x00, 0x01, 0x01, 0x02};
+    assert_int_equal(cn_content_decode(no_state, sizeof(no_state), &c), CN_EINVAL);
+    static const uint8_t typing_2[] = {0xa3, 0x00, 0x01, 0x01, 0x02, 0x06, 0x02};
+    assert_int_equal(cn_content_decode(typing_2, sizeof(typing_2), &c), CN_EINVAL);
+    cn_buf_dispose(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_known_encoding),
-        cmocka_unit_test(test_empty_and_max),  cmocka_unit_test(test_negative),
-        cmocka_unit_test(test_oversize_input), cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_known_encoding),
+        cmocka_unit_test(test_empty_and_max),      cmocka_unit_test(test_negative),
+        cmocka_unit_test(test_oversize_input),     cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_receipt_and_typing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
