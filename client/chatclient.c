@@ -4,7 +4,7 @@
  *   chatclient [--server URL] [--ca FILE | --insecure] [--home DIR]
  *              [--timeout SECONDS] [--passphrase-file FILE] [--kdf LEVEL]
  *              COMMAND ...
- *     register HANDLE [--invite TOKEN] [--name DEVICE_NAME]
+ *     register HANDLE [--invite TOKEN | --jwt TOKEN] [--name DEVICE_NAME]
  *     send HANDLE TEXT | send HANDLE --stdin      [--verbose]
  *     recv [--wait SECONDS] [--json]
  *     chat HANDLE [--wait SECONDS]
@@ -42,7 +42,7 @@ typedef struct cli {
     const char *cmd;
     const char *args[ARGS_MAX];
     int nargs;
-    const char *invite, *name, *passphrase_file, *kdf;
+    const char *invite, *jwt, *name, *passphrase_file, *kdf;
     bool use_stdin, verbose, json;
     uint32_t wait_s;
     int refused_msgs;
@@ -52,7 +52,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: chatclient [--server URL] [--ca FILE | --insecure] [--home DIR]\n"
                     "                  [--timeout SECONDS] COMMAND ...\n"
-                    "  register HANDLE [--invite TOKEN] [--name DEVICE_NAME]\n"
+                    "  register HANDLE [--invite TOKEN | --jwt TOKEN] [--name DEVICE_NAME]\n"
                     "  send HANDLE TEXT | send HANDLE --stdin [--verbose]\n"
                     "  recv [--wait SECONDS] [--json]\n"
                     "  chat HANDLE [--wait SECONDS]\n"
@@ -104,6 +104,8 @@ static int parse_option(cli_t *cl, int argc, char **argv, int *i)
         cl->opt.home = v;
     else if (strcmp(a, "--invite") == 0 && (v = value(argc, argv, i)))
         cl->invite = v;
+    else if (strcmp(a, "--jwt") == 0 && (v = value(argc, argv, i)))
+        cl->jwt = v;
     else if (strcmp(a, "--name") == 0 && (v = value(argc, argv, i)))
         cl->name = v;
     else if (strcmp(a, "--passphrase-file") == 0 && (v = value(argc, argv, i)))
@@ -316,7 +318,9 @@ static int cmd_register(cli_t *cl, cn_client_t *c)
 {
     if (cl->nargs != 1)
         return -1;
-    int rc = cn_client_register(c, cl->args[0], cl->invite, cl->name);
+    int rc = cl->jwt ? cn_client_set_jwt(c, cl->jwt) : CN_OK;
+    if (rc == CN_OK)
+        rc = cn_client_register(c, cl->args[0], cl->invite, cl->name);
     if (rc != CN_OK)
         return report(c, "register", rc);
     print_ids(c);

@@ -109,6 +109,7 @@ void cn_client_free(cn_client_t *c)
     cn__seen_close(c->seen);
     free(c->acks);
     free(c->ca_file);
+    free(c->jwt);
     free(c);
 }
 
@@ -295,6 +296,16 @@ static int save_handle(cn_client_t *c, const char *handle)
     int n = snprintf(line, sizeof(line), "%s\n", handle);
     CN_TRY(cn__file_write_atomic(path, line, (size_t)n, 0600));
     snprintf(c->handle, sizeof(c->handle), "%s", handle);
+    return CN_OK;
+}
+
+int cn_client_set_jwt(cn_client_t *c, const char *token)
+{
+    CN_ENSURE(strlen(token) <= 4096, CN_ETOOBIG);
+    char *copy = strdup(token);
+    CN_ENSURE(copy != NULL, CN_ENOMEM);
+    free(c->jwt);
+    c->jwt = copy;
     return CN_OK;
 }
 

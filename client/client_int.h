@@ -255,6 +255,7 @@ typedef struct cn__login {
 
 struct cn_client {
     cn_client_url_t url;
+    char *jwt; /* registration policy jwt: the identity provider's token (owned) */
     cn__tls_opts_t tls;
     char *ca_file;
     uint32_t timeout_ms;

@@ -168,6 +168,12 @@ CN_MUST_USE int cn_client_device_id(const cn_client_t *c, uint8_t out[CN_DEVICE_
  * CN_ETIMEDOUT when the node could not be reached within the budget;
  * CN_EEXIST when the home is registered under another handle.
  */
+/**
+ * Sets the identity provider's JWT sent with the next registration
+ * (registration policy jwt); copies token. CN_ETOOBIG above 4 KiB.
+ */
+CN_MUST_USE int cn_client_set_jwt(cn_client_t *c, const char *token);
+
 CN_MUST_USE int cn_client_register(cn_client_t *c, const char *handle, const char *invite,
                                    const char *device_name);
 

@@ -108,6 +108,7 @@ static int answer_challenge(cn_client_t *c, const Chat__Challenge *ch, const cn_
         reg.signature = cn__bin(sig, CN_SIGNATURE_LEN);
         reg.device_name = cn__str_mut(login->name ? login->name : "");
         reg.invite_token = cn__str_mut(login->invite ? login->invite : "");
+        reg.jwt = cn__str_mut(c->jwt ? c->jwt : "");
         f.body_case = CHAT__CLIENT_FRAME__BODY_REGISTER;
         f.register_ = &reg;
     } else {

@@ -310,4 +310,21 @@ CN_MUST_USE int cn_safety_number(const char *handle_a, const uint8_t *keys_a, si
                                  const char *handle_b, const uint8_t *keys_b, size_t nb,
                                  char out[CN_SAFETY_NUMBER_DIGITS + 1]);
 
+/* ------------------------------------------------------------- encodings */
+
+/**
+ * Decodes base64url without padding (RFC 4648 section 5, as JWTs use it)
+ * into out (capacity cap); *outlen gets the length. CN_EINVAL for any
+ * character outside the alphabet, padding, or trailing garbage;
+ * CN_ETOOBIG when out is too small.
+ */
+CN_MUST_USE int cn_base64url_decode(const char *in, size_t inlen, uint8_t *out, size_t cap,
+                                    size_t *outlen);
+
+/** Wipes n bytes in a way the compiler cannot drop (sodium_memzero). */
+void cn_wipe(void *p, size_t n);
+
+/** Constant-time comparison of n bytes; true when equal. */
+bool cn_equal_ct(const void *a, const void *b, size_t n);
+
 #endif /* CN_CRYPTO_H */

@@ -8,7 +8,7 @@
 #include "common/cn_common.h"
 #include "store/cn_store.h"
 
-enum cn_registration { CN_REG_OPEN = 0, CN_REG_INVITE };
+enum cn_registration { CN_REG_OPEN = 0, CN_REG_INVITE, CN_REG_JWT };
 
 /** An initial rate-limit policy from the configuration. */
 typedef struct cn_node_rl_policy {
@@ -46,9 +46,16 @@ typedef struct cn_node_config {
     uint64_t max_queued_bytes;     /* per recipient device; 0 = unlimited; default 256 MiB */
     cn_node_rl_policy_t ratelimits[CN_NODE_RL_POLICIES_MAX]; /* over the built-in defaults */
     unsigned n_ratelimits;
-    char push_gateway[512]; /* http://host[:port]/path for offline wake-ups; "" = off */
-    bool check_only;        /* --check-config: validate and exit */
-    bool test_echo;         /* --test-echo: echo binary messages (conformance tests only) */
+    char push_gateway[512];
+    /* Registration policy jwt: the identity provider's keys and claims. */
+    char jwt_hs256_key_file[512]; /* shared secret, raw bytes (a final newline is ignored) */
+    char jwt_ed25519_key[65];     /* the provider's Ed25519 public key, hex */
+    char jwt_issuer[257];
+    char jwt_audience[257];
+    uint32_t jwt_leeway_s;
+        /* default 60 */ /* http://host[:port]/path for offline wake-ups; "" = off */
+    bool check_only;     /* --check-config: validate and exit */
+    bool test_echo;      /* --test-echo: echo binary messages (conformance tests only) */
     enum cn_log_level log_level;
 } cn_node_config_t;
 

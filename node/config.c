@@ -39,6 +39,7 @@ void cn_node_config_default(cn_node_config_t *cfg)
     cfg->out_hard_limit = 4u * 1024u * 1024u;
     cfg->max_connections = 50000;
     cfg->max_queued_bytes = 256ull * 1024 * 1024;
+    cfg->jwt_leeway_s = 60;
     cfg->log_level = CN_LOG_INFO;
 }
 
@@ -54,7 +55,9 @@ static const char usage[] =
     "disables)\n"
     "  --threads N               I/O loops (one per core)\n"
     "  --sync always|batch|none  fsync policy of group commit (batch)\n"
-    "  --registration open|invite  who may register a first device (open)\n"
+    "  --registration open|invite|jwt  who may register a first device (open)\n"
+    "  --jwt-hs256-key-file FILE, --jwt-ed25519-key HEX, --jwt-issuer ISS, --jwt-audience AUD,\n"
+    "  --jwt-leeway S            identity provider for policy jwt (leeway 60 s)\n"
     "  --max-devices N           devices per user (6)\n"
     "  --handshake-timeout MS    TCP accept to WebSocket open (10000)\n"
     "  --auth-timeout MS         WebSocket open to authenticated (30000)\n"
@@ -126,6 +129,11 @@ enum {
     O_MAXQ,
     O_PUSH,
     O_RL,
+    O_JWT_HS,
+    O_JWT_ED,
+    O_JWT_ISS,
+    O_JWT_AUD,
+    O_JWT_LEEWAY,
     O_LOG,
     O_CONFIG,
     O_CHECK,
@@ -161,6 +169,11 @@ static const struct opt_def {
     {"max-connections", "limits", "max_connections", O_MAXCONN},
     {"max-queued-bytes", "limits", "max_queued_bytes", O_MAXQ},
     {"push-gateway", "push", "gateway", O_PUSH},
+    {"jwt-hs256-key-file", "jwt", "hs256_key_file", O_JWT_HS},
+    {"jwt-ed25519-key", "jwt", "ed25519_public_key", O_JWT_ED},
+    {"jwt-issuer", "jwt", "issuer", O_JWT_ISS},
+    {"jwt-audience", "jwt", "audience", O_JWT_AUD},
+    {"jwt-leeway", "jwt", "leeway_s", O_JWT_LEEWAY},
 };
 
 static const struct option options[] = {
@@ -187,6 +200,11 @@ static const struct option options[] = {
     {"max-queued-bytes", 1, 0, O_MAXQ},
     {"push-gateway", 1, 0, O_PUSH},
     {"ratelimit", 1, 0, O_RL},
+    {"jwt-hs256-key-file", 1, 0, O_JWT_HS},
+    {"jwt-ed25519-key", 1, 0, O_JWT_ED},
+    {"jwt-issuer", 1, 0, O_JWT_ISS},
+    {"jwt-audience", 1, 0, O_JWT_AUD},
+    {"jwt-leeway", 1, 0, O_JWT_LEEWAY},
     {"log-level", 1, 0, O_LOG},
     {"config", 1, 0, O_CONFIG},
     {"check-config", 0, 0, O_CHECK},
@@ -245,6 +263,15 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
     case O_RL:
         return parse_ratelimit(cfg, v);
+    case O_JWT_HS:
+        return copy_str(cfg->jwt_hs256_key_file, sizeof(cfg->jwt_hs256_key_file), v);
+    case O_JWT_ED:
+        CN_ENSURE(strlen(v) == 64, CN_EINVAL);
+        return copy_str(cfg->jwt_ed25519_key, sizeof(cfg->jwt_ed25519_key), v);
+    case O_JWT_ISS:
+        return copy_str(cfg->jwt_issuer, sizeof(cfg->jwt_issuer), v);
+    case O_JWT_AUD:
+        return copy_str(cfg->jwt_audience, sizeof(cfg->jwt_audience), v);
     case O_PUSH:
         CN_ENSURE(v[0] == '\0' || strncmp(v, "http://", 7) == 0, CN_EINVAL);
         return copy_str(cfg->push_gateway, sizeof(cfg->push_gateway), v);
@@ -259,8 +286,10 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
     case O_SYNC:
         return cn_sync_parse(v, &cfg->sync);
     case O_REG:
-        CN_ENSURE(!strcmp(v, "open") || !strcmp(v, "invite"), CN_EINVAL);
-        cfg->registration = strcmp(v, "open") == 0 ? CN_REG_OPEN : CN_REG_INVITE;
+        CN_ENSURE(!strcmp(v, "open") || !strcmp(v, "invite") || !strcmp(v, "jwt"), CN_EINVAL);
+        cfg->registration = !strcmp(v, "open")     ? CN_REG_OPEN
+                            : !strcmp(v, "invite") ? CN_REG_INVITE
+                                                   : CN_REG_JWT;
         return CN_OK;
     case O_LOG:
         return cn_log_parse_level(v, &cfg->log_level);
@@ -298,6 +327,7 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         {O_IDLE, 100, 3600000, offsetof(cn_node_config_t, idle_timeout_ms)},
         {O_PING, 50, 3600000, offsetof(cn_node_config_t, ping_interval_ms)},
         {O_MAXCONN, 1, 10000000, offsetof(cn_node_config_t, max_connections)},
+        {O_JWT_LEEWAY, 0, 3600, offsetof(cn_node_config_t, jwt_leeway_s)},
     };
     for (size_t i = 0; i < CN_ARRAY_LEN(ints); i++) {
         if (ints[i].opt != opt)
@@ -386,6 +416,14 @@ static int check_consistency(cn_node_config_t *cfg, char *err, size_t errlen)
 {
     if (cfg->out_hard_limit <= cfg->out_soft_limit) {
         snprintf(err, errlen, "out_hard_limit must be above out_soft_limit");
+        return CN_EINVAL;
+    }
+    if (cfg->registration == CN_REG_JWT &&
+        ((!cfg->jwt_hs256_key_file[0] && !cfg->jwt_ed25519_key[0]) || !cfg->jwt_issuer[0] ||
+         !cfg->jwt_audience[0])) {
+        snprintf(err, errlen,
+                 "registration jwt needs a key (hs256_key_file or "
+                 "ed25519_public_key), issuer and audience");
         return CN_EINVAL;
     }
     if (cfg->ping_interval_ms >= cfg->idle_timeout_ms) {

@@ -54,12 +54,22 @@ static void on_handle_closed(uv_handle_t *h)
         free_conn(c);
 }
 
+/* The device is no longer reachable here: routes, presence, subscriptions. */
+static void leave_registry(cn_conn_t *c)
+{
+    if (c->authed) {
+        c->authed = false;
+        cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+        cn__presence_offline(srv(c), c->handle);
+    }
+    cn__presence_conn_gone(c);
+}
+
 static void close_now(cn_conn_t *c)
 {
     if (c->state == CN_CONN_CLOSED)
         return;
-    if (c->authed)
-        cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+    leave_registry(c);
     c->state = CN_CONN_CLOSED;
     cn__loop_conn_remove(c->loop, c);
     count(&srv(c)->counters.connections_open, (uint64_t)-1);
@@ -86,8 +96,7 @@ void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason)
     }
     cn_log_debug("conn_close", "conn=%llu code=%u reason=\"%s\"", (unsigned long long)c->id, code,
                  reason);
-    if (c->authed)
-        cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+    leave_registry(c);
     c->state = CN_CONN_CLOSING;
     if (cn_ws_close(c->ws, code, reason) < 0) {
         close_now(c);
@@ -329,15 +338,13 @@ static void on_plaintext(cn_conn_t *c)
             if (rc == CN_EPROTO)
                 count(&srv(c)->counters.protocol_errors, 1);
             if (rc < 0 && c->state != CN_CONN_CLOSED) {
-                if (c->authed)
-                    cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+                leave_registry(c);
                 c->state = CN_CONN_CLOSING;
                 c->close_after_flush = true;
             }
         }
         if (c->state != CN_CONN_CLOSED && cn_ws_closed(c->ws)) {
-            if (c->authed)
-                cn__registry_remove(srv(c)->registry, c->device_id, c->id);
+            leave_registry(c);
             c->state = CN_CONN_CLOSING;
             c->close_after_flush = true;
         }
@@ -402,6 +409,8 @@ static uint64_t next_deadline(const cn_conn_t *c)
     case CN_CONN_HTTP:
         return c->opened_ms + cfg->handshake_timeout_ms;
     case CN_CONN_UNAUTH:
+        if (c->link_expires) /* waiting for a person to approve the link */
+            return CN_MIN(c->link_expires, c->last_activity_ms + cfg->idle_timeout_ms);
         return CN_MIN(c->ws_opened_ms + cfg->auth_timeout_ms,
                       c->last_activity_ms + cfg->idle_timeout_ms);
     case CN_CONN_AUTHED: {
@@ -432,7 +441,7 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case CN_CONN_UNAUTH:
-        if (now >= c->ws_opened_ms + cfg->auth_timeout_ms) {
+        if (now >= (c->link_expires ? c->link_expires : c->ws_opened_ms + cfg->auth_timeout_ms)) {
             count(&srv(c)->counters.timeouts, 1);
             cn__conn_close(c, CN_WS_CLOSE_POLICY, "authentication timeout");
             return;

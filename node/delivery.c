@@ -13,6 +13,7 @@
  */
 #include "node/node_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define PUMP_SLICE_ENTRIES 64
@@ -151,6 +152,25 @@ void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], 
                         const Chat__ServerFrame *frame, uint64_t sent_ns)
 {
     post_frame(s, CN_MSG_DELIVER, device, seq, frame, sent_ns);
+}
+
+void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
+                      const Chat__ServerFrame *frame)
+{
+    size_t n = chat__server_frame__get_packed_size(frame);
+    cn_msg_t *m = cn__msg_new(CN_MSG_PUSH, n);
+    if (!m || loop >= s->nloops) {
+        free(m);
+        return;
+    }
+    chat__server_frame__pack(frame, m->data);
+    m->conn_id = conn_id;
+    cn__loop_post(s->loops[loop], m);
+}
+
+void cn__free_op(cn_store_op_t *op)
+{
+    free(op);
 }
 
 void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],

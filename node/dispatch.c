@@ -12,7 +12,7 @@
 static bool allowed_unauthenticated(Chat__ClientFrame__BodyCase body)
 {
     return body == CHAT__CLIENT_FRAME__BODY_AUTH || body == CHAT__CLIENT_FRAME__BODY_REGISTER ||
-           body == CHAT__CLIENT_FRAME__BODY_PING;
+           body == CHAT__CLIENT_FRAME__BODY_LINK_DEVICE || body == CHAT__CLIENT_FRAME__BODY_PING;
 }
 
 static void route(cn_conn_t *c, const Chat__ClientFrame *f)
@@ -42,6 +42,24 @@ static void route(cn_conn_t *c, const Chat__ClientFrame *f)
         break;
     case CHAT__CLIENT_FRAME__BODY_PING:
         cn__handle_ping(c, rid, f->ping);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_LINK_DEVICE:
+        cn__handle_link_device(c, rid, f->link_device);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_LINK_APPROVE:
+        cn__handle_link_approve(c, rid, f->link_approve);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_REVOKE_DEVICE:
+        cn__handle_revoke_device(c, rid, f->revoke_device);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_SUBSCRIBE:
+        cn__handle_subscribe(c, rid, f->subscribe);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_UNSUBSCRIBE:
+        cn__handle_unsubscribe(c, rid, f->unsubscribe);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_SET_PRESENCE:
+        cn__handle_set_presence(c, rid, f->set_presence);
         break;
     case CHAT__CLIENT_FRAME__BODY__NOT_SET:
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "empty request");

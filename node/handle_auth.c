@@ -52,6 +52,10 @@ static enum cn_auth_fail fail_class(const char *why)
         {"invalid invite", CN_AUTHF_INVITE},
         {"invite", CN_AUTHF_INVITE},
         {"an invite", CN_AUTHF_INVITE},
+        {"JWT", CN_AUTHF_INVITE},
+        {"a JWT", CN_AUTHF_INVITE},
+        {"the JWT", CN_AUTHF_INVITE},
+        {"bad signature", CN_AUTHF_BAD_SIGNATURE},
     };
     for (size_t i = 0; i < CN_ARRAY_LEN(classes); i++)
         if (strncmp(why, classes[i].prefix, strlen(classes[i].prefix)) == 0)
@@ -113,11 +117,6 @@ static bool auth_allowed(cn_conn_t *c, uint64_t rid)
     return false;
 }
 
-static void free_op(cn_store_op_t *op)
-{
-    free(op);
-}
-
 /* The device is here: it may be woken again the next time it is away. */
 static void clear_wakeup(cn_server_t *s, const uint8_t *device)
 {
@@ -125,7 +124,7 @@ static void clear_wakeup(cn_server_t *s, const uint8_t *device)
     if (!op)
         return;
     op->type = CN_OP_PUSH_CLEAR;
-    op->done = free_op;
+    op->done = cn__free_op;
     memcpy(op->u.push_clear.device_id, device, CN_DEVICE_ID_LEN);
     if (cn_store_submit(s->store, op) < 0)
         free(op);
@@ -181,6 +180,7 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
                 c->handle);
     if (s->push)
         clear_wakeup(s, device);
+    cn__presence_online(s, c->handle);
     cn__delivery_start(c);
 }
 
@@ -231,8 +231,9 @@ static void register_done(cn_conn_t *c, cn_pending_t *p)
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__CONFLICT,
                                 "handle or device already registered");
         break;
-    case CN_EAUTH:
-        refuse(c, p->request_id, "invalid invite token");
+    case CN_EAUTH: /* an invite used up meanwhile, or a JWT replayed */
+        refuse(c, p->request_id,
+               p->op.u.reg.claim_meta[0] ? "JWT already used" : "invalid invite token");
         break;
     default:
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
@@ -245,7 +246,7 @@ static void register_done(cn_conn_t *c, cn_pending_t *p)
 static const char *invite_record(cn_conn_t *c, const char *token, char *name, size_t cap)
 {
     name[0] = '\0';
-    if (srv(c)->cfg.registration == CN_REG_OPEN)
+    if (srv(c)->cfg.registration != CN_REG_INVITE)
         return NULL;
     size_t n = strlen(token);
     if (n == 0)
@@ -264,6 +265,20 @@ static const char *invite_record(cn_conn_t *c, const char *token, char *name, si
     if (rc == CN_ENOTFOUND)
         return "invalid invite token";
     return expired ? "invite expired" : NULL;
+}
+
+/* Policy jwt: the identity provider vouches for this handle. */
+static const char *jwt_claims(cn_conn_t *c, const char *token, const char *handle,
+                              cn_jwt_claims_t *claims)
+{
+    const char *why = "a JWT is required";
+    if (!token || !token[0])
+        return why;
+    if (cn__jwt_verify(token, &srv(c)->jwt, cn_now_ms() / 1000, claims, &why) < 0)
+        return why;
+    if (strcmp(claims->sub, handle) != 0)
+        return "the JWT is for another handle";
+    return NULL;
 }
 
 void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
@@ -285,9 +300,12 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
         return;
     }
     char invite[CN_STORE_META_NAME_MAX + 1];
+    cn_jwt_claims_t claims = {0};
     const char *why = verify_session(c, CN_REGISTER_CONTEXT, m->device_id, m->signature, handle);
     if (!why)
         why = invite_record(c, m->invite_token, invite, sizeof(invite));
+    if (!why && srv(c)->cfg.registration == CN_REG_JWT)
+        why = jwt_claims(c, m->jwt, handle, &claims);
     if (why) {
         refuse(c, rid, why);
         return;
@@ -303,6 +321,79 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
     d->created = cn_now_ms();
     p->op.u.reg.max_devices = srv(c)->cfg.max_devices;
     memcpy(p->op.u.reg.consume_meta, invite, sizeof(invite));
+    if (claims.jti[0]) { /* single use of the token's id */
+        snprintf(p->op.u.reg.claim_meta, sizeof(p->op.u.reg.claim_meta), "jwt/%s", claims.jti);
+        p->op.u.reg.claim_expires = claims.exp;
+    }
     c->auth_pending = true;
     cn__pending_submit(c, p);
+}
+
+/*
+ * LinkDevice: a new device of an existing user proves possession of its
+ * key (link transcript) and waits, unauthenticated, for an existing device
+ * to approve it with the code it gets here (node/handle_devices.c).
+ */
+void cn__handle_link_device(cn_conn_t *c, uint64_t rid, const Chat__LinkDevice *m)
+{
+    char handle[CN_HANDLE_MAX + 1];
+    cn_rec_user_t user;
+    cn_rec_device_t dev;
+    if (c->state == CN_CONN_AUTHED || c->auth_pending) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
+        return;
+    }
+    if (!auth_allowed(c, rid) || !cn__conn_rate_ok(c, rid, CN_RL_REGISTER, c->ip, sizeof(c->ip), 1))
+        return;
+    if (cn_handle_normalize(m->handle, handle) < 0 || strlen(m->device_name) > CN_DEVICE_NAME_MAX) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "invalid handle or name");
+        return;
+    }
+    const char *why = verify_session(c, CN_LINK_CONTEXT, m->device_id, m->signature, handle);
+    if (why) {
+        refuse(c, rid, why);
+        return;
+    }
+    if (cn_store_user_get(srv(c)->store, handle, &user) < 0 || user.disabled) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
+        return;
+    }
+    if (cn_store_device_get(srv(c)->store, m->device_id.data, &dev) == CN_OK) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__CONFLICT, "device already registered");
+        return;
+    }
+    cn_link_t link = {.loop = c->loop->index, .conn_id = c->id};
+    memcpy(link.handle, handle, sizeof(handle));
+    memcpy(link.device_id, m->device_id.data, CN_DEVICE_ID_LEN);
+    snprintf(link.name, sizeof(link.name), "%s", m->device_name);
+    char code[CN_LINK_CODE_LEN + 1];
+    if (cn__links_add(srv(c)->links, &link, code) < 0) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "too many pending links");
+        return;
+    }
+    c->link_expires = cn_now_ms() + CN_LINK_TTL_MS;
+    cn__conn_arm_timer(c);
+    Chat__LinkCode lc;
+    chat__link_code__init(&lc);
+    lc.code = code;
+    lc.expires_in_ms = CN_LINK_TTL_MS;
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = rid;
+    r.result_case = CHAT__RESPONSE__RESULT_LINK_CODE;
+    r.link_code = &lc;
+    cn__conn_respond(c, &r);
+}
+
+void cn__link_completed(cn_conn_t *c, const uint8_t *frame, size_t len)
+{
+    if (c->state != CN_CONN_UNAUTH)
+        return;
+    c->link_expires = 0;
+    cn__conn_send_bytes(c, frame, len);
+    /* The device exists now: it authenticates like any other, on a fresh
+     * challenge (the first nonce was spent by LinkDevice). */
+    c->ws_opened_ms = cn_now_ms();
+    cn__auth_send_challenge(c);
+    cn__conn_arm_timer(c);
 }

@@ -16,12 +16,27 @@ static cn_server_t *srv(const cn_conn_t *c)
     return c->loop->server;
 }
 
-static bool device_in_user(const cn_rec_user_t *u, const uint8_t *dev)
+/* The devices a Send must cover: every device of the recipient and the
+ * sender's own other devices (so each device sees both sides), never the
+ * sending device itself. */
+typedef struct expected {
+    uint32_t n;
+    uint8_t ids[2 * CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+} expected_t;
+
+static bool expected_has(const expected_t *e, const uint8_t *dev)
 {
-    for (uint32_t i = 0; i < u->ndevices; i++)
-        if (memcmp(u->devices[i], dev, CN_DEVICE_ID_LEN) == 0)
+    for (uint32_t i = 0; i < e->n; i++)
+        if (memcmp(e->ids[i], dev, CN_DEVICE_ID_LEN) == 0)
             return true;
     return false;
+}
+
+static void expected_add(expected_t *e, const cn_rec_user_t *u, const uint8_t *self)
+{
+    for (uint32_t i = 0; i < u->ndevices && i < CN_DEVICES_HARD_MAX; i++)
+        if (memcmp(u->devices[i], self, CN_DEVICE_ID_LEN) != 0 && !expected_has(e, u->devices[i]))
+            memcpy(e->ids[e->n++], u->devices[i], CN_DEVICE_ID_LEN);
 }
 
 static bool device_in_envelopes(const Chat__Send *m, const uint8_t *dev)
@@ -63,16 +78,16 @@ static const char *check_fields(const Chat__Send *m, Chat__Status *status)
     return NULL;
 }
 
-/* Answers CONFLICT when the envelopes do not cover exactly the user's devices. */
-static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m, const cn_rec_user_t *u)
+/* Answers CONFLICT when the envelopes do not cover exactly the expected devices. */
+static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m, const expected_t *e)
 {
-    ProtobufCBinaryData missing[CN_DEVICES_HARD_MAX], stale[CN_RECIPIENTS_MAX];
+    ProtobufCBinaryData missing[2 * CN_DEVICES_HARD_MAX], stale[CN_RECIPIENTS_MAX];
     size_t nm = 0, ns = 0;
-    for (uint32_t i = 0; i < u->ndevices; i++)
-        if (!device_in_envelopes(m, u->devices[i]))
-            missing[nm++] = cn__pb_bytes(u->devices[i], CN_DEVICE_ID_LEN);
+    for (uint32_t i = 0; i < e->n; i++)
+        if (!device_in_envelopes(m, e->ids[i]))
+            missing[nm++] = cn__pb_bytes(e->ids[i], CN_DEVICE_ID_LEN);
     for (size_t i = 0; i < m->n_envelopes; i++)
-        if (!device_in_user(u, m->envelopes[i]->device_id.data))
+        if (!expected_has(e, m->envelopes[i]->device_id.data))
             stale[ns++] = m->envelopes[i]->device_id;
     if (nm == 0 && ns == 0)
         return true;
@@ -236,18 +251,28 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
         !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, bytes))
         return;
-    cn_rec_user_t user;
+    cn_rec_user_t user, me;
     int rc = cn_store_user_get(srv(c)->store, to, &user);
     if (rc == CN_ENOTFOUND || (rc == 0 && (user.disabled || user.ndevices == 0))) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
         return;
     }
+    if (rc == 0 && strcmp(to, c->handle) != 0)
+        rc = cn_store_user_get(srv(c)->store, c->handle, &me);
     if (rc < 0) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "storage unavailable");
         return;
     }
-    if (!check_devices(c, rid, m, &user))
+    expected_t expected = {.n = 0};
+    expected_add(&expected, &user, c->device_id);
+    if (strcmp(to, c->handle) != 0)
+        expected_add(&expected, &me, c->device_id);
+    if (!check_devices(c, rid, m, &expected))
         return;
+    if (m->n_envelopes == 0) { /* a note to self from a user's only device */
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "no envelopes");
+        return;
+    }
     cn_pending_t *p = make_pending(c, rid, m);
     if (!p)
         return;

@@ -103,6 +103,10 @@ static void handle_msg(cn_loop_t *loop, cn_msg_t *m)
         if (c && c->state == CN_CONN_AUTHED)
             cn__conn_send_bytes(c, m->data, m->len);
         break;
+    case CN_MSG_LINKED:
+        if (c)
+            cn__link_completed(c, m->data, m->len);
+        break;
     case CN_MSG_KICK:
         if (c)
             cn__conn_close(c, CN_WS_CLOSE_POLICY, (const char *)m->data);

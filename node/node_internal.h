@@ -12,6 +12,7 @@
 
 #include "crypto/cn_crypto.h"
 #include "node/cn_node.h"
+#include "node/jwt.h"
 #include "node/ratelimit.h"
 #include "node/transport.h"
 #include "proto/cn_proto.h"
@@ -25,6 +26,8 @@ typedef struct cn_loop cn_loop_t;
 typedef struct cn_conn cn_conn_t;
 typedef struct cn_registry cn_registry_t;
 typedef struct cn_push cn_push_t;
+typedef struct cn_presence cn_presence_t;
+typedef struct cn_links cn_links_t;
 
 /* protobuf-c's message structs take non-const pointers even when only
  * packing from them; these helpers make that one cast in one place. */
@@ -50,6 +53,7 @@ enum cn_msg_type {
     CN_MSG_DELIVER,        /* an envelope for a device connected to this loop */
     CN_MSG_PUSH,           /* a pre-encoded ServerFrame for a device */
     CN_MSG_KICK,           /* close a connection (replaced or revoked) */
+    CN_MSG_LINKED,         /* a waiting new device was approved: data is LinkComplete */
     CN_MSG_DRAIN,          /* shutdown 1: stop accepting and reading requests */
     CN_MSG_GOAWAY,         /* shutdown 2: GoingAway and a close frame to everyone */
     CN_MSG_STOP,           /* close everything and leave the loop */
@@ -139,6 +143,9 @@ typedef struct cn_server {
     cn_registry_t *registry;
     cn_ratelimit_t *rl;
     cn_push_t *push; /* NULL without a push gateway */
+    cn_presence_t *presence;
+    cn_links_t *links; /* devices waiting for approval */
+    cn_jwt_keys_t jwt; /* registration policy jwt */
     cn_loop_t **loops;
     unsigned nloops;
     cn_counters_t counters;
@@ -240,9 +247,13 @@ struct cn_conn {
     char handle[CN_HANDLE_MAX + 1];
     /* Mailbox delivery: the next seq to push (0: unknown, pump first). */
     uint64_t next_seq;
-    bool pumping;      /* reading the mailbox from the store */
-    bool auth_pending; /* a Register is being stored */
-    bool drained_sent; /* MailboxDrained pushed once */
+    bool pumping;          /* reading the mailbox from the store */
+    bool auth_pending;     /* a Register is being stored */
+    bool drained_sent;     /* MailboxDrained pushed once */
+    uint64_t link_expires; /* a LinkDevice waits for approval until then (0: none) */
+    /* Presence subscriptions of this connection (handles), for cleanup. */
+    char (*subs)[CN_HANDLE_MAX + 1];
+    uint32_t nsubs;
 };
 
 /** Accepts a connection on loop (called from the listener callback). */
@@ -313,6 +324,9 @@ void cn__handle_get_devices(cn_conn_t *c, uint64_t rid, const Chat__GetDevices *
 void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m);
 void cn__handle_ack(cn_conn_t *c, uint64_t rid, const Chat__Ack *m);
 void cn__handle_ping(cn_conn_t *c, uint64_t rid, const Chat__Ping *m);
+void cn__handle_subscribe(cn_conn_t *c, uint64_t rid, const Chat__Subscribe *m);
+void cn__handle_unsubscribe(cn_conn_t *c, uint64_t rid, const Chat__Unsubscribe *m);
+void cn__handle_set_presence(cn_conn_t *c, uint64_t rid, const Chat__SetPresence *m);
 
 /** Sends the Challenge push when the WebSocket opens. */
 void cn__auth_send_challenge(cn_conn_t *c);
@@ -338,6 +352,60 @@ CN_MUST_USE int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8
 void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                         const Chat__ServerFrame *frame);
 
+/* ------------------------------------------------------------ presence */
+
+#define CN_SUBSCRIPTIONS_MAX 1000 /* watched handles per connection */
+
+cn_presence_t *cn__presence_new(void);
+void cn__presence_free(cn_presence_t *p);
+/** A device of handle authenticated / went away (any thread). */
+void cn__presence_online(cn_server_t *s, const char *handle);
+void cn__presence_offline(cn_server_t *s, const char *handle);
+/** Watches handle for c and pushes its current state; CN_ENOMEM. */
+CN_MUST_USE int cn__presence_subscribe(cn_server_t *s, cn_conn_t *c, const char *handle);
+void cn__presence_unsubscribe(cn_server_t *s, cn_conn_t *c, const char *handle);
+/** Drops every subscription of a closing connection (its loop thread). */
+void cn__presence_conn_gone(cn_conn_t *c);
+/** The user changed its visibility (persisted already). */
+void cn__presence_set_hidden(cn_server_t *s, const char *handle, bool hidden);
+
+/** Pushes a ServerFrame to one connection of a loop (any thread). */
+void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
+                      const Chat__ServerFrame *frame);
+/** A store op done callback that frees a calloc'd, fire-and-forget op. */
+void cn__free_op(cn_store_op_t *op);
+
+/* --------------------------------------------------------------- links */
+
+#define CN_LINKS_MAX     256             /* devices waiting for approval, node-wide */
+#define CN_LINK_TTL_MS   (5 * 60 * 1000) /* a code is valid this long */
+#define CN_LINK_CODE_LEN 9               /* "1234-5678" */
+
+typedef struct cn_link {
+    char code[CN_LINK_CODE_LEN + 1];
+    char handle[CN_HANDLE_MAX + 1];
+    uint8_t device_id[CN_DEVICE_ID_LEN];
+    char name[CN_DEVICE_NAME_MAX + 1];
+    unsigned loop;
+    uint64_t conn_id;
+    uint64_t expires; /* 0: free slot */
+} cn_link_t;
+
+cn_links_t *cn__links_new(void);
+void cn__links_free(cn_links_t *l);
+/** Adds a pending link (code chosen here); CN_ELIMIT when the table is full. */
+CN_MUST_USE int cn__links_add(cn_links_t *l, const cn_link_t *in, char code[CN_LINK_CODE_LEN + 1]);
+/** Finds (and with take, removes) the live link of code; CN_ENOTFOUND. */
+CN_MUST_USE int cn__links_find(cn_links_t *l, const char *code, bool take, cn_link_t *out);
+
+void cn__handle_link_device(cn_conn_t *c, uint64_t rid, const Chat__LinkDevice *m);
+void cn__handle_link_approve(cn_conn_t *c, uint64_t rid, const Chat__LinkApprove *m);
+void cn__handle_revoke_device(cn_conn_t *c, uint64_t rid, const Chat__RevokeDevice *m);
+/** Tells every connected device of handle its current device list. */
+void cn__devices_changed(cn_server_t *s, const char *handle);
+/** CN_MSG_LINKED on the new device's loop: LinkComplete, then a fresh Challenge. */
+void cn__link_completed(cn_conn_t *c, const uint8_t *frame, size_t len);
+
 /* ------------------------------------------------------------- control */
 
 /** Starts the metrics HTTP listener on the control loop. */
@@ -348,6 +416,9 @@ void cn__admin_execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t
 /** Sets an error status and printf-formatted message on resp. */
 void cn__admin_fail(cn_admin_msg_t *resp, uint32_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/** Loads the identity provider's keys of policy jwt from the configuration. */
+CN_MUST_USE int cn__jwt_keys_load(const cn_node_config_t *cfg, cn_jwt_keys_t *out, char *err,
+                                  size_t errlen);
 /** Loads the rate-limit policies persisted in meta ("ratelimit/..."). */
 void cn__rl_load(cn_server_t *s);
 

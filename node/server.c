@@ -108,6 +108,39 @@ static int start_loops(cn_server_t *s)
     return CN_OK;
 }
 
+int cn__jwt_keys_load(const cn_node_config_t *cfg, cn_jwt_keys_t *k, char *err, size_t errlen)
+{
+    memset(k, 0, sizeof(*k));
+    k->leeway_s = cfg->jwt_leeway_s;
+    snprintf(k->issuer, sizeof(k->issuer), "%s", cfg->jwt_issuer);
+    snprintf(k->audience, sizeof(k->audience), "%s", cfg->jwt_audience);
+    if (cfg->jwt_ed25519_key[0]) {
+        if (cn_hex_decode(k->ed25519, sizeof(k->ed25519), cfg->jwt_ed25519_key) < 0) {
+            snprintf(err, errlen, "jwt ed25519 key must be 64 hex digits");
+            return CN_EINVAL;
+        }
+        k->has_ed25519 = true;
+    }
+    if (!cfg->jwt_hs256_key_file[0])
+        return CN_OK;
+    FILE *f = fopen(cfg->jwt_hs256_key_file, "rb");
+    size_t n = f ? fread(k->hs256, 1, sizeof(k->hs256), f) : 0;
+    bool more = f && fgetc(f) != EOF;
+    if (f)
+        fclose(f);
+    while (n > 0 && (k->hs256[n - 1] == '\n' || k->hs256[n - 1] == '\r'))
+        n--;
+    /* RFC 7518 3.2: an HS256 key has at least 256 bits. */
+    if (!f || more || n < 32) {
+        snprintf(err, errlen, "jwt hs256 key file %s must hold 32..%d bytes",
+                 cfg->jwt_hs256_key_file, CN_JWT_HS256_KEY_MAX);
+        cn_wipe(k->hs256, sizeof(k->hs256));
+        return CN_EINVAL;
+    }
+    k->hs256_len = n;
+    return CN_OK;
+}
+
 static int apply_ratelimits(cn_server_t *s)
 {
     for (unsigned i = 0; i < s->cfg.n_ratelimits; i++) {
@@ -139,8 +172,12 @@ int cn_node_check_config(const cn_node_config_t *cfg, char *err, size_t errlen)
             return CN_EINVAL;
         }
     }
+    cn_jwt_keys_t jwt;
+    int rc = cn__jwt_keys_load(cfg, &jwt, err, errlen);
+    cn_wipe(&jwt, sizeof(jwt));
+    CN_TRY(rc);
     cn_identity_t id = {0};
-    int rc = cn_identity_load(cfg->node_key, &id);
+    rc = cn_identity_load(cfg->node_key, &id);
     cn_identity_dispose(&id);
     if (rc < 0 && rc != CN_ENOTFOUND) {
         snprintf(err, errlen, "node key %s is unreadable or malformed", cfg->node_key);
@@ -173,7 +210,16 @@ int cn_node_new(const cn_node_config_t *cfg, cn_node_t **out)
     CN_ENSURE_OUT(s->registry != NULL, CN_ENOMEM);
     s->rl = cn__rl_new();
     CN_ENSURE_OUT(s->rl != NULL, CN_ENOMEM);
+    s->presence = cn__presence_new();
+    CN_ENSURE_OUT(s->presence != NULL, CN_ENOMEM);
+    s->links = cn__links_new();
+    CN_ENSURE_OUT(s->links != NULL, CN_ENOMEM);
     CN_TRY_OUT(apply_ratelimits(s));
+    char err[256];
+    rc = cn__jwt_keys_load(cfg, &s->jwt, err, sizeof(err));
+    if (rc < 0)
+        cn_log_error("bad_jwt_keys", "detail=\"%s\"", err);
+    CN_TRY_OUT(rc);
     cn__rl_load(s); /* what chatadmin set last wins over the configuration */
     if (cfg->push_gateway[0])
         CN_TRY_OUT(cn__push_new(s, cfg->push_gateway, &s->push));
@@ -308,6 +354,9 @@ void cn_node_free(cn_node_t *n)
     cn__registry_free(s->registry);
     cn__rl_free(s->rl);
     cn__push_free(s->push);
+    cn__presence_free(s->presence);
+    cn__links_free(s->links);
+    cn_wipe(&s->jwt, sizeof(s->jwt));
     if (s->tls)
         SSL_CTX_free(s->tls);
     cn_identity_dispose(&s->identity);

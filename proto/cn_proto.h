@@ -90,6 +90,10 @@ typedef struct cn_rec_user {
     bool disabled;
     uint32_t ndevices;
     uint8_t devices[CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+    /* Presence: ms since epoch the user was last seen online; 0 = unknown.
+     * An optional key: records written before it existed decode with 0,
+     * and it is written only when non-zero. */
+    uint64_t last_seen;
 } cn_rec_user_t;
 
 /** mailbox CF value: a CBOR header and the opaque ciphertext. */
@@ -124,6 +128,49 @@ typedef struct cn_rec_push {
     uint64_t server_time; /* when the envelope that caused it was stored */
 } cn_rec_push_t;
 
+/* Groups. The record is large (about 34 KiB at CN_GROUP_MEMBERS_HARD_MAX
+ * members): allocate it on the heap, never on a thread's stack. */
+#define CN_GROUP_MEMBERS_HARD_MAX 1000 /* members of one group, whatever the config */
+
+enum cn_group_role {
+    CN_GROUP_ROLE_MEMBER = 0,
+    CN_GROUP_ROLE_ADMIN = 1,
+};
+
+/** One member of a group (also the element of group op inputs). */
+typedef struct cn_rec_group_member {
+    char handle[CN_HANDLE_MAX + 1]; /* normalized */
+    uint8_t role;                   /* enum cn_group_role */
+} cn_rec_group_member_t;
+
+/** groups CF value (key: group_id). Heap only, see above. */
+typedef struct cn_rec_group {
+    uint64_t version; /* 1 at creation, +1 per update that changed it */
+    uint64_t created; /* ms since epoch */
+    uint32_t n;
+    cn_rec_group_member_t members[CN_GROUP_MEMBERS_HARD_MAX]; /* join order: oldest first */
+} cn_rec_group_t;
+
+/* Media. */
+#define CN_MEDIA_TYPE_MAX       64  /* content type bytes */
+#define CN_MEDIA_SHA256_LEN     32  /* SHA-256 of the whole (encrypted) upload */
+#define CN_MEDIA_HASH_STATE_LEN 104 /* opaque running digest state, defined by the store */
+
+/** media CF value under media_id: the state of one upload. */
+typedef struct cn_rec_media {
+    char owner[CN_HANDLE_MAX + 1];
+    char content_type[CN_MEDIA_TYPE_MAX + 1];
+    uint64_t size;    /* declared total bytes */
+    uint64_t stored;  /* bytes received, <= size */
+    uint64_t created; /* ms since epoch */
+    uint64_t expires; /* ms since epoch; 0 = never */
+    bool complete;    /* digest checked: sha256 is set, hash_state is not */
+    uint8_t sha256[CN_MEDIA_SHA256_LEN];
+    /* While incomplete: the digest of the bytes stored so far, as a
+     * resumable state (opaque here; libchatstore fills it). */
+    uint8_t hash_state[CN_MEDIA_HASH_STATE_LEN];
+} cn_rec_media_t;
+
 /** Appends the CBOR encoding of a record to out. */
 CN_MUST_USE int cn_rec_device_encode(const cn_rec_device_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_user_encode(const cn_rec_user_t *r, cn_buf_t *out);
@@ -131,6 +178,12 @@ CN_MUST_USE int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out
 CN_MUST_USE int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_prekey_encode(const cn_rec_prekey_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_push_encode(const cn_rec_push_t *r, cn_buf_t *out);
+/** CN_ETOOBIG above CN_GROUP_MEMBERS_HARD_MAX members; CN_EINVAL for a
+ * member that is not a normalized handle or has an unknown role. */
+CN_MUST_USE int cn_rec_group_encode(const cn_rec_group_t *r, cn_buf_t *out);
+/** CN_EINVAL for a bad owner, stored > size, or complete with stored !=
+ * size; CN_ETOOBIG for a content type above CN_MEDIA_TYPE_MAX. */
+CN_MUST_USE int cn_rec_media_encode(const cn_rec_media_t *r, cn_buf_t *out);
 
 /**
  * Decodes a record. Returns CN_OK, CN_EVERSION for an unknown record
@@ -144,6 +197,9 @@ CN_MUST_USE int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelo
 CN_MUST_USE int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out);
 CN_MUST_USE int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out);
 CN_MUST_USE int cn_rec_push_decode(const uint8_t *p, size_t n, cn_rec_push_t *out);
+/** out must be heap memory (see cn_rec_group_t). */
+CN_MUST_USE int cn_rec_group_decode(const uint8_t *p, size_t n, cn_rec_group_t *out);
+CN_MUST_USE int cn_rec_media_decode(const uint8_t *p, size_t n, cn_rec_media_t *out);
 
 /* ------------------------------------------------------- admin protocol */
 

@@ -5,22 +5,27 @@
  * keys in strictly ascending order; key 0 is the record version and comes
  * first. Decoders are strict: unknown keys, duplicate or unordered keys,
  * indefinite-length items, wrong types, trailing bytes and missing required
- * fields are all refused. A new field means a new record version.
+ * fields are all refused. A new field means a new record version, except
+ * an optional field with a default (user last_seen): it gets a new key,
+ * written only when not the default and refused when it carries the
+ * default, so records written before it still decode (and every record
+ * still has exactly one encoding). Such a record does not decode on a
+ * binary older than the field.
  *
  * Decoding uses libcbor's streaming decoder one item at a time (a small pull
  * parser), so nothing is allocated and byte strings are borrowed from the
- * input. Encoding uses libcbor's header encoders straight into the caller's
- * cn_buf_t.
+ * input. Encoding writes item heads with libcbor's header encoders and
+ * appends them to the caller's cn_buf_t. The CBOR layer itself is in
+ * records_cbor.h.
  */
 #include "proto/cn_proto.h"
+#include "proto/records_cbor.h"
 
-#include <cbor.h>
 #include <string.h>
 
 /* Map keys, per record. */
-enum { K_VERSION = 0 };
 enum { KD_USER = 1, KD_NAME, KD_CREATED, KD_REVOKED, KD_CERT, KD_APPROVED_BY };
-enum { KU_CREATED = 1, KU_PRESENCE_HIDDEN, KU_DISABLED, KU_DEVICES };
+enum { KU_CREATED = 1, KU_PRESENCE_HIDDEN, KU_DISABLED, KU_DEVICES, KU_LAST_SEEN };
 enum {
     KE_SERVER_TIME = 1,
     KE_MESSAGE_ID,
@@ -33,376 +38,18 @@ enum {
 enum { KX_SERVER_TIME = 1, KX_RECIPIENTS };
 enum { KP_KEY_ID = 1, KP_PUBLIC_KEY, KP_SIGNATURE };
 enum { KN_DEVICE_ID = 1, KN_SERVER_TIME };
-
-/** No record has more fields than this; bounds the map header. */
-#define REC_FIELDS_MAX 16
-
-/* ------------------------------------------------------------ pull parser */
-
-enum tok_type { T_NONE = 0, T_UINT, T_BYTES, T_TEXT, T_ARRAY, T_MAP, T_BOOL, T_OTHER };
-
-/** One decoded CBOR item header (strings carry their borrowed payload). */
-typedef struct tok {
-    enum tok_type type;
-    uint64_t u; /* T_UINT value, T_ARRAY/T_MAP count, T_BOOL 0/1 */
-    const uint8_t *p;
-    size_t len;
-} tok_t;
-
-typedef struct rd {
-    const uint8_t *p;
-    size_t n;
-    size_t pos;
-} rd_t;
-
-static void cb_u8(void *c, uint8_t v)
-{
-    ((tok_t *)c)->type = T_UINT;
-    ((tok_t *)c)->u = v;
-}
-
-static void cb_u16(void *c, uint16_t v)
-{
-    ((tok_t *)c)->type = T_UINT;
-    ((tok_t *)c)->u = v;
-}
-
-static void cb_u32(void *c, uint32_t v)
-{
-    ((tok_t *)c)->type = T_UINT;
-    ((tok_t *)c)->u = v;
-}
-
-static void cb_u64(void *c, uint64_t v)
-{
-    ((tok_t *)c)->type = T_UINT;
-    ((tok_t *)c)->u = v;
-}
-
-static void cb_bytes(void *c, cbor_data p, size_t len)
-{
-    tok_t *t = c;
-    t->type = T_BYTES;
-    t->p = p;
-    t->len = len;
-}
-
-static void cb_text(void *c, cbor_data p, size_t len)
-{
-    tok_t *t = c;
-    t->type = T_TEXT;
-    t->p = p;
-    t->len = len;
-}
-
-static void cb_array(void *c, size_t n)
-{
-    ((tok_t *)c)->type = T_ARRAY;
-    ((tok_t *)c)->u = n;
-}
-
-static void cb_map(void *c, size_t n)
-{
-    ((tok_t *)c)->type = T_MAP;
-    ((tok_t *)c)->u = n;
-}
-
-static void cb_bool(void *c, bool v)
-{
-    ((tok_t *)c)->type = T_BOOL;
-    ((tok_t *)c)->u = v ? 1 : 0;
-}
-
-/* Everything we never accept: negative ints, tags, floats, null, undefined,
- * indefinite-length items and breaks. */
-static void cb_other(void *c)
-{
-    ((tok_t *)c)->type = T_OTHER;
-}
-
-static void cb_other_n8(void *c, uint8_t v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static void cb_other_n16(void *c, uint16_t v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static void cb_other_n32(void *c, uint32_t v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static void cb_other_n64(void *c, uint64_t v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static void cb_other_f4(void *c, float v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static void cb_other_f8(void *c, double v)
-{
-    (void)v;
-    cb_other(c);
-}
-
-static const struct cbor_callbacks callbacks = {
-    .uint8 = cb_u8,
-    .uint16 = cb_u16,
-    .uint32 = cb_u32,
-    .uint64 = cb_u64,
-    .negint64 = cb_other_n64,
-    .negint32 = cb_other_n32,
-    .negint16 = cb_other_n16,
-    .negint8 = cb_other_n8,
-    .byte_string_start = cb_other,
-    .byte_string = cb_bytes,
-    .string = cb_text,
-    .string_start = cb_other,
-    .indef_array_start = cb_other,
-    .array_start = cb_array,
-    .indef_map_start = cb_other,
-    .map_start = cb_map,
-    .tag = cb_other_n64,
-    .float2 = cb_other_f4,
-    .float4 = cb_other_f4,
-    .float8 = cb_other_f8,
-    .undefined = cb_other,
-    .null = cb_other,
-    .boolean = cb_bool,
-    .indef_break = cb_other,
+enum { KG_VERSION = 1, KG_CREATED, KG_MEMBERS };
+enum {
+    KM_OWNER = 1,
+    KM_CONTENT_TYPE,
+    KM_SIZE,
+    KM_STORED,
+    KM_CREATED,
+    KM_EXPIRES,
+    KM_COMPLETE,
+    KM_SHA256,
+    KM_HASH_STATE,
 };
-
-/** Reads the next item; CN_EINVAL when truncated or malformed. */
-static int rd_next(rd_t *r, tok_t *t)
-{
-    CN_ENSURE(r->pos < r->n, CN_EINVAL);
-    memset(t, 0, sizeof(*t));
-    struct cbor_decoder_result res =
-        cbor_stream_decode(r->p + r->pos, r->n - r->pos, &callbacks, t);
-    CN_ENSURE(res.status == CBOR_DECODER_FINISHED, CN_EINVAL);
-    CN_ENSURE(res.read > 0 && res.read <= r->n - r->pos, CN_EINVAL);
-    r->pos += res.read;
-    return CN_OK;
-}
-
-static int rd_uint(rd_t *r, uint64_t max, uint64_t *out)
-{
-    tok_t t;
-    CN_TRY(rd_next(r, &t));
-    CN_ENSURE(t.type == T_UINT && t.u <= max, CN_EINVAL);
-    *out = t.u;
-    return CN_OK;
-}
-
-static int rd_u32(rd_t *r, uint32_t *out)
-{
-    uint64_t v;
-    CN_TRY(rd_uint(r, UINT32_MAX, &v));
-    *out = (uint32_t)v;
-    return CN_OK;
-}
-
-static int rd_bool(rd_t *r, bool *out)
-{
-    tok_t t;
-    CN_TRY(rd_next(r, &t));
-    CN_ENSURE(t.type == T_BOOL, CN_EINVAL);
-    *out = t.u != 0;
-    return CN_OK;
-}
-
-/** A byte string of at most max bytes, borrowed from the input. */
-static int rd_bytes(rd_t *r, size_t max, cn_slice_t *out)
-{
-    tok_t t;
-    CN_TRY(rd_next(r, &t));
-    CN_ENSURE(t.type == T_BYTES, CN_EINVAL);
-    CN_ENSURE(t.len <= max, CN_ETOOBIG);
-    *out = cn_slice(t.p, t.len);
-    return CN_OK;
-}
-
-/** A byte string of exactly len bytes, copied into out. */
-static int rd_fixed(rd_t *r, void *out, size_t len)
-{
-    cn_slice_t s;
-    CN_TRY(rd_bytes(r, len, &s));
-    CN_ENSURE(s.len == len, CN_EINVAL);
-    memcpy(out, s.base, len);
-    return CN_OK;
-}
-
-/** A text string of at most max bytes without NUL, copied and terminated. */
-static int rd_text(rd_t *r, size_t max, char *out)
-{
-    tok_t t;
-    CN_TRY(rd_next(r, &t));
-    CN_ENSURE(t.type == T_TEXT, CN_EINVAL);
-    CN_ENSURE(t.len <= max, CN_ETOOBIG);
-    CN_ENSURE(t.len == 0 || memchr(t.p, 0, t.len) == NULL, CN_EINVAL);
-    if (t.len)
-        memcpy(out, t.p, t.len);
-    out[t.len] = '\0';
-    return CN_OK;
-}
-
-/** True for a handle already in normal form: [a-z0-9._-]{3,32}. */
-static bool handle_valid(const char *h)
-{
-    size_t n = strnlen(h, CN_HANDLE_MAX + 1);
-    if (n < CN_HANDLE_MIN || n > CN_HANDLE_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = h[i];
-        bool ok =
-            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-static int rd_handle(rd_t *r, char out[CN_HANDLE_MAX + 1])
-{
-    CN_TRY(rd_text(r, CN_HANDLE_MAX, out));
-    CN_ENSURE(handle_valid(out), CN_EINVAL);
-    return CN_OK;
-}
-
-/**
- * Reads the map header and the version entry. *nfields is the number of
- * entries left after the version.
- */
-static int rd_begin(rd_t *r, const uint8_t *p, size_t n, uint64_t *nfields)
-{
-    tok_t t;
-    uint64_t key, version;
-    r->p = p;
-    r->n = n;
-    r->pos = 0;
-    CN_ENSURE(p != NULL || n == 0, CN_EINVAL);
-    CN_TRY(rd_next(r, &t));
-    CN_ENSURE(t.type == T_MAP && t.u >= 1 && t.u <= REC_FIELDS_MAX, CN_EINVAL);
-    CN_TRY(rd_uint(r, UINT64_MAX, &key));
-    CN_ENSURE(key == K_VERSION, CN_EINVAL);
-    CN_TRY(rd_uint(r, UINT64_MAX, &version));
-    CN_ENSURE(version == CN_RECORD_VERSION, CN_EVERSION);
-    *nfields = t.u - 1;
-    return CN_OK;
-}
-
-/** Reads the next key; keys must ascend strictly (no duplicates). */
-static int rd_key(rd_t *r, uint64_t *prev, uint32_t *seen, uint64_t *key)
-{
-    CN_TRY(rd_uint(r, REC_FIELDS_MAX, key));
-    CN_ENSURE(*key > *prev, CN_EINVAL);
-    *prev = *key;
-    *seen |= 1u << *key;
-    return CN_OK;
-}
-
-/** Checks required fields and that nothing trails the record. */
-static int rd_end(const rd_t *r, uint32_t seen, uint32_t required)
-{
-    CN_ENSURE((seen & required) == required, CN_EINVAL);
-    CN_ENSURE(r->pos == r->n, CN_EINVAL);
-    return CN_OK;
-}
-
-#define BIT(k) (1u << (k))
-
-/* --------------------------------------------------------------- writers */
-
-/** Room for the largest CBOR item header (1 + 8 bytes). */
-#define HEAD_MAX 9
-
-static int wr_uint(cn_buf_t *b, uint64_t v)
-{
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX));
-    size_t w = cbor_encode_uint(v, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return CN_OK;
-}
-
-static int wr_map(cn_buf_t *b, size_t n)
-{
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX));
-    size_t w = cbor_encode_map_start(n, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return CN_OK;
-}
-
-static int wr_array(cn_buf_t *b, size_t n)
-{
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX));
-    size_t w = cbor_encode_array_start(n, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return CN_OK;
-}
-
-static int wr_bool(cn_buf_t *b, bool v)
-{
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX));
-    size_t w = cbor_encode_bool(v, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return CN_OK;
-}
-
-static int wr_bytes(cn_buf_t *b, const void *p, size_t n)
-{
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX + n));
-    size_t w = cbor_encode_bytestring_start(n, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return cn_buf_append(b, p, n);
-}
-
-static int wr_text(cn_buf_t *b, const char *s)
-{
-    size_t n = strlen(s);
-    CN_TRY(cn_buf_reserve(b, HEAD_MAX + n));
-    size_t w = cbor_encode_string_start(n, b->data + b->len, HEAD_MAX);
-    CN_ENSURE(w > 0, CN_EINTERNAL);
-    b->len += w;
-    return cn_buf_append(b, s, n);
-}
-
-/** Writes the map header with nfields entries after the version entry. */
-static int wr_begin(cn_buf_t *b, size_t nfields)
-{
-    CN_TRY(wr_map(b, nfields + 1));
-    CN_TRY(wr_uint(b, K_VERSION));
-    return wr_uint(b, CN_RECORD_VERSION);
-}
-
-/*
- * Each encoder validates first and writes after, and on an allocation
- * failure truncates out back to its unread bytes before the call, so out
- * never holds half a record (cn_buf_reserve may compact, moving rpos).
- */
-#define ENCODE_GUARD(b, expr)                                                                      \
-    do {                                                                                           \
-        size_t kept_ = (b)->len - (b)->rpos;                                                       \
-        int rc_ = (expr);                                                                          \
-        if (rc_ < 0)                                                                               \
-            (b)->len = (b)->rpos + kept_;                                                          \
-        return rc_;                                                                                \
-    } while (0)
 
 /* ---------------------------------------------------------------- device */
 
@@ -416,19 +63,13 @@ static int device_check(const cn_rec_device_t *r)
 static int device_write(const cn_rec_device_t *r, cn_buf_t *b)
 {
     CN_TRY(wr_begin(b, r->has_cert ? 6 : 4));
-    CN_TRY(wr_uint(b, KD_USER));
-    CN_TRY(wr_text(b, r->user));
-    CN_TRY(wr_uint(b, KD_NAME));
-    CN_TRY(wr_text(b, r->name));
-    CN_TRY(wr_uint(b, KD_CREATED));
-    CN_TRY(wr_uint(b, r->created));
-    CN_TRY(wr_uint(b, KD_REVOKED));
-    CN_TRY(wr_uint(b, r->revoked));
+    CN_TRY(wr_ktext(b, KD_USER, r->user));
+    CN_TRY(wr_ktext(b, KD_NAME, r->name));
+    CN_TRY(wr_kuint(b, KD_CREATED, r->created));
+    CN_TRY(wr_kuint(b, KD_REVOKED, r->revoked));
     if (r->has_cert) {
-        CN_TRY(wr_uint(b, KD_CERT));
-        CN_TRY(wr_bytes(b, r->cert, CN_SIGNATURE_LEN));
-        CN_TRY(wr_uint(b, KD_APPROVED_BY));
-        CN_TRY(wr_bytes(b, r->approved_by, CN_DEVICE_ID_LEN));
+        CN_TRY(wr_kbytes(b, KD_CERT, r->cert, CN_SIGNATURE_LEN));
+        CN_TRY(wr_kbytes(b, KD_APPROVED_BY, r->approved_by, CN_DEVICE_ID_LEN));
     }
     return CN_OK;
 }
@@ -439,8 +80,9 @@ int cn_rec_device_encode(const cn_rec_device_t *r, cn_buf_t *out)
     ENCODE_GUARD(out, device_write(r, out));
 }
 
-static int device_field(rd_t *r, uint64_t key, cn_rec_device_t *out)
+static int device_field(rd_t *r, uint64_t key, void *o)
 {
+    cn_rec_device_t *out = o;
     switch (key) {
     case KD_USER:
         return rd_handle(r, out->user);
@@ -462,16 +104,10 @@ static int device_field(rd_t *r, uint64_t key, cn_rec_device_t *out)
 
 int cn_rec_device_decode(const uint8_t *p, size_t n, cn_rec_device_t *out)
 {
-    rd_t r;
-    uint64_t nfields, prev = K_VERSION, key;
-    uint32_t seen = 0;
+    uint32_t seen, req = BIT(KD_USER) | BIT(KD_NAME) | BIT(KD_CREATED) | BIT(KD_REVOKED);
     memset(out, 0, sizeof(*out));
-    CN_TRY(rd_begin(&r, p, n, &nfields));
-    for (uint64_t i = 0; i < nfields; i++) {
-        CN_TRY(rd_key(&r, &prev, &seen, &key));
-        CN_TRY(device_field(&r, key, out));
-    }
-    CN_TRY(rd_end(&r, seen, BIT(KD_USER) | BIT(KD_NAME) | BIT(KD_CREATED) | BIT(KD_REVOKED)));
+    CN_TRY(rd_record(p, n, device_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
     /* The certificate and its approver come together or not at all. */
     CN_ENSURE(!(seen & BIT(KD_CERT)) == !(seen & BIT(KD_APPROVED_BY)), CN_EINVAL);
     return CN_OK;
@@ -481,17 +117,17 @@ int cn_rec_device_decode(const uint8_t *p, size_t n, cn_rec_device_t *out)
 
 static int user_write(const cn_rec_user_t *r, cn_buf_t *b)
 {
-    CN_TRY(wr_begin(b, 4));
-    CN_TRY(wr_uint(b, KU_CREATED));
-    CN_TRY(wr_uint(b, r->created));
-    CN_TRY(wr_uint(b, KU_PRESENCE_HIDDEN));
-    CN_TRY(wr_bool(b, r->presence_hidden));
-    CN_TRY(wr_uint(b, KU_DISABLED));
-    CN_TRY(wr_bool(b, r->disabled));
+    CN_TRY(wr_begin(b, r->last_seen != 0 ? 5 : 4));
+    CN_TRY(wr_kuint(b, KU_CREATED, r->created));
+    CN_TRY(wr_kbool(b, KU_PRESENCE_HIDDEN, r->presence_hidden));
+    CN_TRY(wr_kbool(b, KU_DISABLED, r->disabled));
     CN_TRY(wr_uint(b, KU_DEVICES));
     CN_TRY(wr_array(b, r->ndevices));
     for (uint32_t i = 0; i < r->ndevices; i++)
         CN_TRY(wr_bytes(b, r->devices[i], CN_DEVICE_ID_LEN));
+    if (r->last_seen != 0) {
+        CN_TRY(wr_kuint(b, KU_LAST_SEEN, r->last_seen));
+    }
     return CN_OK;
 }
 
@@ -513,8 +149,9 @@ static int rd_devices(rd_t *r, cn_rec_user_t *out)
     return CN_OK;
 }
 
-static int user_field(rd_t *r, uint64_t key, cn_rec_user_t *out)
+static int user_field(rd_t *r, uint64_t key, void *o)
 {
+    cn_rec_user_t *out = o;
     switch (key) {
     case KU_CREATED:
         return rd_uint(r, UINT64_MAX, &out->created);
@@ -524,6 +161,10 @@ static int user_field(rd_t *r, uint64_t key, cn_rec_user_t *out)
         return rd_bool(r, &out->disabled);
     case KU_DEVICES:
         return rd_devices(r, out);
+    case KU_LAST_SEEN: /* optional: absent means 0, so 0 is never written */
+        CN_TRY(rd_uint(r, UINT64_MAX, &out->last_seen));
+        CN_ENSURE(out->last_seen != 0, CN_EINVAL);
+        return CN_OK;
     default:
         return CN_EINVAL;
     }
@@ -531,17 +172,12 @@ static int user_field(rd_t *r, uint64_t key, cn_rec_user_t *out)
 
 int cn_rec_user_decode(const uint8_t *p, size_t n, cn_rec_user_t *out)
 {
-    rd_t r;
-    uint64_t nfields, prev = K_VERSION, key;
-    uint32_t seen = 0;
+    uint32_t seen;
+    uint32_t req = BIT(KU_CREATED) | BIT(KU_PRESENCE_HIDDEN) | BIT(KU_DISABLED) | BIT(KU_DEVICES);
     memset(out, 0, sizeof(*out));
-    CN_TRY(rd_begin(&r, p, n, &nfields));
-    for (uint64_t i = 0; i < nfields; i++) {
-        CN_TRY(rd_key(&r, &prev, &seen, &key));
-        CN_TRY(user_field(&r, key, out));
-    }
-    return rd_end(&r, seen,
-                  BIT(KU_CREATED) | BIT(KU_PRESENCE_HIDDEN) | BIT(KU_DISABLED) | BIT(KU_DEVICES));
+    CN_TRY(rd_record(p, n, user_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
+    return CN_OK;
 }
 
 /* -------------------------------------------------------------- envelope */
@@ -558,22 +194,15 @@ static int envelope_check(const cn_rec_envelope_t *r)
 static int envelope_write(const cn_rec_envelope_t *r, cn_buf_t *b)
 {
     CN_TRY(wr_begin(b, r->has_group ? 7 : 6));
-    CN_TRY(wr_uint(b, KE_SERVER_TIME));
-    CN_TRY(wr_uint(b, r->server_time));
-    CN_TRY(wr_uint(b, KE_MESSAGE_ID));
-    CN_TRY(wr_bytes(b, r->message_id, CN_MESSAGE_ID_LEN));
-    CN_TRY(wr_uint(b, KE_FROM));
-    CN_TRY(wr_text(b, r->from));
-    CN_TRY(wr_uint(b, KE_FROM_DEVICE));
-    CN_TRY(wr_bytes(b, r->from_device, CN_DEVICE_ID_LEN));
-    CN_TRY(wr_uint(b, KE_KIND));
-    CN_TRY(wr_uint(b, r->kind));
+    CN_TRY(wr_kuint(b, KE_SERVER_TIME, r->server_time));
+    CN_TRY(wr_kbytes(b, KE_MESSAGE_ID, r->message_id, CN_MESSAGE_ID_LEN));
+    CN_TRY(wr_ktext(b, KE_FROM, r->from));
+    CN_TRY(wr_kbytes(b, KE_FROM_DEVICE, r->from_device, CN_DEVICE_ID_LEN));
+    CN_TRY(wr_kuint(b, KE_KIND, r->kind));
     if (r->has_group) {
-        CN_TRY(wr_uint(b, KE_GROUP_ID));
-        CN_TRY(wr_bytes(b, r->group_id, CN_GROUP_ID_LEN));
+        CN_TRY(wr_kbytes(b, KE_GROUP_ID, r->group_id, CN_GROUP_ID_LEN));
     }
-    CN_TRY(wr_uint(b, KE_CIPHERTEXT));
-    return wr_bytes(b, r->ciphertext.base, r->ciphertext.len);
+    return wr_kbytes(b, KE_CIPHERTEXT, r->ciphertext.base, r->ciphertext.len);
 }
 
 int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out)
@@ -582,8 +211,9 @@ int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out)
     ENCODE_GUARD(out, envelope_write(r, out));
 }
 
-static int envelope_field(rd_t *r, uint64_t key, cn_rec_envelope_t *out)
+static int envelope_field(rd_t *r, uint64_t key, void *o)
 {
+    cn_rec_envelope_t *out = o;
     switch (key) {
     case KE_SERVER_TIME:
         return rd_uint(r, UINT64_MAX, &out->server_time);
@@ -609,18 +239,12 @@ static int envelope_field(rd_t *r, uint64_t key, cn_rec_envelope_t *out)
 
 int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out)
 {
-    rd_t r;
-    uint64_t nfields, prev = K_VERSION, key;
-    uint32_t seen = 0;
+    uint32_t seen, req = BIT(KE_SERVER_TIME) | BIT(KE_MESSAGE_ID) | BIT(KE_FROM) |
+                         BIT(KE_FROM_DEVICE) | BIT(KE_KIND) | BIT(KE_CIPHERTEXT);
     memset(out, 0, sizeof(*out));
-    CN_TRY(rd_begin(&r, p, n, &nfields));
-    for (uint64_t i = 0; i < nfields; i++) {
-        CN_TRY(rd_key(&r, &prev, &seen, &key));
-        CN_TRY(envelope_field(&r, key, out));
-    }
-    return rd_end(&r, seen,
-                  BIT(KE_SERVER_TIME) | BIT(KE_MESSAGE_ID) | BIT(KE_FROM) | BIT(KE_FROM_DEVICE) |
-                      BIT(KE_KIND) | BIT(KE_CIPHERTEXT));
+    CN_TRY(rd_record(p, n, envelope_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
+    return CN_OK;
 }
 
 /* ---------------------------------------------------------------- dedupe */
@@ -628,10 +252,8 @@ int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out)
 static int dedupe_write(const cn_rec_dedupe_t *r, cn_buf_t *b)
 {
     CN_TRY(wr_begin(b, 2));
-    CN_TRY(wr_uint(b, KX_SERVER_TIME));
-    CN_TRY(wr_uint(b, r->server_time));
-    CN_TRY(wr_uint(b, KX_RECIPIENTS));
-    return wr_uint(b, r->recipients);
+    CN_TRY(wr_kuint(b, KX_SERVER_TIME, r->server_time));
+    return wr_kuint(b, KX_RECIPIENTS, r->recipients);
 }
 
 int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out)
@@ -663,13 +285,10 @@ int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out)
 static int prekey_write(const cn_rec_prekey_t *r, cn_buf_t *b)
 {
     CN_TRY(wr_begin(b, r->has_signature ? 3 : 2));
-    CN_TRY(wr_uint(b, KP_KEY_ID));
-    CN_TRY(wr_uint(b, r->key_id));
-    CN_TRY(wr_uint(b, KP_PUBLIC_KEY));
-    CN_TRY(wr_bytes(b, r->public_key, CN_PREKEY_LEN));
+    CN_TRY(wr_kuint(b, KP_KEY_ID, r->key_id));
+    CN_TRY(wr_kbytes(b, KP_PUBLIC_KEY, r->public_key, CN_PREKEY_LEN));
     if (r->has_signature) {
-        CN_TRY(wr_uint(b, KP_SIGNATURE));
-        CN_TRY(wr_bytes(b, r->signature, CN_SIGNATURE_LEN));
+        CN_TRY(wr_kbytes(b, KP_SIGNATURE, r->signature, CN_SIGNATURE_LEN));
     }
     return CN_OK;
 }
@@ -679,8 +298,9 @@ int cn_rec_prekey_encode(const cn_rec_prekey_t *r, cn_buf_t *out)
     ENCODE_GUARD(out, prekey_write(r, out));
 }
 
-static int prekey_field(rd_t *r, uint64_t key, cn_rec_prekey_t *out)
+static int prekey_field(rd_t *r, uint64_t key, void *o)
 {
+    cn_rec_prekey_t *out = o;
     switch (key) {
     case KP_KEY_ID:
         return rd_u32(r, &out->key_id);
@@ -696,16 +316,11 @@ static int prekey_field(rd_t *r, uint64_t key, cn_rec_prekey_t *out)
 
 int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out)
 {
-    rd_t r;
-    uint64_t nfields, prev = K_VERSION, key;
-    uint32_t seen = 0;
+    uint32_t seen, req = BIT(KP_KEY_ID) | BIT(KP_PUBLIC_KEY);
     memset(out, 0, sizeof(*out));
-    CN_TRY(rd_begin(&r, p, n, &nfields));
-    for (uint64_t i = 0; i < nfields; i++) {
-        CN_TRY(rd_key(&r, &prev, &seen, &key));
-        CN_TRY(prekey_field(&r, key, out));
-    }
-    return rd_end(&r, seen, BIT(KP_KEY_ID) | BIT(KP_PUBLIC_KEY));
+    CN_TRY(rd_record(p, n, prekey_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
+    return CN_OK;
 }
 
 /* ------------------------------------------------------------------ push */
@@ -713,10 +328,8 @@ int cn_rec_prekey_decode(const uint8_t *p, size_t n, cn_rec_prekey_t *out)
 static int push_write(const cn_rec_push_t *r, cn_buf_t *b)
 {
     CN_TRY(wr_begin(b, 2));
-    CN_TRY(wr_uint(b, KN_DEVICE_ID));
-    CN_TRY(wr_bytes(b, r->device_id, CN_DEVICE_ID_LEN));
-    CN_TRY(wr_uint(b, KN_SERVER_TIME));
-    return wr_uint(b, r->server_time);
+    CN_TRY(wr_kbytes(b, KN_DEVICE_ID, r->device_id, CN_DEVICE_ID_LEN));
+    return wr_kuint(b, KN_SERVER_TIME, r->server_time);
 }
 
 int cn_rec_push_encode(const cn_rec_push_t *r, cn_buf_t *out)
@@ -741,4 +354,161 @@ int cn_rec_push_decode(const uint8_t *p, size_t n, cn_rec_push_t *out)
             return CN_EINVAL;
     }
     return rd_end(&r, seen, BIT(KN_DEVICE_ID) | BIT(KN_SERVER_TIME));
+}
+
+/* ----------------------------------------------------------------- group */
+
+static int group_check(const cn_rec_group_t *r)
+{
+    CN_ENSURE(r->n <= CN_GROUP_MEMBERS_HARD_MAX, CN_ETOOBIG);
+    CN_ENSURE(r->version != 0, CN_EINVAL);
+    for (uint32_t i = 0; i < r->n; i++) {
+        CN_ENSURE(handle_valid(r->members[i].handle), CN_EINVAL);
+        CN_ENSURE(r->members[i].role <= CN_GROUP_ROLE_ADMIN, CN_EINVAL);
+    }
+    return CN_OK;
+}
+
+/* Members are [handle, role] pairs in join order. */
+static int group_write(const cn_rec_group_t *r, cn_buf_t *b)
+{
+    CN_TRY(wr_begin(b, 3));
+    CN_TRY(wr_kuint(b, KG_VERSION, r->version));
+    CN_TRY(wr_kuint(b, KG_CREATED, r->created));
+    CN_TRY(wr_uint(b, KG_MEMBERS));
+    CN_TRY(wr_array(b, r->n));
+    for (uint32_t i = 0; i < r->n; i++) {
+        CN_TRY(wr_array(b, 2));
+        CN_TRY(wr_text(b, r->members[i].handle));
+        CN_TRY(wr_uint(b, r->members[i].role));
+    }
+    return CN_OK;
+}
+
+int cn_rec_group_encode(const cn_rec_group_t *r, cn_buf_t *out)
+{
+    CN_TRY(group_check(r));
+    ENCODE_GUARD(out, group_write(r, out));
+}
+
+static int rd_members(rd_t *r, cn_rec_group_t *out)
+{
+    tok_t t;
+    uint64_t role;
+    CN_TRY(rd_next(r, &t));
+    CN_ENSURE(t.type == T_ARRAY, CN_EINVAL);
+    CN_ENSURE(t.u <= CN_GROUP_MEMBERS_HARD_MAX, CN_ETOOBIG);
+    out->n = (uint32_t)t.u;
+    for (uint32_t i = 0; i < out->n; i++) {
+        CN_TRY(rd_next(r, &t));
+        CN_ENSURE(t.type == T_ARRAY && t.u == 2, CN_EINVAL);
+        CN_TRY(rd_handle(r, out->members[i].handle));
+        CN_TRY(rd_uint(r, CN_GROUP_ROLE_ADMIN, &role));
+        out->members[i].role = (uint8_t)role;
+    }
+    return CN_OK;
+}
+
+static int group_field(rd_t *r, uint64_t key, void *o)
+{
+    cn_rec_group_t *out = o;
+    switch (key) {
+    case KG_VERSION:
+        CN_TRY(rd_uint(r, UINT64_MAX, &out->version));
+        CN_ENSURE(out->version != 0, CN_EINVAL);
+        return CN_OK;
+    case KG_CREATED:
+        return rd_uint(r, UINT64_MAX, &out->created);
+    case KG_MEMBERS:
+        return rd_members(r, out);
+    default:
+        return CN_EINVAL;
+    }
+}
+
+int cn_rec_group_decode(const uint8_t *p, size_t n, cn_rec_group_t *out)
+{
+    uint32_t seen, req = BIT(KG_VERSION) | BIT(KG_CREATED) | BIT(KG_MEMBERS);
+    memset(out, 0, sizeof(*out));
+    CN_TRY(rd_record(p, n, group_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
+    return CN_OK;
+}
+
+/* ----------------------------------------------------------------- media */
+
+static int media_check(const cn_rec_media_t *r)
+{
+    CN_ENSURE(handle_valid(r->owner), CN_EINVAL);
+    CN_ENSURE(strnlen(r->content_type, CN_MEDIA_TYPE_MAX + 1) <= CN_MEDIA_TYPE_MAX, CN_ETOOBIG);
+    CN_ENSURE(r->stored <= r->size && (!r->complete || r->stored == r->size), CN_EINVAL);
+    return CN_OK;
+}
+
+/* A complete upload carries its digest, an incomplete one the running
+ * digest state: exactly one of the two. */
+static int media_write(const cn_rec_media_t *r, cn_buf_t *b)
+{
+    CN_TRY(wr_begin(b, 8));
+    CN_TRY(wr_ktext(b, KM_OWNER, r->owner));
+    CN_TRY(wr_ktext(b, KM_CONTENT_TYPE, r->content_type));
+    CN_TRY(wr_kuint(b, KM_SIZE, r->size));
+    CN_TRY(wr_kuint(b, KM_STORED, r->stored));
+    CN_TRY(wr_kuint(b, KM_CREATED, r->created));
+    CN_TRY(wr_kuint(b, KM_EXPIRES, r->expires));
+    CN_TRY(wr_kbool(b, KM_COMPLETE, r->complete));
+    if (r->complete) {
+        return wr_kbytes(b, KM_SHA256, r->sha256, CN_MEDIA_SHA256_LEN);
+    }
+    return wr_kbytes(b, KM_HASH_STATE, r->hash_state, CN_MEDIA_HASH_STATE_LEN);
+}
+
+int cn_rec_media_encode(const cn_rec_media_t *r, cn_buf_t *out)
+{
+    CN_TRY(media_check(r));
+    ENCODE_GUARD(out, media_write(r, out));
+}
+
+static int media_field(rd_t *r, uint64_t key, void *o)
+{
+    cn_rec_media_t *out = o;
+    switch (key) {
+    case KM_OWNER:
+        return rd_handle(r, out->owner);
+    case KM_CONTENT_TYPE:
+        return rd_text(r, CN_MEDIA_TYPE_MAX, out->content_type);
+    case KM_SIZE:
+        return rd_uint(r, UINT64_MAX, &out->size);
+    case KM_STORED:
+        return rd_uint(r, UINT64_MAX, &out->stored);
+    case KM_CREATED:
+        return rd_uint(r, UINT64_MAX, &out->created);
+    case KM_EXPIRES:
+        return rd_uint(r, UINT64_MAX, &out->expires);
+    case KM_COMPLETE:
+        return rd_bool(r, &out->complete);
+    case KM_SHA256:
+        return rd_fixed(r, out->sha256, CN_MEDIA_SHA256_LEN);
+    case KM_HASH_STATE:
+        return rd_fixed(r, out->hash_state, CN_MEDIA_HASH_STATE_LEN);
+    default:
+        return CN_EINVAL;
+    }
+}
+
+int cn_rec_media_decode(const uint8_t *p, size_t n, cn_rec_media_t *out)
+{
+    uint32_t seen, req = BIT(KM_OWNER) | BIT(KM_CONTENT_TYPE) | BIT(KM_SIZE) | BIT(KM_STORED) |
+                         BIT(KM_CREATED) | BIT(KM_EXPIRES) | BIT(KM_COMPLETE);
+    memset(out, 0, sizeof(*out));
+    CN_TRY(rd_record(p, n, media_field, out, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
+    CN_ENSURE(out->stored <= out->size, CN_EINVAL);
+    if (out->complete)
+        CN_ENSURE(out->stored == out->size && (seen & BIT(KM_SHA256)) != 0 &&
+                      (seen & BIT(KM_HASH_STATE)) == 0,
+                  CN_EINVAL);
+    else
+        CN_ENSURE((seen & BIT(KM_SHA256)) == 0 && (seen & BIT(KM_HASH_STATE)) != 0, CN_EINVAL);
+    return CN_OK;
 }

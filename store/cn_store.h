@@ -6,13 +6,13 @@
  * prekeys, mailbox, dedupe, groups, media, history, meta, push. New column
  * families are only ever appended.
  *
- * Reads (cn_store_*_get, cn_store_mailbox_read, the listings, the
- * checkpoint) are synchronous and safe from any thread. Every write goes
- * through one writer thread that does group commit: it takes all queued
- * operations (up to a batch limit), applies them to one WriteBatch and
- * writes it once, with fsync according to the sync policy; only then does
- * it call each operation's done callback. A Send is therefore acknowledged
- * only once durable.
+ * Reads (cn_store_*_get, cn_store_mailbox_read, the media and history
+ * reads, the listings, the checkpoint) are synchronous and safe from any
+ * thread. Every write goes through one writer thread that does group
+ * commit: it takes all queued operations (up to a batch limit), applies
+ * them to one WriteBatch and writes it once, with fsync according to the
+ * sync policy; only then does it call each operation's done callback. A
+ * Send is therefore acknowledged only once durable.
  */
 #ifndef CN_STORE_H
 #define CN_STORE_H
@@ -97,11 +97,94 @@ CN_MUST_USE int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DE
 /**
  * meta CF: synchronous get (into out, appended) and durable put, from any
  * thread. Names are 1..CN_STORE_META_NAME_MAX bytes; the writer's own
- * names (prefixes mseq/, oseq/, qbytes/, pushseq) are CN_EINVAL. A put
- * bypasses the writer; use CN_OP_META_PUT to order it with other ops.
+ * names (prefixes mseq/, oseq/, qbytes/, mbytes/, pushseq) are CN_EINVAL.
+ * A put bypasses the writer; use CN_OP_META_PUT to order it with other ops.
  */
 CN_MUST_USE int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out);
 CN_MUST_USE int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len);
+
+/* ------------------------------------- groups, media, history (any thread) */
+
+/**
+ * Reads a group record into out (caller-owned; heap memory, see
+ * cn_rec_group_t). Synchronous, committed data only, thread-safe.
+ * CN_ENOTFOUND for an unknown group, CN_EIO on a read failure or a corrupt
+ * record.
+ */
+CN_MUST_USE int cn_store_group_get(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN],
+                                   cn_rec_group_t *out);
+
+/** The largest piece one cn_store_media_read hands out. */
+#define CN_MEDIA_READ_MAX (1024u * 1024u)
+
+/**
+ * Reads the state of an upload into out (caller-owned). out->hash_state is
+ * internal: ignore it. Synchronous, thread-safe. CN_ENOTFOUND for an
+ * unknown media id or one whose TTL has passed (expires != 0 and <= now;
+ * the record itself goes at the next compaction), CN_EIO on a read failure
+ * or a corrupt record.
+ */
+CN_MUST_USE int cn_store_media_info(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN],
+                                    cn_rec_media_t *out);
+
+/**
+ * Ranged download of a complete upload: appends the bytes [offset, offset +
+ * len) to out (caller-owned), clamped to the upload's size, reading across
+ * chunk boundaries. Synchronous, thread-safe. Returns the number of bytes
+ * appended (0 when offset == size), or: CN_ENOTFOUND (unknown or expired),
+ * CN_EAGAIN while the upload is not complete, CN_EINVAL for offset > size,
+ * CN_ETOOBIG for len > CN_MEDIA_READ_MAX, CN_ENOMEM, or CN_EIO (a read
+ * failure, a missing or corrupt chunk). On error out is left as it was.
+ */
+CN_MUST_USE int cn_store_media_read(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN],
+                                    uint64_t offset, uint32_t len, cn_buf_t *out);
+
+#define CN_HISTORY_ID_LEN 16    /* a history entry id (client-made) */
+#define CN_THREADS_MAX    10000 /* threads cn_store_thread_list considers per user */
+
+/**
+ * Called once per history entry by cn_store_history_query, newest first.
+ * thread_tag, entry_id and sealed borrow store memory valid during the call
+ * only. Return non-zero to stop after this entry.
+ */
+typedef int (*cn_store_history_cb)(void *ctx, const uint8_t thread_tag[CN_THREAD_TAG_LEN],
+                                   uint64_t time, const uint8_t entry_id[CN_HISTORY_ID_LEN],
+                                   const uint8_t *sealed, size_t len);
+
+/**
+ * Pages through a user's history archive, newest first (by time, then by
+ * entry id, both descending). handle must be normalized (CN_EINVAL
+ * otherwise). thread_tag (CN_THREAD_TAG_LEN bytes, borrowed) limits the
+ * query to one thread; NULL queries all threads. Entries strictly older
+ * than the cursor are passed: with before_id NULL the cursor is the time
+ * `before` (0 = +inf: from the newest); with before_id (CN_HISTORY_ID_LEN
+ * bytes, borrowed) it is the entry (before, before_id), so a page that
+ * ended inside a run of equal times resumes exactly after its last entry.
+ * At most limit entries (0: none; clamped to CN_HISTORY_PAGE_MAX). *more
+ * (may be NULL) is set when at least one older entry exists after the last
+ * one passed. An unknown user has an empty history. Synchronous, committed
+ * data only, thread-safe. Returns the number of entries passed to cb (the
+ * one that stopped the query included), or CN_EIO.
+ */
+CN_MUST_USE int cn_store_history_query(cn_store_t *s, const char *handle, const uint8_t *thread_tag,
+                                       uint64_t before, const uint8_t *before_id, uint32_t limit,
+                                       cn_store_history_cb cb, void *ctx, bool *more);
+
+/** Called once per thread by cn_store_thread_list; thread_tag borrowed for the call. */
+typedef int (*cn_store_thread_cb)(void *ctx, const uint8_t thread_tag[CN_THREAD_TAG_LEN],
+                                  uint64_t last_time);
+
+/**
+ * Lists a user's threads by most recent activity (the largest entry time
+ * appended to each thread; ties by tag, ascending), at most limit (0:
+ * none). Only the first CN_THREADS_MAX threads in tag order are considered
+ * (it sorts them in memory). handle must be normalized (CN_EINVAL). An
+ * unknown user has none. Synchronous, thread-safe. Returns the number of
+ * threads passed to cb (non-zero from cb stops after that one), CN_ENOMEM
+ * or CN_EIO.
+ */
+CN_MUST_USE int cn_store_thread_list(cn_store_t *s, const char *handle, uint32_t limit,
+                                     cn_store_thread_cb cb, void *ctx);
 
 /* ------------------------------------------------ admin reads (any thread) */
 
@@ -198,14 +281,20 @@ enum cn_store_op_type {
     CN_OP_LINK,         /* add a device to an existing user */
     CN_OP_REVOKE,       /* revoke a device: drop mailbox and prekeys */
     CN_OP_PREKEYS_UPLOAD,
-    CN_OP_PREKEYS_FETCH, /* consume one one-time prekey per device, FIFO */
-    CN_OP_SEND,          /* append one envelope per recipient mailbox */
-    CN_OP_ACK,           /* delete delivered mailbox entries */
-    CN_OP_USER_UPDATE,   /* set the disabled / presence_hidden flags of a user */
-    CN_OP_PUSH_DONE,     /* a notification event was sent: delete it, remember the wake-up */
-    CN_OP_META_PUT,      /* put one meta record through the writer */
-    CN_OP_META_DELETE,   /* delete one meta record through the writer */
-    CN_OP_PUSH_CLEAR,    /* the device connected: it may be woken again */
+    CN_OP_PREKEYS_FETCH,  /* consume one one-time prekey per device, FIFO */
+    CN_OP_SEND,           /* append one envelope per recipient mailbox */
+    CN_OP_ACK,            /* delete delivered mailbox entries */
+    CN_OP_USER_UPDATE,    /* set the disabled / presence_hidden / last_seen of a user */
+    CN_OP_PUSH_DONE,      /* a notification event was sent: delete it, remember the wake-up */
+    CN_OP_META_PUT,       /* put one meta record through the writer */
+    CN_OP_META_DELETE,    /* delete one meta record through the writer */
+    CN_OP_PUSH_CLEAR,     /* the device connected: it may be woken again */
+    CN_OP_GROUP_CREATE,   /* a new group: the creator (admin) and members */
+    CN_OP_GROUP_UPDATE,   /* add / remove members, set roles (admins), or leave */
+    CN_OP_MEDIA_BEGIN,    /* start (or resume) an upload */
+    CN_OP_MEDIA_CHUNK,    /* append one chunk at the stored offset */
+    CN_OP_MEDIA_END,      /* check the digest, mark the upload complete */
+    CN_OP_HISTORY_APPEND, /* add one sealed entry to a user's archive */
 };
 
 /** A woken device that has not connected is woken again after this long. */
@@ -214,6 +303,7 @@ enum cn_store_op_type {
 /** CN_OP_USER_UPDATE mask bits: which flags the op sets. */
 #define CN_USER_SET_DISABLED        (1u << 0)
 #define CN_USER_SET_PRESENCE_HIDDEN (1u << 1)
+#define CN_USER_SET_LAST_SEEN       (1u << 2)
 
 typedef struct cn_store_recipient {
     uint8_t device_id[CN_DEVICE_ID_LEN];
@@ -263,6 +353,12 @@ typedef struct cn_store_op {
              * be expired; the same batch takes one use (deleting the record
              * at the last). CN_EAUTH otherwise. */
             char consume_meta[CN_STORE_META_NAME_MAX + 1];
+            /* REGISTER only: when non-empty, this meta record (a used JWT id)
+             * must NOT exist and is written in the same batch (value: the
+             * 8-byte big-endian expiry of the token); CN_EAUTH if it exists,
+             * which makes a replayed token fail. */
+            char claim_meta[CN_STORE_META_NAME_MAX + 1];
+            uint64_t claim_expires;
         } reg;
         /* CN_ENOTFOUND for an unknown or already revoked device. */
         struct {
@@ -307,12 +403,14 @@ typedef struct cn_store_op {
         } ack;
         /* CN_ENOTFOUND for an unknown user, CN_EINVAL for a mask of no or
          * unknown bits. Only the flags named by mask change. A disabled
-         * user is a record flag only: the node refuses it. */
+         * user is a record flag only: the node refuses it. last_seen is
+         * stored as given (0 = unknown). */
         struct {
             char handle[CN_HANDLE_MAX + 1]; /* normalized */
             uint32_t mask;                  /* CN_USER_SET_* */
             bool disabled;
             bool presence_hidden;
+            uint64_t last_seen; /* CN_USER_SET_LAST_SEEN: ms since epoch */
         } user_update;
         /* Deletes the event; if the device's marker names this event, it
          * becomes "woken at <now>" (no new event until PUSH_CLEAR or the
@@ -336,6 +434,144 @@ typedef struct cn_store_op {
             const void *value; /* PUT: borrowed until done */
             size_t len;
         } meta;
+        /* CN_OP_GROUP_CREATE: creates the group with version 1: the
+         * creator first, as admin, then members[] in order with their
+         * roles; repeated handles (the creator's included) collapse into
+         * one member, admin if any of them says admin. Results, in check
+         * order: CN_EINVAL for a creator or member handle not in normal
+         * form (index: the member, UINT32_MAX for the creator) or a role
+         * other than CN_GROUP_ROLE_*; CN_ETOOBIG for n above
+         * CN_GROUP_MEMBERS_HARD_MAX; CN_EEXIST for a known group id;
+         * CN_EAUTH when the creator is unknown or disabled; CN_ENOTFOUND
+         * when a member is unknown or disabled (index: the first such);
+         * CN_ELIMIT when the members (creator included) outnumber
+         * max_members. On CN_OK the stored record is copied into out. */
+        struct {
+            uint8_t group_id[CN_GROUP_ID_LEN];
+            char creator[CN_HANDLE_MAX + 1]; /* normalized */
+            uint32_t n;
+            const cn_rec_group_member_t *members; /* borrowed array of n */
+            uint32_t max_members; /* 0 or above the hard max: CN_GROUP_MEMBERS_HARD_MAX */
+            cn_rec_group_t *out;  /* borrowed, heap, may be NULL: the new record */
+            uint32_t index;       /* result, with CN_EINVAL / CN_ENOTFOUND */
+        } group_create;
+        /* CN_OP_GROUP_UPDATE, applied in this order: remove[] (only the
+         * handle matters; non-members are ignored), add[] (known, not
+         * disabled users, appended in join order; a handle already a
+         * member is left as it is), set_role[] (each must name a member
+         * after the removes and adds). An admin may do all of it; a
+         * member that is not an admin may only leave: no add or set_role,
+         * and remove[] naming itself alone. Leaving again once gone is
+         * CN_OK with changed false (a retry). When the update leaves
+         * members but no admin (the last admin left or demoted itself),
+         * the oldest remaining member (the first in join order) becomes
+         * admin. A group whose last
+         * member left stays, empty, with no one able to change it (its id
+         * is never reused). version grows by one when the record changed
+         * (changed = true); an update that changes nothing (a retry)
+         * stores nothing and keeps the version. Results, in check order:
+         * CN_EINVAL for a bad handle or role (index as for create:
+         * the position in its list, UINT32_MAX for the actor); CN_ETOOBIG
+         * for a list above CN_GROUP_MEMBERS_HARD_MAX; CN_ENOTFOUND for an
+         * unknown group; CN_ECONFLICT when expected_version is not 0 and
+         * not the group's version (out then holds the current record);
+         * CN_EAUTH when the actor is not a member or not allowed;
+         * CN_ENOTFOUND for an unknown or disabled added user (index: its
+         * position in add[]) or a set_role naming a non-member (index:
+         * UINT32_MAX); CN_ELIMIT when the adds would take the members
+         * above max_members (a group above a lowered limit can still lose
+         * members). On CN_OK out holds the record as stored. */
+        struct {
+            uint8_t group_id[CN_GROUP_ID_LEN];
+            char actor[CN_HANDLE_MAX + 1]; /* normalized */
+            uint64_t expected_version;     /* 0: do not check */
+            uint32_t n_add, n_remove, n_set_role;
+            const cn_rec_group_member_t *add;      /* borrowed arrays */
+            const cn_rec_group_member_t *remove;   /* role ignored */
+            const cn_rec_group_member_t *set_role; /* handle, new role */
+            uint32_t max_members;                  /* as for create */
+            cn_rec_group_t *out;                   /* borrowed, heap, may be NULL */
+            uint32_t index;                        /* result */
+            bool changed;                          /* result */
+        } group_update;
+        /* CN_OP_MEDIA_BEGIN. A new media id stores the upload's state
+         * (stored 0, expires = now + ttl_ms, 0 = never) and reserves size
+         * bytes of the owner's quota. A known id of the same owner and
+         * size resumes: CN_OK with resumed, stored and complete set, and
+         * nothing written. Results: CN_EINVAL for an owner handle not in
+         * normal form; CN_ETOOBIG for size above max_size (0: no limit)
+         * or a content type above CN_MEDIA_TYPE_MAX; CN_EEXIST for an id of another owner, of
+         * another size, or whose TTL has passed (a resume after expiry
+         * needs a new id); CN_ENOTFOUND for an unknown owner; CN_ELIMIT
+         * when the owner's quota (quota_bytes, 0: unlimited) cannot take
+         * size more bytes.
+         * The quota counts the declared size of each of the owner's
+         * uploads from its BEGIN until its TTL passes, complete or not (a
+         * per-owner counter in meta, written in the same batch). Expiry
+         * does not lower the counter, so it is an upper bound; before an
+         * upload is refused, the exact sum over the owner's unexpired
+         * uploads is recomputed, so expired uploads never count against
+         * the quota. */
+        struct {
+            uint8_t media_id[CN_MEDIA_ID_LEN];
+            char owner[CN_HANDLE_MAX + 1]; /* normalized */
+            uint64_t size;                 /* declared total bytes */
+            char content_type[CN_MEDIA_TYPE_MAX + 1];
+            uint64_t ttl_ms;      /* 0: never expires */
+            uint64_t max_size;    /* 0: no limit */
+            uint64_t quota_bytes; /* per owner; 0: unlimited */
+            uint64_t stored;      /* result: bytes stored (the resume offset) */
+            bool complete;        /* result */
+            bool resumed;         /* result: the upload existed */
+        } media_begin;
+        /* CN_OP_MEDIA_CHUNK: appends data at offset, which must be the
+         * stored length. Results: CN_EINVAL for a bad owner handle or
+         * empty data; CN_ETOOBIG for data above CN_MEDIA_CHUNK_MAX or past
+         * the declared size; CN_ENOTFOUND for an unknown or expired id;
+         * CN_EAUTH when owner is not the uploader; CN_ECONFLICT when
+         * offset is not the stored length or the upload is complete. The
+         * result stored is set in every case past the lookup (the
+         * offset to resume at). */
+        struct {
+            uint8_t media_id[CN_MEDIA_ID_LEN];
+            char owner[CN_HANDLE_MAX + 1]; /* normalized */
+            uint64_t offset;
+            cn_slice_t data; /* borrowed until done */
+            uint64_t stored; /* result */
+        } media_chunk;
+        /* CN_OP_MEDIA_END: requires stored == size and sha256 equal to the
+         * SHA-256 of the stored bytes (kept as chunks arrive, so the end
+         * costs nothing proportional to the size); marks the upload
+         * complete. Ending a complete upload again with the same digest is
+         * CN_OK (a retry). Results: CN_EINVAL for a bad owner handle;
+         * CN_ENOTFOUND for an unknown or expired id; CN_EAUTH when owner
+         * is not the uploader, or for a digest mismatch (the upload stays
+         * incomplete: end again, or begin anew under another id);
+         * CN_ECONFLICT while stored < size (result stored). */
+        struct {
+            uint8_t media_id[CN_MEDIA_ID_LEN];
+            char owner[CN_HANDLE_MAX + 1]; /* normalized */
+            uint8_t sha256[CN_MEDIA_SHA256_LEN];
+            uint64_t stored; /* result */
+        } media_end;
+        /* CN_OP_HISTORY_APPEND: stores the entry under (user, thread_tag,
+         * time, entry_id) and (user, time, entry_id) and raises the
+         * thread's last activity to time. Idempotent: an entry already
+         * stored under the same (thread_tag, time, entry_id) is CN_OK with
+         * duplicate set, and the first sealed bytes stay. Entry ids should
+         * be unique per user: the time index holds one entry per (time,
+         * entry_id), the latest thread's. Results:
+         * CN_EINVAL for a handle not in normal form or a sealed slice
+         * with a NULL base; CN_ETOOBIG for sealed above CN_CIPHERTEXT_MAX;
+         * CN_ENOTFOUND for an unknown user. */
+        struct {
+            char handle[CN_HANDLE_MAX + 1]; /* normalized */
+            uint8_t thread_tag[CN_THREAD_TAG_LEN];
+            uint64_t time; /* ms since epoch, client-given */
+            uint8_t entry_id[CN_HISTORY_ID_LEN];
+            cn_slice_t sealed; /* borrowed until done */
+            bool duplicate;    /* result */
+        } history_append;
     } u;
 } cn_store_op_t;
 

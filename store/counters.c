@@ -1,11 +1,13 @@
 /*
  * Per-device counters of the writer: the next mailbox seq, the next
- * one-time prekey upload order and the queued mailbox bytes, plus the one
- * global push event seq. Persisted in meta (mseq/, oseq/, qbytes/ ‖ device
- * and pushseq, u64be) inside the same WriteBatch as the records that use
- * them, cached here after the first use so a send does not read meta. When
- * a batch fails, the values it changed are dropped and reloaded from disk
- * on next use, so seqs stay contiguous and byte counts match the disk.
+ * one-time prekey upload order and the queued mailbox bytes, the per-user
+ * media bytes (keyed by the 32-byte user key, the width of a device id),
+ * plus the one global push event seq. Persisted in meta (mseq/, oseq/,
+ * qbytes/ ‖ device, mbytes/ ‖ user and pushseq, u64be) inside the same
+ * WriteBatch as the records that use them, cached here after the first use
+ * so a send does not read meta. When a batch fails, the values it changed
+ * are dropped and reloaded from disk on next use, so seqs stay contiguous
+ * and byte counts match the disk.
  */
 #include "store/store_internal.h"
 
@@ -107,16 +109,20 @@ static int mark_touched(cn__counters_t *c, cn__counter_t *e)
 /*
  * Seqs and upload orders start at 1. A queued-bytes counter that was never
  * written (a mailbox from before the counter existed) is computed from the
- * mailbox, through the batch: the first use of a device's counter in a
- * batch always comes before the batch changes that mailbox.
+ * mailbox, a media-bytes counter from the owner index, both through the
+ * batch: the first use of a counter in a batch always comes before the
+ * batch changes what it counts.
  */
 static int load(cn__batch_t *b, cn__counter_t *e, enum cn__ctr which)
 {
     uint8_t key[CN__META_CTR_MAX];
     size_t klen = cn__key_counter_any(key, which, e->id);
     int rc = meta_u64(b->s, key, klen, &e->next[which]);
-    if (rc == CN_ENOTFOUND && which == CN__CTR_QBYTES) {
-        CN_TRY(cn__mailbox_bytes(b, e->id, &e->next[which]));
+    if (rc == CN_ENOTFOUND && (which == CN__CTR_QBYTES || which == CN__CTR_MBYTES)) {
+        if (which == CN__CTR_QBYTES)
+            CN_TRY(cn__mailbox_bytes(b, e->id, &e->next[which]));
+        else
+            CN_TRY(cn__media_owner_bytes(b, e->id, &e->next[which]));
         CN_TRY(mark_touched(&b->s->counters, e));
         e->dirty[which] = true;
     } else if (rc == CN_ENOTFOUND) {

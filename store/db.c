@@ -8,11 +8,14 @@
  * the record. periodic_compaction_seconds on those two column families
  * makes every file older than a day go through compaction, so an expired
  * record lingers at most about a day past its TTL. Readers may see it until
- * then.
+ * then. The media column family has its own filter (each upload's expiry
+ * is in its records, see cn__media_expired) and the same periodic
+ * compaction; its readers check the expiry themselves.
  */
 #include "store/store_internal.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,7 @@
 #define WAL_SIZE_DEFAULT_MB    1024
 #define MAX_BATCH_DEFAULT      4096
 #define BLOOM_BITS_PER_KEY     10
+#define MEDIA_MIN_BLOB_SIZE    4096 /* smaller media values (state, index) stay in the tables */
 
 /*
  * The order is the column family ids, which replicas fed shipped WAL
@@ -121,6 +125,22 @@ static const char *ttl_filter_name(void *state)
     return t->cf == CN__CF_MAILBOX ? "cn.mailbox_ttl" : "cn.dedupe_ttl";
 }
 
+/* Each media record carries its own expiry; what it cannot read it keeps. */
+static unsigned char media_filter(void *state, int level, const char *key, size_t klen,
+                                  const char *val, size_t vlen, char **new_val, size_t *new_len,
+                                  unsigned char *changed)
+{
+    (void)state, (void)level, (void)new_val, (void)new_len;
+    *changed = 0;
+    return cn__media_expired((const uint8_t *)key, klen, (const uint8_t *)val, vlen, cn_now_ms());
+}
+
+static const char *media_filter_name(void *state)
+{
+    (void)state;
+    return "cn.media_ttl";
+}
+
 static void ttl_filter_destroy(void *state)
 {
     (void)state; /* the state lives in cn_store_t */
@@ -159,11 +179,20 @@ static void make_cf_options(cn_store_t *s)
                                                         ttl_filter, ttl_filter_name);
     s->dedupe_filter = rocksdb_compactionfilter_create(&s->dedupe_ttl, ttl_filter_destroy,
                                                        ttl_filter, ttl_filter_name);
+    s->media_ttl = (cn__ttl_t){CN__CF_MEDIA, 0};
+    s->media_filter = rocksdb_compactionfilter_create(&s->media_ttl, ttl_filter_destroy,
+                                                      media_filter, media_filter_name);
     for (int i = 0; i < CN__CF_COUNT; i++)
         s->cfopts[i] = rocksdb_options_create_copy(s->dbopts);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MAILBOX], s->mailbox_filter);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_DEDUPE], s->dedupe_filter);
+    rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MEDIA], s->media_filter);
     rocksdb_options_set_enable_blob_files(s->cfopts[CN__CF_MEDIA], 1);
+    /* Chunks go to blob files; the small records stay in the tables, and
+     * blob GC relocates what still lives in old blob files so that the
+     * space of expired chunks comes back. */
+    rocksdb_options_set_min_blob_size(s->cfopts[CN__CF_MEDIA], MEDIA_MIN_BLOB_SIZE);
+    rocksdb_options_set_enable_blob_gc(s->cfopts[CN__CF_MEDIA], 1);
 }
 
 /* The 7.8 C API has no setter for periodic_compaction_seconds; it is a
@@ -174,7 +203,7 @@ static int set_periodic_compaction(cn_store_t *s)
     char value[24];
     const char *values[] = {value};
     snprintf(value, sizeof(value), "%u", (unsigned)CN__PERIODIC_COMPACTION_S);
-    enum cn__cf cfs[] = {CN__CF_MAILBOX, CN__CF_DEDUPE};
+    enum cn__cf cfs[] = {CN__CF_MAILBOX, CN__CF_DEDUPE, CN__CF_MEDIA};
     for (size_t i = 0; i < CN_ARRAY_LEN(cfs); i++) {
         char *err = NULL;
         rocksdb_set_options_cf(s->db, s->cf[cfs[i]], 1, keys, values, &err);
@@ -225,6 +254,8 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     *out = NULL;
     CN_ENSURE(opts != NULL && opts->path != NULL && opts->path[0] != '\0', CN_EINVAL);
     CN_ENSURE(opts->sync <= CN_SYNC_NONE, CN_EINVAL);
+    /* The media digests use libsodium's SHA-256. */
+    CN_ENSURE(sodium_init() >= 0, CN_EINTERNAL);
     cn_store_t *s = calloc(1, sizeof(*s));
     CN_ENSURE(s != NULL, CN_ENOMEM);
     fill_defaults(&s->opts, opts);
@@ -257,6 +288,8 @@ static void close_db(cn_store_t *s)
         rocksdb_compactionfilter_destroy(s->mailbox_filter);
     if (s->dedupe_filter)
         rocksdb_compactionfilter_destroy(s->dedupe_filter);
+    if (s->media_filter)
+        rocksdb_compactionfilter_destroy(s->media_filter);
     if (s->dbopts)
         rocksdb_options_destroy(s->dbopts);
     if (s->ro)

@@ -35,7 +35,7 @@ void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const ui
 size_t cn__key_counter_any(uint8_t out[CN__META_CTR_MAX], enum cn__ctr which, const uint8_t *device)
 {
     static const char *const prefixes[CN__CTR_COUNT] = {CN__META_MSEQ, CN__META_OSEQ,
-                                                        CN__META_QBYTES};
+                                                        CN__META_QBYTES, CN__META_MBYTES};
     size_t plen = strlen(prefixes[which]);
     memcpy(out, prefixes[which], plen);
     memcpy(out + plen, device, CN_DEVICE_ID_LEN);
@@ -48,9 +48,56 @@ void cn__key_push_pending(uint8_t out[CN__KEY_PUSH_PENDING], const uint8_t *devi
     memcpy(out + 1, device, CN_DEVICE_ID_LEN);
 }
 
+void cn__key_user(uint8_t out[CN__USER_KEY_LEN], const char *handle)
+{
+    size_t n = strnlen(handle, CN__USER_KEY_LEN);
+    memset(out, 0, CN__USER_KEY_LEN);
+    memcpy(out, handle, n);
+}
+
+void cn__key_media_chunk(uint8_t out[CN__KEY_MEDIA_CHUNK], const uint8_t *media_id, uint64_t offset)
+{
+    memcpy(out, media_id, CN_MEDIA_ID_LEN);
+    cn_store_u64be(out + CN_MEDIA_ID_LEN, offset);
+}
+
+void cn__key_media_owner(uint8_t out[CN__KEY_MEDIA_OWNER], const uint8_t *user,
+                         const uint8_t *media_id)
+{
+    out[0] = CN__MEDIA_OWNER;
+    memcpy(out + 1, user, CN__USER_KEY_LEN);
+    memcpy(out + 1 + CN__USER_KEY_LEN, media_id, CN_MEDIA_ID_LEN);
+}
+
+void cn__key_hist_t(uint8_t out[CN__KEY_HIST_T], const uint8_t *user, const uint8_t *tag,
+                    uint64_t time, const uint8_t *id)
+{
+    out[0] = CN__HIST_THREAD;
+    memcpy(out + 1, user, CN__USER_KEY_LEN);
+    memcpy(out + 1 + CN__USER_KEY_LEN, tag, CN_THREAD_TAG_LEN);
+    cn_store_u64be(out + 1 + CN__USER_KEY_LEN + CN_THREAD_TAG_LEN, time);
+    memcpy(out + CN__KEY_HIST_T - CN_HISTORY_ID_LEN, id, CN_HISTORY_ID_LEN);
+}
+
+void cn__key_hist_u(uint8_t out[CN__KEY_HIST_U], const uint8_t *user, uint64_t time,
+                    const uint8_t *id)
+{
+    out[0] = CN__HIST_TIME;
+    memcpy(out + 1, user, CN__USER_KEY_LEN);
+    cn_store_u64be(out + 1 + CN__USER_KEY_LEN, time);
+    memcpy(out + 1 + CN__USER_KEY_LEN + 8, id, CN_HISTORY_ID_LEN);
+}
+
+void cn__key_hist_l(uint8_t out[CN__KEY_HIST_L], const uint8_t *user, const uint8_t *tag)
+{
+    out[0] = CN__HIST_LAST;
+    memcpy(out + 1, user, CN__USER_KEY_LEN);
+    memcpy(out + 1 + CN__USER_KEY_LEN, tag, CN_THREAD_TAG_LEN);
+}
+
 /* The names the writer owns in meta; callers can neither write nor list them. */
 static const char *const meta_reserved[] = {CN__META_MSEQ, CN__META_OSEQ, CN__META_QBYTES,
-                                            CN__META_PUSHSEQ};
+                                            CN__META_PUSHSEQ, CN__META_MBYTES};
 
 bool cn__meta_reserved(const char *name, size_t len)
 {
@@ -79,30 +126,54 @@ bool cn__handle_ok(const char *handle)
     return cn_handle_normalize(handle, norm) == CN_OK && strcmp(norm, handle) == 0;
 }
 
-int cn__iter_open(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf, const uint8_t *prefix,
-                  size_t plen, size_t suffix_len, const uint8_t *seek, size_t seeklen,
-                  cn__iter_t *it)
+/*
+ * Both bounds are set: prefix ‖ suffix keys sort at or above the prefix and
+ * below prefix ‖ 0xff × (suffix + 1), and every key with a greater prefix
+ * sorts above that. The bounds live in *it, which must not move while open.
+ */
+static int iter_setup(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf,
+                      const uint8_t *prefix, size_t plen, size_t suffix_len, size_t seeklen,
+                      cn__iter_t *it)
 {
     memset(it, 0, sizeof(*it));
     CN_ENSURE(plen + suffix_len + 1 <= CN__KEY_MAX && seeklen <= CN__KEY_MAX, CN_EINVAL);
     memcpy(it->prefix, prefix, plen);
     it->plen = plen;
-    /* Every key prefix ‖ suffix sorts below prefix ‖ 0xff × (suffix + 1),
-     * and every key with a greater prefix sorts above it. */
     memcpy(it->bound, prefix, plen);
     memset(it->bound + plen, 0xff, suffix_len + 1);
+    it->blen = plen + suffix_len + 1;
     it->ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(it->ro, (const char *)it->bound,
-                                                plen + suffix_len + 1);
+    rocksdb_readoptions_set_iterate_upper_bound(it->ro, (const char *)it->bound, it->blen);
+    rocksdb_readoptions_set_iterate_lower_bound(it->ro, (const char *)it->prefix, plen);
     it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
     if (wb != NULL) {
         /* Takes over the base iterator (the C API frees its wrapper). */
         it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(wb, it->it, s->cf[cf]);
     }
+    return CN_OK;
+}
+
+int cn__iter_open(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf, const uint8_t *prefix,
+                  size_t plen, size_t suffix_len, const uint8_t *seek, size_t seeklen,
+                  cn__iter_t *it)
+{
+    CN_TRY(iter_setup(s, wb, cf, prefix, plen, suffix_len, seeklen, it));
     if (seek != NULL)
         rocksdb_iter_seek(it->it, (const char *)seek, seeklen);
     else
         rocksdb_iter_seek(it->it, (const char *)prefix, plen);
+    return CN_OK;
+}
+
+int cn__iter_open_rev(cn_store_t *s, enum cn__cf cf, const uint8_t *prefix, size_t plen,
+                      size_t suffix_len, const uint8_t *seek, size_t seeklen, cn__iter_t *it)
+{
+    CN_TRY(iter_setup(s, NULL, cf, prefix, plen, suffix_len, seeklen, it));
+    /* The upper bound itself sorts above every key of the prefix. */
+    if (seek != NULL)
+        rocksdb_iter_seek_for_prev(it->it, (const char *)seek, seeklen);
+    else
+        rocksdb_iter_seek_for_prev(it->it, (const char *)it->bound, it->blen);
     return CN_OK;
 }
 
@@ -129,6 +200,11 @@ const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len)
 void cn__iter_next(cn__iter_t *it)
 {
     rocksdb_iter_next(it->it);
+}
+
+void cn__iter_prev(cn__iter_t *it)
+{
+    rocksdb_iter_prev(it->it);
 }
 
 int cn__iter_close(cn__iter_t *it)

@@ -82,6 +82,14 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     uint32_t uses = 0;
     if (ilen > 0)
         CN_TRY(invite_check(b, invite, ilen, now, left, &uses));
+    const char *claim = op->u.reg.claim_meta;
+    size_t clen = strnlen(claim, sizeof(op->u.reg.claim_meta));
+    if (clen > 0) {
+        CN_ENSURE(clen <= CN_STORE_META_NAME_MAX, CN_EINVAL);
+        int rc = ensure_absent(b, CN__CF_META, claim, clen);
+        CN_ENSURE(rc != CN_EEXIST, CN_EAUTH); /* a replayed token */
+        CN_TRY(rc);
+    }
 
     cn_rec_device_t dev;
     cn_rec_user_t user;
@@ -96,6 +104,11 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
         cn__batch_put_raw(b, CN__CF_META, invite, ilen, left, sizeof(left));
     } else if (ilen > 0) {
         cn__batch_delete(b, CN__CF_META, invite, ilen); /* the last use */
+    }
+    if (clen > 0) {
+        uint8_t exp[8];
+        cn_store_u64be(exp, op->u.reg.claim_expires);
+        cn__batch_put_raw(b, CN__CF_META, claim, clen, exp, sizeof(exp));
     }
     put_pair(b, id, handle);
     return CN_OK;

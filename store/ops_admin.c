@@ -1,13 +1,13 @@
 /*
  * Ops the node runs for administration and runtime state: USER_UPDATE
- * (disable a user, hide presence) and META_PUT / META_DELETE (rate-limit
+ * (disable a user, hide presence, record last seen) and META_PUT / META_DELETE (rate-limit
  * policies, invites), ordered with every other write by the writer.
  */
 #include "store/store_internal.h"
 
 #include <string.h>
 
-#define USER_SET_ALL (CN_USER_SET_DISABLED | CN_USER_SET_PRESENCE_HIDDEN)
+#define USER_SET_ALL (CN_USER_SET_DISABLED | CN_USER_SET_PRESENCE_HIDDEN | CN_USER_SET_LAST_SEEN)
 
 int cn__op_user_update(cn__batch_t *b, cn_store_op_t *op)
 {
@@ -21,6 +21,8 @@ int cn__op_user_update(cn__batch_t *b, cn_store_op_t *op)
         user.disabled = op->u.user_update.disabled;
     if (mask & CN_USER_SET_PRESENCE_HIDDEN)
         user.presence_hidden = op->u.user_update.presence_hidden;
+    if (mask & CN_USER_SET_LAST_SEEN)
+        user.last_seen = op->u.user_update.last_seen;
     cn_buf_reset(&b->v1);
     CN__APPLY(b, cn_rec_user_encode(&user, &b->v1));
     cn__batch_put(b, CN__CF_USERS, handle, strlen(handle), &b->v1);

@@ -39,6 +39,7 @@ enum cn__cf {
 #define CN__META_OSEQ             "oseq/" /* meta: oseq/ ‖ device → u64be next one-time prekey order */
 #define CN__META_QBYTES           "qbytes/" /* meta: qbytes/ ‖ device → u64be queued value bytes */
 #define CN__META_PUSHSEQ          "pushseq" /* meta: u64be next push event seq */
+#define CN__META_MBYTES           "mbytes/" /* meta: mbytes/ ‖ user key → u64be media bytes */
 #define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
 #define CN__META_CTR_MAX          (7 + CN_DEVICE_ID_LEN) /* the longest counter key */
 #define CN__META_NAME_MAX         255
@@ -52,9 +53,41 @@ enum cn__cf {
 #define CN__KEY_PUSH_PENDING (1 + CN_DEVICE_ID_LEN)
 #define CN__PUSH_SEQ_LIMIT   (0xffull << 56)
 
+/* A user as a fixed-width key part: the handle zero-padded to 32 bytes
+ * (as wide as a device id, so the per-device counters serve users too). */
+#define CN__USER_KEY_LEN CN_HANDLE_MAX
+
+/* media CF: the upload state under media_id (16 bytes); chunks under
+ * media_id ‖ u64be(offset) (24) → u64be(expires) ‖ data; the owner index
+ * under 'O' ‖ user ‖ media_id (49) → u64be(expires) ‖ u64be(size). Keys
+ * are told apart by their length. */
+#define CN__KEY_MEDIA_INFO  CN_MEDIA_ID_LEN
+#define CN__KEY_MEDIA_CHUNK (CN_MEDIA_ID_LEN + 8)
+#define CN__MEDIA_OWNER     'O'
+#define CN__KEY_MEDIA_OWNER (1 + CN__USER_KEY_LEN + CN_MEDIA_ID_LEN)
+#define CN__MEDIA_OWNER_VAL 16
+
+/* history CF: 'T' ‖ user ‖ tag ‖ u64be(time) ‖ id → sealed bytes;
+ * 'U' ‖ user ‖ u64be(time) ‖ id → tag; 'L' ‖ user ‖ tag → u64be(last). */
+#define CN__HIST_THREAD 'T'
+#define CN__HIST_TIME   'U'
+#define CN__HIST_LAST   'L'
+#define CN__HIST_SUFFIX (8 + CN_HISTORY_ID_LEN)
+#define CN__KEY_HIST_T  (1 + CN__USER_KEY_LEN + CN_THREAD_TAG_LEN + CN__HIST_SUFFIX)
+#define CN__KEY_HIST_U  (1 + CN__USER_KEY_LEN + CN__HIST_SUFFIX)
+#define CN__KEY_HIST_L  (1 + CN__USER_KEY_LEN + CN_THREAD_TAG_LEN)
+
 /** Which per-device counter. QBYTES is a level (queued value bytes, an
- * upper bound), the others hand out the next value. */
-enum cn__ctr { CN__CTR_MAILBOX = 0, CN__CTR_OTPK = 1, CN__CTR_QBYTES = 2, CN__CTR_COUNT };
+ * upper bound), the others hand out the next value. MBYTES is per user
+ * (keyed by the user key): the declared bytes of its unexpired uploads, an
+ * upper bound like QBYTES. */
+enum cn__ctr {
+    CN__CTR_MAILBOX = 0,
+    CN__CTR_OTPK = 1,
+    CN__CTR_QBYTES = 2,
+    CN__CTR_MBYTES = 3,
+    CN__CTR_COUNT
+};
 
 /** One device's cached counters (writer thread only). */
 typedef struct cn__counter {
@@ -83,6 +116,7 @@ typedef struct cn__batch {
     uint8_t (*revoked)[CN_DEVICE_ID_LEN];
     size_t nrevoked, revoked_cap; /* devices whose ranges are dropped at commit */
     int fatal;                    /* an internal failure: the whole batch fails */
+    cn_rec_group_t *group;        /* scratch of the group ops (heap, lazily) */
 } cn__batch_t;
 
 /** Per-CF TTL for the compaction filters. */
@@ -96,8 +130,8 @@ struct cn_store {
     rocksdb_column_family_handle_t *cf[CN__CF_COUNT];
     rocksdb_options_t *dbopts;
     rocksdb_options_t *cfopts[CN__CF_COUNT];
-    rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter;
-    cn__ttl_t mailbox_ttl, dedupe_ttl;
+    rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter, *media_filter;
+    cn__ttl_t mailbox_ttl, dedupe_ttl, media_ttl;
     rocksdb_readoptions_t *ro;
     rocksdb_writeoptions_t *wo;      /* the writer's, per the sync policy */
     rocksdb_writeoptions_t *wo_sync; /* meta_put: always durable */
@@ -123,6 +157,7 @@ typedef struct cn__iter {
     uint8_t prefix[CN__KEY_MAX];
     size_t plen;
     uint8_t bound[CN__KEY_MAX]; /* prefix ‖ 0xff × (suffix + 1) */
+    size_t blen;
 } cn__iter_t;
 
 /* db.c */
@@ -140,10 +175,20 @@ CN_MUST_USE int cn__store_compact(cn_store_t *s, enum cn__cf cf);
 CN_MUST_USE int cn__iter_open(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf,
                               const uint8_t *prefix, size_t plen, size_t suffix_len,
                               const uint8_t *seek, size_t seeklen, cn__iter_t *it);
+/**
+ * Opens an iterator (committed data only) for reverse iteration over the
+ * keys prefix ‖ suffix, positioned at the last key <= seek (SeekForPrev),
+ * or at the last key of the prefix when seek is NULL. Close with
+ * cn__iter_close, always.
+ */
+CN_MUST_USE int cn__iter_open_rev(cn_store_t *s, enum cn__cf cf, const uint8_t *prefix, size_t plen,
+                                  size_t suffix_len, const uint8_t *seek, size_t seeklen,
+                                  cn__iter_t *it);
 bool cn__iter_valid(const cn__iter_t *it);
 const uint8_t *cn__iter_key(const cn__iter_t *it, size_t *len);
 const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len);
 void cn__iter_next(cn__iter_t *it);
+void cn__iter_prev(cn__iter_t *it);
 /** Frees the iterator; CN_EIO when it had failed. */
 CN_MUST_USE int cn__iter_close(cn__iter_t *it);
 
@@ -159,6 +204,17 @@ void cn__key_counter(uint8_t out[CN__META_CTR_LEN], enum cn__ctr which, const ui
 size_t cn__key_counter_any(uint8_t out[CN__META_CTR_MAX], enum cn__ctr which,
                            const uint8_t *device);
 void cn__key_push_pending(uint8_t out[CN__KEY_PUSH_PENDING], const uint8_t *device);
+/** The user key of a handle (at most CN_HANDLE_MAX bytes): zero-padded. */
+void cn__key_user(uint8_t out[CN__USER_KEY_LEN], const char *handle);
+void cn__key_media_chunk(uint8_t out[CN__KEY_MEDIA_CHUNK], const uint8_t *media_id,
+                         uint64_t offset);
+void cn__key_media_owner(uint8_t out[CN__KEY_MEDIA_OWNER], const uint8_t *user,
+                         const uint8_t *media_id);
+void cn__key_hist_t(uint8_t out[CN__KEY_HIST_T], const uint8_t *user, const uint8_t *tag,
+                    uint64_t time, const uint8_t *id);
+void cn__key_hist_u(uint8_t out[CN__KEY_HIST_U], const uint8_t *user, uint64_t time,
+                    const uint8_t *id);
+void cn__key_hist_l(uint8_t out[CN__KEY_HIST_L], const uint8_t *user, const uint8_t *tag);
 /** True when name (len bytes) starts with one of the writer's meta prefixes. */
 bool cn__meta_reserved(const char *name, size_t len);
 /** A meta name usable by callers: 1..255 bytes, not reserved; else CN_EINVAL. */
@@ -219,6 +275,29 @@ int cn__op_meta_put(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_meta_delete(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_push_clear(cn__batch_t *b, cn_store_op_t *op);
 int cn__op_push_done(cn__batch_t *b, cn_store_op_t *op);
+/* ops_group.c, ops_media.c, ops_history.c */
+int cn__op_group_create(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_group_update(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_media_begin(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_media_chunk(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_media_end(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_history_append(cn__batch_t *b, cn_store_op_t *op);
+
+/* media_quota.c (writer thread only, but cn__media_expired) */
+/**
+ * Exact declared bytes of a user's unexpired uploads (the owner index,
+ * read through the batch); the value MBYTES is recomputed from.
+ */
+CN_MUST_USE int cn__media_owner_bytes(cn__batch_t *b, const uint8_t *user, uint64_t *out);
+/** CN_ELIMIT when user's uploads cannot take size more bytes under quota (0: none). */
+CN_MUST_USE int cn__media_quota_check(cn__batch_t *b, const uint8_t *user, uint64_t size,
+                                      uint64_t quota);
+/** Records a new upload of user: its owner index entry, the counter. */
+CN_MUST_USE int cn__media_quota_add(cn__batch_t *b, const uint8_t *user, const uint8_t *media_id,
+                                    uint64_t size, uint64_t expires);
+/** The media CF compaction filter's decision: true to drop (expired). */
+bool cn__media_expired(const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen,
+                       uint64_t now);
 
 /* quota.c: the per-device queued-bytes counter (writer thread only). */
 /** Exact bytes of a device's mailbox values, read through the batch. */

@@ -84,6 +84,18 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
         return cn__op_meta_put(b, op);
     case CN_OP_META_DELETE:
         return cn__op_meta_delete(b, op);
+    case CN_OP_GROUP_CREATE:
+        return cn__op_group_create(b, op);
+    case CN_OP_GROUP_UPDATE:
+        return cn__op_group_update(b, op);
+    case CN_OP_MEDIA_BEGIN:
+        return cn__op_media_begin(b, op);
+    case CN_OP_MEDIA_CHUNK:
+        return cn__op_media_chunk(b, op);
+    case CN_OP_MEDIA_END:
+        return cn__op_media_end(b, op);
+    case CN_OP_HISTORY_APPEND:
+        return cn__op_history_append(b, op);
     }
     return CN_EINVAL;
 }
@@ -262,5 +274,7 @@ void cn__writer_stop(cn_store_t *s)
     cn_buf_dispose(&s->batch.v2);
     free(s->batch.revoked);
     s->batch.revoked = NULL;
+    free(s->batch.group);
+    s->batch.group = NULL;
     cn__counters_dispose(&s->counters);
 }

@@ -14,3 +14,8 @@ add_test(NAME integration_operations
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_operations.py
                  $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient> $<TARGET_FILE:chatadmin>)
 set_tests_properties(integration_operations PROPERTIES LABELS integration TIMEOUT 300)
+
+add_test(NAME integration_jwt
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_jwt.py
+                 $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient>)
+set_tests_properties(integration_jwt PROPERTIES LABELS integration TIMEOUT 120)

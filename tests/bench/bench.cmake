@@ -1,0 +1,11 @@
+# chatbench, the load generator of docs/PERFORMANCE.md (`make bench`).
+# Included from tests/CMakeLists.txt; paths are relative to this file so it
+# works from any including directory.
+set(CN_BENCH_DIR ${CMAKE_CURRENT_LIST_DIR})
+add_executable(chatbench
+    ${CN_BENCH_DIR}/main.c ${CN_BENCH_DIR}/hist.c ${CN_BENCH_DIR}/conn.c
+    ${CN_BENCH_DIR}/wire.c ${CN_BENCH_DIR}/users.c ${CN_BENCH_DIR}/relay.c
+    ${CN_BENCH_DIR}/misc.c ${CN_BENCH_DIR}/mqtt.c)
+target_link_libraries(chatbench PRIVATE chatcrypto chatproto chatcommon PkgConfig::UV OpenSSL::SSL
+                      OpenSSL::Crypto)
+cn_warnings(chatbench)

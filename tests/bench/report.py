@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Rewrites the results table of docs/PERFORMANCE.md from chatbench JSON.
+
+usage: report.py WORKDIR PERFORMANCE.md MACHINE COMMIT
+
+Replaces everything between the `<!-- bench:results:begin -->` and
+`<!-- bench:results:end -->` markers; the rest of the page is left alone.
+"""
+import datetime
+import json
+import os
+import sys
+
+BEGIN = "<!-- bench:results:begin -->"
+END = "<!-- bench:results:end -->"
+
+
+def load(work, name):
+    try:
+        with open(os.path.join(work, name + ".json")) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def num(v, unit=""):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}{unit}"
+    return f"{v:.1f}{unit}"
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def rows(work):
+    out = []
+    r = load(work, "relay-80k")
+    if r:
+        ok = r["delivered_per_s"] >= 80000 and r["lost"] == 0 and r["unanswered"] == 0
+        out.append(("relay, offered 80,000/s", "≥ 80,000 msg/s delivered, none lost",
+                    f'{num(r["delivered_per_s"])} msg/s delivered; lost {r["lost"]}, '
+                    f'unanswered at the end {r["unanswered"]}; p99 {num(r["p99_us"] / 1000)} ms',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    r = load(work, "relay-50k")
+    if r:
+        ok = r["p99_us"] <= 5000 and r["delivered_per_s"] >= 49000
+        out.append(("relay, offered 50,000/s", "p99 send→deliver ≤ 5 ms",
+                    f'p50 {num(r["p50_us"] / 1000)} ms, p99 {num(r["p99_us"] / 1000)} ms, '
+                    f'p99.9 {num(r["p999_us"] / 1000)} ms; {num(r["delivered_per_s"])} msg/s',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    r = load(work, "relay-cmp")
+    if r:
+        out.append((f'relay, offered {num(r["rate"])}/s', "(reference point)",
+                    f'{num(r["delivered_per_s"])} msg/s; p50 {num(r["p50_us"] / 1000)} ms, '
+                    f'p99 {num(r["p99_us"] / 1000)} ms; Send→OK p99 {num(r.get("h2_p99_us", 0) / 1000)} ms',
+                    num(r["node_cpu_us_per_op"], " µs"), "-"))
+    r = load(work, "fanout")
+    if r:
+        g = int(r.get("members_max", 0))
+        ok = r["p99_us"] <= 20000 and g >= 1000 and r["lost"] == 0
+        out.append((f"fanout, {g} members", "p99 send→last delivery ≤ 20 ms",
+                    f'p50 {num(r["p50_us"] / 1000)} ms, p99 {num(r["p99_us"] / 1000)} ms '
+                    f'({int(r.get("complete_rounds", 0))} rounds)',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    r = load(work, "connect")
+    if r:
+        ok = r["delivered_per_s"] >= 3000 and r["errors"] == 0
+        out.append((f'connect, offered {num(r["rate"])}/s', "≥ 3,000 handshakes/s",
+                    f'{num(r["delivered_per_s"])} handshakes/s; p99 {num(r["p99_us"] / 1000)} ms; '
+                    f'errors {r["errors"]}',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    r = load(work, "idle")
+    if r:
+        per = r.get("rss_per_conn_bytes", 0)
+        n = int(r.get("connections", 0))
+        ok = per <= 16384 and n >= 15000
+        out.append((f"idle, {n:,} connections", "≤ 16 KiB RSS per connection",
+                    f'{num(per / 1024)} KiB per connection (VmRSS {num(r.get("rss_before_kib", 0) / 1024)}'
+                    f' → {num(r.get("rss_after_kib", 0) / 1024)} MiB)',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    r = load(work, "drain")
+    if r:
+        ok = r.get("drain_per_s", 0) >= 200000 and r["lost"] == 0
+        out.append((f'drain, {r["sent_ok"]:,} queued', "≥ 200,000 msg/s on reconnect",
+                    f'{num(r.get("drain_per_s"))} msg/s (enqueue {num(r.get("enqueue_per_s"))} msg/s); '
+                    f'lost {r["lost"]}',
+                    num(r["node_cpu_us_per_op"], " µs"), verdict(ok)))
+    return out
+
+
+def peer_rows(work):
+    out = []
+    for rate in ("cmp", "50k"):
+        c = load(work, "relay-" + rate)
+        p = load(work, "peer-mqtt-" + rate)
+        if not c or not p:
+            continue
+        ratio = c["delivered_per_s"] / p["delivered_per_s"] if p["delivered_per_s"] else 0
+        cpu = (p["node_cpu_us_per_op"] / c["node_cpu_us_per_op"]) if c["node_cpu_us_per_op"] else 0
+        out.append((num(c["rate"]), f'{num(c["delivered_per_s"])} / {num(p["delivered_per_s"])}',
+                    f'{ratio:.2f}', f'{num(c["p99_us"] / 1000)} / {num(p["p99_us"] / 1000)} ms',
+                    f'{num(c["node_cpu_us_per_op"])} / {num(p["node_cpu_us_per_op"])} µs',
+                    f'{cpu:.2f}'))
+    return out
+
+
+def render(work, machine, commit):
+    loads = [load(work, n) for n in ("relay-80k", "relay-50k", "relay-cmp", "fanout", "connect",
+                                     "idle", "drain", "peer-mqtt-cmp", "peer-mqtt-50k")]
+    la = [x["loadavg"] for x in loads if x and x.get("loadavg")]
+    lines = [BEGIN,
+             f"Generated by `make bench` on {datetime.date.today().isoformat()}, "
+             f"commit {commit}; {machine}. "
+             f"1-minute load average at the start of the runs: "
+             f"{', '.join(f'{v:.1f}' for v in la) or 'n/a'}.",
+             "",
+             "| scenario | target | measured | node CPU per op | target |",
+             "|---|---|---|---|---|"]
+    for row in rows(work):
+        lines.append("| " + " | ".join(row) + " |")
+    pr = peer_rows(work)
+    if pr:
+        lines += ["",
+                  "Side by side, same pairs, payload size and offered rate; mosquitto 2.0.11, "
+                  "MQTT 3.1.1 QoS 1 over TLS 1.3, in-memory (chatnode: every message durable "
+                  "in RocksDB before its OK):",
+                  "",
+                  "| offered msg/s | delivered/s chatnode / mosquitto | ratio | p99 chatnode / mosquitto "
+                  "| CPU per message chatnode / mosquitto | CPU ratio (mosquitto / chatnode) |",
+                  "|---|---|---|---|---|---|"]
+        for row in pr:
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main():
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    work, doc, machine, commit = sys.argv[1:]
+    text = open(doc).read() if os.path.exists(doc) else ""
+    block = render(work, machine, commit)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + block + tail
+    else:
+        text += "\n" + block + "\n"
+    with open(doc, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
