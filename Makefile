@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SECONDS ?= 60
 
-.PHONY: all deps build release run test fuzz format format-check clean
+.PHONY: all deps build release run test fuzz bench format format-check clean
 
 all: build
 
@@ -31,6 +31,9 @@ fuzz: deps
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz -j $(JOBS)
 	./scripts/run-fuzz.sh build/fuzz $(SECONDS)
+
+bench: deps
+	./scripts/bench.sh
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i

@@ -44,6 +44,10 @@ typedef struct cn_node_config {
     size_t out_hard_limit;         /* per connection: disconnect a reader this slow */
     uint32_t max_connections;      /* per node; default 50,000 */
     uint64_t max_queued_bytes;     /* per recipient device; 0 = unlimited; default 256 MiB */
+    uint32_t max_group_members;    /* default 1000 */
+    uint64_t media_max_bytes;      /* one upload; default 100 MiB */
+    uint64_t media_ttl_ms;         /* uploads expire; default 30 days */
+    uint64_t media_quota_bytes;    /* per user, unexpired uploads; 0 = none; default 1 GiB */
     cn_node_rl_policy_t ratelimits[CN_NODE_RL_POLICIES_MAX]; /* over the built-in defaults */
     unsigned n_ratelimits;
     char push_gateway[512];
@@ -53,9 +57,9 @@ typedef struct cn_node_config {
     char jwt_issuer[257];
     char jwt_audience[257];
     uint32_t jwt_leeway_s;
-        /* default 60 */ /* http://host[:port]/path for offline wake-ups; "" = off */
-    bool check_only;     /* --check-config: validate and exit */
-    bool test_echo;      /* --test-echo: echo binary messages (conformance tests only) */
+    /* default 60 */ /* http://host[:port]/path for offline wake-ups; "" = off */
+    bool check_only; /* --check-config: validate and exit */
+    bool test_echo;  /* --test-echo: echo binary messages (conformance tests only) */
     enum cn_log_level log_level;
 } cn_node_config_t;
 

@@ -40,6 +40,10 @@ void cn_node_config_default(cn_node_config_t *cfg)
     cfg->max_connections = 50000;
     cfg->max_queued_bytes = 256ull * 1024 * 1024;
     cfg->jwt_leeway_s = 60;
+    cfg->max_group_members = 1000;
+    cfg->media_max_bytes = 100ull * 1024 * 1024;
+    cfg->media_ttl_ms = 30ull * 24 * 3600 * 1000;
+    cfg->media_quota_bytes = 1024ull * 1024 * 1024;
     cfg->log_level = CN_LOG_INFO;
 }
 
@@ -68,6 +72,9 @@ static const char usage[] =
     "  --out-soft-limit BYTES    per-connection backlog that pauses reads (262144)\n"
     "  --out-hard-limit BYTES    per-connection backlog that disconnects (4194304; >= 196608)\n"
     "  --max-connections N       per node (50000)\n"
+    "  --max-group-members N     members per group (1000)\n"
+    "  --media-max-bytes B, --media-ttl-days N, --media-quota-bytes B  uploads (100 MiB, 30,\n"
+    "                            1 GiB per user; 0 = no quota)\n"
     "  --max-queued-bytes BYTES  queued ciphertext per recipient device, 0 = no cap (268435456)\n"
     "  --ratelimit ACTION=RATE[:BURST]  initial policy, e.g. send=200/s:1000 (repeatable)\n"
     "  --push-gateway URL        http://host[:port]/path: POST a wake-up for offline devices\n"
@@ -127,6 +134,10 @@ enum {
     O_HARD,
     O_MAXCONN,
     O_MAXQ,
+    O_GROUPMAX,
+    O_MEDIAMAX,
+    O_MEDIATTL,
+    O_MEDIAQUOTA,
     O_PUSH,
     O_RL,
     O_JWT_HS,
@@ -168,6 +179,10 @@ static const struct opt_def {
     {"out-hard-limit", "limits", "out_hard_limit", O_HARD},
     {"max-connections", "limits", "max_connections", O_MAXCONN},
     {"max-queued-bytes", "limits", "max_queued_bytes", O_MAXQ},
+    {"max-group-members", "limits", "max_group_members", O_GROUPMAX},
+    {"media-max-bytes", "media", "max_bytes", O_MEDIAMAX},
+    {"media-ttl-days", "media", "ttl_days", O_MEDIATTL},
+    {"media-quota-bytes", "media", "quota_bytes", O_MEDIAQUOTA},
     {"push-gateway", "push", "gateway", O_PUSH},
     {"jwt-hs256-key-file", "jwt", "hs256_key_file", O_JWT_HS},
     {"jwt-ed25519-key", "jwt", "ed25519_public_key", O_JWT_ED},
@@ -198,6 +213,10 @@ static const struct option options[] = {
     {"out-hard-limit", 1, 0, O_HARD},
     {"max-connections", 1, 0, O_MAXCONN},
     {"max-queued-bytes", 1, 0, O_MAXQ},
+    {"max-group-members", 1, 0, O_GROUPMAX},
+    {"media-max-bytes", 1, 0, O_MEDIAMAX},
+    {"media-ttl-days", 1, 0, O_MEDIATTL},
+    {"media-quota-bytes", 1, 0, O_MEDIAQUOTA},
     {"push-gateway", 1, 0, O_PUSH},
     {"ratelimit", 1, 0, O_RL},
     {"jwt-hs256-key-file", 1, 0, O_JWT_HS},
@@ -263,6 +282,15 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
     case O_RL:
         return parse_ratelimit(cfg, v);
+    case O_MEDIAMAX:
+        CN_TRY(parse_u64(v, CN_MEDIA_CHUNK_MAX, 1ull << 34, &cfg->media_max_bytes));
+        return CN_OK;
+    case O_MEDIATTL:
+        CN_TRY(parse_u64(v, 1, 3650, &n));
+        cfg->media_ttl_ms = n * 24 * 3600 * 1000;
+        return CN_OK;
+    case O_MEDIAQUOTA:
+        return parse_u64(v, 0, 1ull << 44, &cfg->media_quota_bytes);
     case O_JWT_HS:
         return copy_str(cfg->jwt_hs256_key_file, sizeof(cfg->jwt_hs256_key_file), v);
     case O_JWT_ED:
@@ -328,6 +356,7 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         {O_PING, 50, 3600000, offsetof(cn_node_config_t, ping_interval_ms)},
         {O_MAXCONN, 1, 10000000, offsetof(cn_node_config_t, max_connections)},
         {O_JWT_LEEWAY, 0, 3600, offsetof(cn_node_config_t, jwt_leeway_s)},
+        {O_GROUPMAX, 2, CN_GROUP_MEMBERS_HARD_MAX, offsetof(cn_node_config_t, max_group_members)},
     };
     for (size_t i = 0; i < CN_ARRAY_LEN(ints); i++) {
         if (ints[i].opt != opt)

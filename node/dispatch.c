@@ -52,6 +52,36 @@ static void route(cn_conn_t *c, const Chat__ClientFrame *f)
     case CHAT__CLIENT_FRAME__BODY_REVOKE_DEVICE:
         cn__handle_revoke_device(c, rid, f->revoke_device);
         break;
+    case CHAT__CLIENT_FRAME__BODY_GROUP_CREATE:
+        cn__handle_group_create(c, rid, f->group_create);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_GROUP_UPDATE:
+        cn__handle_group_update(c, rid, f->group_update);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_GROUP_GET:
+        cn__handle_group_get(c, rid, f->group_get);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_MEDIA_BEGIN:
+        cn__handle_media_begin(c, rid, f->media_begin);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_MEDIA_CHUNK:
+        cn__handle_media_chunk(c, rid, f->media_chunk);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_MEDIA_END:
+        cn__handle_media_end(c, rid, f->media_end);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_MEDIA_GET:
+        cn__handle_media_get(c, rid, f->media_get);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_HISTORY_APPEND:
+        cn__handle_history_append(c, rid, f->history_append);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_HISTORY_QUERY:
+        cn__handle_history_query(c, rid, f->history_query);
+        break;
+    case CHAT__CLIENT_FRAME__BODY_LIST_THREADS:
+        cn__handle_list_threads(c, rid, f->list_threads);
+        break;
     case CHAT__CLIENT_FRAME__BODY_SUBSCRIBE:
         cn__handle_subscribe(c, rid, f->subscribe);
         break;
@@ -64,11 +94,8 @@ static void route(cn_conn_t *c, const Chat__ClientFrame *f)
     case CHAT__CLIENT_FRAME__BODY__NOT_SET:
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "empty request");
         break;
-    default:
-        /* Link, revoke, presence, groups, media and history are part of the
-         * wire format already; this node version does not serve them. */
-        cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE,
-                                "request not supported by this node version");
+    default: /* a body this version does not know (a newer client) */
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "unknown request");
         break;
     }
 }

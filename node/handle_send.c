@@ -55,8 +55,8 @@ static const char *check_fields(const Chat__Send *m, Chat__Status *status)
         return "message_id must be 16 bytes";
     if (m->kind < CHAT__KIND__MESSAGE || m->kind > CHAT__KIND__CONTROL)
         return "unknown kind";
-    if (m->group_id.len || m->sender_key_ciphertext.len)
-        return "group sends are not supported by this node version";
+    if (m->group_id.len && m->group_id.len != CN_GROUP_ID_LEN)
+        return "group_id must be 16 bytes";
     if (m->n_envelopes > CN_RECIPIENTS_MAX) {
         *status = CHAT__STATUS__TOO_LARGE;
         return "too many recipient devices";
@@ -120,6 +120,8 @@ static void fill_deliver(Chat__Deliver *d, const cn_rec_envelope_t *env, uint64_
     d->server_time = env->server_time;
     d->ciphertext = cn__pb_bytes(ciphertext.base, ciphertext.len);
     d->ephemeral = seq == 0;
+    if (env->has_group)
+        d->group_id = cn__pb_bytes(env->group_id, CN_GROUP_ID_LEN);
 }
 
 static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_recipient_t *rcpt,
@@ -181,26 +183,13 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
 }
 
 /* Copies the frame's envelopes into the pending request (it outlives the frame). */
-static cn_pending_t *make_pending(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
+cn_pending_t *cn__send_pending_new(cn_conn_t *c, uint64_t rid, const Chat__Send *m, size_t n,
+                                   size_t data_bytes)
 {
-    size_t n = m->n_envelopes, bytes = n * sizeof(cn_store_recipient_t);
-    for (size_t i = 0; i < n; i++)
-        bytes += m->envelopes[i]->ciphertext.len;
+    size_t bytes = n * sizeof(cn_store_recipient_t) + data_bytes;
     cn_pending_t *p = cn__pending_new(c, rid, CN_OP_SEND, send_done, bytes);
     if (!p)
         return NULL;
-    cn_store_recipient_t *r = p->extra;
-    uint8_t *data = (uint8_t *)(r + n);
-    for (size_t i = 0; i < n; i++) {
-        const Chat__Envelope *e = m->envelopes[i];
-        memcpy(r[i].device_id, e->device_id.data, CN_DEVICE_ID_LEN);
-        memcpy(data, e->ciphertext.data, e->ciphertext.len);
-        r[i].ciphertext = cn_slice(data, e->ciphertext.len);
-        data += e->ciphertext.len;
-        cn_route_t route; /* offline devices get a wake-up event */
-        r[i].notify =
-            srv(c)->push && cn__registry_get(srv(c)->registry, r[i].device_id, &route) != CN_OK;
-    }
     p->op.u.send.max_queued_bytes = srv(c)->cfg.max_queued_bytes;
     cn_rec_envelope_t *env = &p->op.u.send.env;
     env->server_time = cn_now_ms();
@@ -208,8 +197,40 @@ static cn_pending_t *make_pending(cn_conn_t *c, uint64_t rid, const Chat__Send *
     memcpy(env->from, c->handle, sizeof(env->from));
     memcpy(env->from_device, c->device_id, CN_DEVICE_ID_LEN);
     env->kind = (uint32_t)m->kind;
+    env->has_group = m->group_id.len == CN_GROUP_ID_LEN;
+    if (env->has_group)
+        memcpy(env->group_id, m->group_id.data, CN_GROUP_ID_LEN);
     p->op.u.send.n = (uint32_t)n;
-    p->op.u.send.recipients = r;
+    p->op.u.send.recipients = p->extra;
+    return p;
+}
+
+void cn__send_recipient(cn_conn_t *c, cn_store_recipient_t *r, const uint8_t *device,
+                        cn_slice_t ciphertext)
+{
+    cn_route_t route; /* offline devices get a wake-up event */
+    memcpy(r->device_id, device, CN_DEVICE_ID_LEN);
+    r->ciphertext = ciphertext;
+    r->notify = srv(c)->push && cn__registry_get(srv(c)->registry, device, &route) != CN_OK;
+}
+
+/* Copies the frame's envelopes into the pending request (it outlives the frame). */
+static cn_pending_t *make_pending(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
+{
+    size_t n = m->n_envelopes, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += m->envelopes[i]->ciphertext.len;
+    cn_pending_t *p = cn__send_pending_new(c, rid, m, n, bytes);
+    if (!p)
+        return NULL;
+    uint8_t *data = (uint8_t *)((cn_store_recipient_t *)p->extra + n);
+    for (size_t i = 0; i < n; i++) {
+        const Chat__Envelope *e = m->envelopes[i];
+        memcpy(data, e->ciphertext.data, e->ciphertext.len);
+        cn__send_recipient(c, &p->op.u.send.recipients[i], e->device_id.data,
+                           cn_slice(data, e->ciphertext.len));
+        data += e->ciphertext.len;
+    }
     return p;
 }
 
@@ -234,9 +255,21 @@ static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
     free(p);
 }
 
+void cn__send_submit(cn_conn_t *c, uint64_t rid, cn_pending_t *p, bool ephemeral)
+{
+    if (ephemeral)
+        send_ephemeral(c, rid, p);
+    else
+        cn__pending_submit(c, p);
+}
+
 void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
 {
     Chat__Status status;
+    if (m->sender_key_ciphertext.len) {
+        cn__handle_group_send(c, rid, m);
+        return;
+    }
     const char *why = check_fields(m, &status);
     char to[CN_HANDLE_MAX + 1];
     if (!why && cn_handle_normalize(m->to, to) < 0)
@@ -274,10 +307,6 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
         return;
     }
     cn_pending_t *p = make_pending(c, rid, m);
-    if (!p)
-        return;
-    if (m->ephemeral || m->kind == CHAT__KIND__TYPING)
-        send_ephemeral(c, rid, p);
-    else
-        cn__pending_submit(c, p);
+    if (p)
+        cn__send_submit(c, rid, p, m->ephemeral || m->kind == CHAT__KIND__TYPING);
 }

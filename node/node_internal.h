@@ -322,6 +322,34 @@ void cn__handle_upload_prekeys(cn_conn_t *c, uint64_t rid, const Chat__UploadPre
 void cn__handle_fetch_prekeys(cn_conn_t *c, uint64_t rid, const Chat__FetchPrekeys *m);
 void cn__handle_get_devices(cn_conn_t *c, uint64_t rid, const Chat__GetDevices *m);
 void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m);
+void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m);
+void cn__handle_group_create(cn_conn_t *c, uint64_t rid, const Chat__GroupCreate *m);
+void cn__handle_group_update(cn_conn_t *c, uint64_t rid, const Chat__GroupUpdate *m);
+void cn__handle_group_get(cn_conn_t *c, uint64_t rid, const Chat__GroupGet *m);
+void cn__handle_media_begin(cn_conn_t *c, uint64_t rid, const Chat__MediaBegin *m);
+void cn__handle_media_chunk(cn_conn_t *c, uint64_t rid, const Chat__MediaChunk *m);
+void cn__handle_media_end(cn_conn_t *c, uint64_t rid, const Chat__MediaEnd *m);
+void cn__handle_media_get(cn_conn_t *c, uint64_t rid, const Chat__MediaGet *m);
+void cn__handle_history_append(cn_conn_t *c, uint64_t rid, const Chat__HistoryAppend *m);
+void cn__handle_history_query(cn_conn_t *c, uint64_t rid, const Chat__HistoryQuery *m);
+void cn__handle_list_threads(cn_conn_t *c, uint64_t rid, const Chat__ListThreads *m);
+/** True when handle is a member of g. */
+bool cn__group_is_member(const cn_rec_group_t *g, const char *handle);
+/** Answers a GroupInfo built from g with status and detail. */
+void cn__respond_group(cn_conn_t *c, uint64_t rid, Chat__Status status, const char *detail,
+                       const uint8_t *group_id, const cn_rec_group_t *g);
+/**
+ * A Send request for n recipients with data_bytes of room after the
+ * recipient array (for ciphertext copies); the envelope header is filled
+ * from m. Answers and returns NULL on ENOMEM.
+ */
+cn_pending_t *cn__send_pending_new(cn_conn_t *c, uint64_t rid, const Chat__Send *m, size_t n,
+                                   size_t data_bytes);
+/** Fills one recipient (marks it for a wake-up when offline). */
+void cn__send_recipient(cn_conn_t *c, cn_store_recipient_t *r, const uint8_t *device,
+                        cn_slice_t ciphertext);
+/** Stores (or, ephemeral, only pushes) a prepared send; answers the client. */
+void cn__send_submit(cn_conn_t *c, uint64_t rid, cn_pending_t *p, bool ephemeral);
 void cn__handle_ack(cn_conn_t *c, uint64_t rid, const Chat__Ack *m);
 void cn__handle_ping(cn_conn_t *c, uint64_t rid, const Chat__Ping *m);
 void cn__handle_subscribe(cn_conn_t *c, uint64_t rid, const Chat__Subscribe *m);

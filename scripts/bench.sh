@@ -10,6 +10,7 @@
 #   BENCH_KEEP=1      keep the work directory (JSON, logs, profiles)
 #   BENCH_NO_DOC=1    do not touch docs/PERFORMANCE.md
 #   BENCH_NODE_BIN=…, BENCH_BIN=…  use these binaries and skip the build
+#   BENCH_COMMIT=…    the commit named in the table (with prebuilt binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -167,8 +168,8 @@ stop_server
 echo "bench: all scenarios ran in $(($(date +%s) - t0)) s"
 
 MACHINE="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain -- node store proto common crypto 2>/dev/null)" ]; then
+COMMIT=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${BENCH_COMMIT:-}" ] && [ -n "$(git status --porcelain -- node store proto common crypto 2>/dev/null)" ]; then
     COMMIT="$COMMIT+local changes"
 fi
 if [ "${BENCH_NO_DOC:-0}" = 1 ]; then exit 0; fi

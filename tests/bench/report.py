@@ -117,7 +117,7 @@ def render(work, machine, commit):
              f"1-minute load average at the start of the runs: "
              f"{', '.join(f'{v:.1f}' for v in la) or 'n/a'}.",
              "",
-             "| scenario | target | measured | node CPU per op | target |",
+             "| scenario | target | measured | node CPU per op | verdict |",
              "|---|---|---|---|---|"]
     for row in rows(work):
         lines.append("| " + " | ".join(row) + " |")

@@ -1,0 +1,93 @@
+/*
+ * A group send (DESIGN section 4): one sender-key ciphertext that the node
+ * fans out to every device of every member (the sender's other devices
+ * included, the sending device not). Every mailbox gets its own entry, all
+ * pointing at the one copy of the ciphertext held by the request, and the
+ * whole fan-out is one store operation: one batch, one fsync, then one
+ * OK. docs/PERFORMANCE.md measures what per-device entries cost.
+ */
+#include "node/node_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static cn_server_t *srv(const cn_conn_t *c)
+{
+    return c->loop->server;
+}
+
+static const char *check_group_send(const Chat__Send *m, Chat__Status *status)
+{
+    *status = CHAT__STATUS__BAD_REQUEST;
+    if (m->message_id.len != CN_MESSAGE_ID_LEN)
+        return "message_id must be 16 bytes";
+    if (m->kind < CHAT__KIND__MESSAGE || m->kind > CHAT__KIND__CONTROL)
+        return "unknown kind";
+    if (m->group_id.len != CN_GROUP_ID_LEN)
+        return "a group send needs a 16-byte group_id";
+    if (m->n_envelopes)
+        return "a group send carries sender_key_ciphertext, not envelopes";
+    if (m->sender_key_ciphertext.len > CN_CIPHERTEXT_MAX) {
+        *status = CHAT__STATUS__TOO_LARGE;
+        return "ciphertext too large";
+    }
+    return NULL;
+}
+
+/* Collects every device of every member but the sending one. */
+static uint8_t (*group_devices(cn_conn_t *c, const cn_rec_group_t *g, size_t *n))[CN_DEVICE_ID_LEN]
+{
+    uint8_t(*ids)[CN_DEVICE_ID_LEN] = malloc((size_t)g->n * CN_DEVICES_HARD_MAX * CN_DEVICE_ID_LEN);
+    *n = 0;
+    for (uint32_t i = 0; ids && i < g->n; i++) {
+        cn_rec_user_t u;
+        if (cn_store_user_get(srv(c)->store, g->members[i].handle, &u) < 0 || u.disabled)
+            continue;
+        for (uint32_t k = 0; k < u.ndevices && k < CN_DEVICES_HARD_MAX; k++)
+            if (memcmp(u.devices[k], c->device_id, CN_DEVICE_ID_LEN) != 0)
+                memcpy(ids[(*n)++], u.devices[k], CN_DEVICE_ID_LEN);
+    }
+    return ids;
+}
+
+void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
+{
+    Chat__Status status;
+    const char *why = check_group_send(m, &status);
+    if (why) {
+        cn__conn_respond_status(c, rid, status, why);
+        return;
+    }
+    size_t len = m->sender_key_ciphertext.len;
+    if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
+        !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, (double)len))
+        return;
+    cn_rec_group_t *g = malloc(sizeof(*g));
+    int rc = g ? cn_store_group_get(srv(c)->store, m->group_id.data, g) : CN_ENOMEM;
+    if (rc < 0 || !cn__group_is_member(g, c->handle)) {
+        cn__conn_respond_status(c, rid,
+                                rc == CN_OK || rc == CN_ENOTFOUND ? CHAT__STATUS__NOT_FOUND
+                                                                  : CHAT__STATUS__UNAVAILABLE,
+                                "unknown group");
+        free(g);
+        return;
+    }
+    size_t n;
+    uint8_t(*ids)[CN_DEVICE_ID_LEN] = group_devices(c, g, &n);
+    free(g);
+    cn_pending_t *p = ids && n ? cn__send_pending_new(c, rid, m, n, len) : NULL;
+    if (!p) {
+        if (ids && n == 0)
+            cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "nobody else in the group");
+        else if (!ids)
+            cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "out of memory");
+        free(ids);
+        return;
+    }
+    uint8_t *data = (uint8_t *)((cn_store_recipient_t *)p->extra + n);
+    memcpy(data, m->sender_key_ciphertext.data, len);
+    for (size_t i = 0; i < n; i++)
+        cn__send_recipient(c, &p->op.u.send.recipients[i], ids[i], cn_slice(data, len));
+    free(ids);
+    cn__send_submit(c, rid, p, m->ephemeral || m->kind == CHAT__KIND__TYPING);
+}
