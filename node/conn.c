@@ -41,6 +41,7 @@ static void free_conn(cn_conn_t *c)
     cn_tls_free(c->tls);
     cn_ws_free(c->ws);
     cn_buf_dispose(&c->plain_in);
+    cn_buf_dispose(&c->plain_out);
     cn_buf_dispose(&c->out);
     cn_buf_dispose(&c->inflight);
     free(c);
@@ -65,10 +66,25 @@ static void leave_registry(cn_conn_t *c)
     cn__presence_conn_gone(c);
 }
 
+/* A closed connection must leave the dirty list: it is freed at the end of
+ * this loop iteration, before the next flush pass. */
+static void undirty(cn_conn_t *c)
+{
+    if (!c->dirty)
+        return;
+    cn_conn_t **pp = &c->loop->dirty;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next_dirty;
+    if (*pp)
+        *pp = c->next_dirty;
+    c->dirty = false;
+}
+
 static void close_now(cn_conn_t *c)
 {
     if (c->state == CN_CONN_CLOSED)
         return;
+    undirty(c);
     leave_registry(c);
     c->state = CN_CONN_CLOSED;
     cn__loop_conn_remove(c->loop, c);
@@ -108,9 +124,27 @@ void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason)
 
 /* ------------------------------------------------------------ output */
 
+static size_t backlog(const cn_conn_t *c)
+{
+    return c->plain_out.len + c->out.len - c->out.rpos + c->inflight.len;
+}
+
 bool cn__conn_backlogged(const cn_conn_t *c)
 {
-    return c->out.len - c->out.rpos + c->inflight.len > srv(c)->cfg.out_soft_limit;
+    return backlog(c) > srv(c)->cfg.out_soft_limit;
+}
+
+/* Idle connections keep no buffers (DESIGN 10: idle connections are cheap). */
+static void release_idle_buffers(cn_conn_t *c)
+{
+    if (!c->writing && c->inflight.cap)
+        cn_buf_dispose(&c->inflight);
+    if (c->out.len == c->out.rpos && c->out.cap)
+        cn_buf_dispose(&c->out);
+    if (c->plain_out.len == 0 && c->plain_out.cap)
+        cn_buf_dispose(&c->plain_out);
+    if (c->plain_in.len == c->plain_in.rpos && c->plain_in.cap)
+        cn_buf_dispose(&c->plain_in);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -120,6 +154,7 @@ static void on_write(uv_write_t *req, int status)
     cn_buf_reset(&c->inflight);
     if (c->state == CN_CONN_CLOSED)
         return;
+    release_idle_buffers(c);
     if (status < 0) {
         cn__conn_abort(c, uv_strerror(status));
         return;
@@ -154,20 +189,28 @@ static void start_write(cn_conn_t *c)
     count(&srv(c)->counters.bytes_out, b.len);
 }
 
-/* Moves TLS output to the socket; enforces the hard output limit. */
-static void flush(cn_conn_t *c)
+/* Encrypts pending frames in one TLS write, moves TLS output to the
+ * socket and enforces the hard output limit. */
+static void flush_now(cn_conn_t *c)
 {
     if (c->state == CN_CONN_CLOSED)
         return;
+    if (c->plain_out.len) {
+        if (cn_tls_write(c->tls, c->plain_out.data, c->plain_out.len) < 0) {
+            cn__conn_abort(c, "tls write failed");
+            return;
+        }
+        cn_buf_reset(&c->plain_out);
+    }
     if (cn_tls_take_output(c->tls, &c->out) < 0) {
         cn__conn_abort(c, "out of memory");
         return;
     }
-    size_t backlog = c->out.len - c->out.rpos + c->inflight.len;
-    if (backlog > srv(c)->cfg.out_hard_limit) {
+    size_t b = backlog(c);
+    if (b > srv(c)->cfg.out_hard_limit) {
         count(&srv(c)->counters.slow_reader_closes, 1);
         cn_log_info("slow_reader", "conn=%llu peer=%s backlog=%zu", (unsigned long long)c->id,
-                    c->peer, backlog);
+                    c->peer, b);
         close_now(c);
         return;
     }
@@ -175,6 +218,29 @@ static void flush(cn_conn_t *c)
         start_write(c);
     else if (!c->writing && c->close_after_flush)
         close_now(c);
+    else if (!c->writing)
+        release_idle_buffers(c);
+}
+
+/* Marks c for the loop's flush pass (redis/h2o style: one write per
+ * connection per loop iteration, however many frames were queued). */
+static void flush(cn_conn_t *c)
+{
+    if (c->dirty || c->state == CN_CONN_CLOSED)
+        return;
+    c->dirty = true;
+    c->next_dirty = c->loop->dirty;
+    c->loop->dirty = c;
+}
+
+void cn__loop_flush_dirty(cn_loop_t *loop)
+{
+    while (loop->dirty) {
+        cn_conn_t *c = loop->dirty;
+        loop->dirty = c->next_dirty;
+        c->dirty = false;
+        flush_now(c);
+    }
 }
 
 void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n)
@@ -260,7 +326,8 @@ static void ws_on_message(void *ctx, const uint8_t *p, size_t n)
 static int ws_on_output(void *ctx, const uint8_t *p, size_t n)
 {
     cn_conn_t *c = ctx;
-    return cn_tls_write(c->tls, p, n);
+    flush(c);
+    return cn_buf_append(&c->plain_out, p, n);
 }
 
 static void ws_on_activity(void *ctx)
@@ -371,7 +438,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     int rc = cn_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread, &c->plain_in);
     if (rc == CN_EPROTO) {
         count(&srv(c)->counters.handshakes_failed, c->state == CN_CONN_TLS);
-        flush(c); /* the alert, if any */
+        flush_now(c); /* the alert, if any, before we drop it */
         close_now(c);
         return;
     }

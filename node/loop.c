@@ -126,6 +126,7 @@ static void handle_msg(cn_loop_t *loop, cn_msg_t *m)
         stop_listening(loop);
         for_each_conn(loop, abort_conn);
         uv_close((uv_handle_t *)&loop->wakeup, close_cb_noop);
+        uv_close((uv_handle_t *)&loop->flusher, close_cb_noop);
         break;
     }
     free(m);
@@ -143,6 +144,11 @@ static void on_wakeup(uv_async_t *a)
         handle_msg(loop, m);
         m = next;
     }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    cn__loop_flush_dirty(h->data);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -167,6 +173,9 @@ int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd)
     CN_ENSURE(uv_mutex_init(&loop->inbox_lock) == 0, CN_EINTERNAL);
     CN_ENSURE(uv_async_init(&loop->uv, &loop->wakeup, on_wakeup) == 0, CN_EINTERNAL);
     loop->wakeup.data = loop;
+    CN_ENSURE(uv_prepare_init(&loop->uv, &loop->flusher) == 0, CN_EINTERNAL);
+    loop->flusher.data = loop;
+    uv_prepare_start(&loop->flusher, on_prepare);
     CN_ENSURE(uv_tcp_init(&loop->uv, &loop->listener) == 0, CN_EINTERNAL);
     loop->listener.data = loop;
     int rc = uv_tcp_open(&loop->listener, fd);

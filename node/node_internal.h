@@ -169,8 +169,10 @@ struct cn_loop {
     /* Connections of this loop by id: chained buckets (cn_conn.hnext). */
     cn_conn_t **buckets;
     size_t nbuckets, nconns;
-    bool draining; /* shutting down: no new connections */
-    bool paused;   /* shutting down: no new requests read */
+    uv_prepare_t flusher; /* flushes dirty connections once per iteration */
+    cn_conn_t *dirty;     /* connections with output to encrypt and write */
+    bool draining;        /* shutting down: no new connections */
+    bool paused;          /* shutting down: no new requests read */
     bool stopping;
 };
 
@@ -226,7 +228,10 @@ struct cn_conn {
     uint8_t ip[16]; /* source address (IPv4-mapped), the key of per-IP limits */
     cn_tls_t *tls;
     cn_ws_t *ws;
-    cn_buf_t plain_in; /* decrypted bytes not yet parsed (HTTP phase) */
+    cn_buf_t plain_in;     /* decrypted bytes not yet parsed (HTTP phase) */
+    cn_buf_t plain_out;    /* WebSocket frames not yet encrypted (one TLS write per flush) */
+    cn_conn_t *next_dirty; /* the loop's list of connections to flush */
+    bool dirty;
     cn_buf_t out;      /* ciphertext waiting for the socket */
     cn_buf_t inflight; /* ciphertext of the write in flight */
     uv_write_t write_req;
@@ -267,6 +272,8 @@ void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n);
 void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason);
 /** Drops the connection at once (no close frame), e.g. a slow reader. */
 void cn__conn_abort(cn_conn_t *c, const char *why);
+/** Flushes every dirty connection of the loop (before it sleeps). */
+void cn__loop_flush_dirty(cn_loop_t *loop);
 /** Frees the loop thread's scratch buffers; last call on a loop thread. */
 void cn__conn_thread_exit(void);
 /** (Re)arms the connection timer for its next deadline (after a state change). */
