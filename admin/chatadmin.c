@@ -31,6 +31,7 @@ static const char usage[] =
     "  ratelimit list | set ACTION --rate N/s --burst N [--device ID] | reset ACTION "
     "[--device ID]\n"
     "  queue show DEVICE                  depth and oldest age (never contents)\n"
+    "  keys list | rotate | retire ID     at-rest key ring (re-seal progress in stats)\n"
     "  backup DIR                         RocksDB checkpoint into a new directory\n"
     "exit codes: 0 ok, 1 failed, 2 usage, 3 not found, 4 refused, 5 node unreachable\n";
 

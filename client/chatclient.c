@@ -11,6 +11,14 @@
  *     fingerprint HANDLE
  *     flush [--verbose]
  *     whoami
+ *     link HANDLE [--name DEVICE_NAME]  |  approve CODE
+ *     devices  |  device revoke DEVICE_ID
+ *     group create NAME HANDLE...  |  group add|remove GROUP HANDLE
+ *     group send GROUP TEXT
+ *     send-file HANDLE PATH [--verbose]
+ *     history [--with HANDLE] [--limit N] [--json]  |  conversations
+ *     presence hide|show
+ *     swarm PREFIX COUNT [--register] [--wait SECONDS]   (tests: many homes)
  *
  * Everything sent is end-to-end encrypted (docs/E2E.md). The home is
  * sealed at rest with a key from Argon2id over the passphrase
@@ -20,6 +28,7 @@
  * Exit codes: 0 ok, 1 usage or local error, 2 refused by the server,
  * 3 timeout or server unreachable.
  */
+#include "client/cli.h"
 #include "client/cn_client.h"
 #include "crypto/cn_crypto.h"
 
@@ -33,21 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { EXIT_USAGE = 1, EXIT_REFUSED = 2, EXIT_TIMEOUT = 3 };
-
-#define ARGS_MAX 16
-
-typedef struct cli {
-    cn_client_options_t opt;
-    const char *cmd;
-    const char *args[ARGS_MAX];
-    int nargs;
-    const char *invite, *jwt, *name, *passphrase_file, *kdf;
-    bool use_stdin, verbose, json;
-    uint32_t wait_s;
-    int refused_msgs;
-} cli_t;
-
 static void usage(void)
 {
     fprintf(stderr, "usage: chatclient [--server URL] [--ca FILE | --insecure] [--home DIR]\n"
@@ -59,6 +53,15 @@ static void usage(void)
                     "  fingerprint HANDLE\n"
                     "  flush [--verbose]\n"
                     "  whoami\n"
+                    "  link HANDLE [--name DEVICE_NAME]     (on the new device's home)\n"
+                    "  approve CODE                         (on an existing device)\n"
+                    "  devices | device revoke DEVICE_ID\n"
+                    "  group create NAME HANDLE... | group add|remove GROUP HANDLE\n"
+                    "  group send GROUP TEXT\n"
+                    "  send-file HANDLE PATH [--verbose]\n"
+                    "  history [--with HANDLE] [--limit N] [--json] | conversations\n"
+                    "  presence hide|show\n"
+                    "  swarm PREFIX COUNT [--register] [--wait SECONDS]  (tests)\n"
                     "options: --passphrase-file FILE (or CHATCLIENT_PASSPHRASE) seals the home\n"
                     "         with Argon2id; --kdf interactive|moderate|sensitive (new homes)\n");
 }
@@ -120,6 +123,13 @@ static int parse_option(cli_t *cl, int argc, char **argv, int *i)
     else if (strcmp(a, "--wait") == 0 && (v = value(argc, argv, i)) &&
              parse_seconds(v, &cl->wait_s) == 0)
         ;
+    else if (strcmp(a, "--limit") == 0 && (v = value(argc, argv, i)) &&
+             parse_seconds(v, &cl->limit) == 0 && cl->limit > 0)
+        ;
+    else if (strcmp(a, "--with") == 0 && (v = value(argc, argv, i)))
+        cl->with = v;
+    else if (strcmp(a, "--register") == 0)
+        cl->use_stdin = true; /* swarm: register the homes first */
     else {
         fprintf(stderr, "chatclient: bad option %s%s%s\n", a, v ? " " : "", v ? v : "");
         return -1;
@@ -156,7 +166,7 @@ static int parse_args(cli_t *cl, int argc, char **argv)
 
 /* ---------------------------------------------------------------- output */
 
-static void print_ids(cn_client_t *c)
+void cli_print_ids(cn_client_t *c)
 {
     uint8_t id[CN_DEVICE_ID_LEN];
     char hex[2 * CN_DEVICE_ID_LEN + 1];
@@ -169,7 +179,7 @@ static void print_ids(cn_client_t *c)
 }
 
 /* Maps a library result to the exit code, explaining failures on stderr. */
-static int report(cn_client_t *c, const char *what, int rc)
+int cli_report(cn_client_t *c, const char *what, int rc)
 {
     int st;
     const char *detail;
@@ -205,8 +215,8 @@ static int report(cn_client_t *c, const char *what, int rc)
     }
 }
 
-static void on_sent(void *ud, const uint8_t id[CN_MESSAGE_ID_LEN], const char *to, int status,
-                    const char *detail)
+void cli_on_sent(void *ud, const uint8_t id[CN_MESSAGE_ID_LEN], const char *to, int status,
+                 const char *detail)
 {
     cli_t *cl = ud;
     char hex[2 * CN_MESSAGE_ID_LEN + 1];
@@ -223,13 +233,53 @@ static void on_sent(void *ud, const uint8_t id[CN_MESSAGE_ID_LEN], const char *t
             cn_client_status_name(status), detail[0] ? ": " : "", detail);
 }
 
-static const char *kind_name(int kind)
+const char *cli_kind_name(int kind)
 {
     static const char *const names[] = {"message", "receipt", "typing", "sender_key", "control"};
     return kind >= 0 && (size_t)kind < CN_ARRAY_LEN(names) ? names[kind] : "unknown";
 }
 
-static int print_json(const cn_client_message_t *m)
+/* Groups, sync copies and files: fields present only when they apply. */
+static int json_extra(cn_buf_t *b, const cn_client_message_t *m)
+{
+    char hex[2 * CN_CLIENT_DIGEST_LEN + 1];
+    int rc = CN_OK;
+    if (m->has_group) {
+        cn_hex_encode(hex, m->group_id, CN_GROUP_ID_LEN);
+        rc = cn_buf_printf(b, ",\"group\":\"%s\"", hex);
+        if (rc == CN_OK && m->group_name != NULL) {
+            rc = cn_buf_printf(b, ",\"group_name\":");
+            if (rc == CN_OK)
+                rc = cn_json_append_string(b, m->group_name, strlen(m->group_name));
+        }
+    }
+    if (rc == CN_OK && m->peer != NULL) {
+        rc = cn_buf_printf(b, ",\"peer\":");
+        if (rc == CN_OK)
+            rc = cn_json_append_string(b, m->peer, strlen(m->peer));
+    }
+    if (rc == CN_OK && m->decoded && m->content.type == CN_CONTENT_FILE) {
+        const cn_content_t *ct = &m->content;
+        rc = cn_buf_printf(b, ",\"file_name\":");
+        if (rc == CN_OK)
+            rc = cn_json_append_string(b, ct->file_name ? ct->file_name : "",
+                                       ct->file_name ? ct->file_name_len : 0);
+        if (rc == CN_OK && m->file_path != NULL) {
+            cn_hex_encode(hex, m->file_sha256, CN_CLIENT_DIGEST_LEN);
+            rc = cn_buf_printf(b, ",\"sha256\":\"%s\",\"file\":", hex);
+            if (rc == CN_OK)
+                rc = cn_json_append_string(b, m->file_path, strlen(m->file_path));
+        }
+        if (rc == CN_OK && m->file_error != NULL) {
+            rc = cn_buf_printf(b, ",\"file_error\":");
+            if (rc == CN_OK)
+                rc = cn_json_append_string(b, m->file_error, strlen(m->file_error));
+        }
+    }
+    return rc;
+}
+
+int cli_print_json(const cn_client_message_t *m, const char *to)
 {
     char id[2 * CN_MESSAGE_ID_LEN + 1], dev[2 * CN_DEVICE_ID_LEN + 1];
     cn_hex_encode(id, m->message_id, CN_MESSAGE_ID_LEN);
@@ -241,13 +291,17 @@ static int print_json(const cn_client_message_t *m)
         rc = cn_json_append_string(&b, m->from, strlen(m->from));
     if (rc == CN_OK)
         rc = cn_buf_printf(&b, ",\"device\":\"%s\",\"ts\":%llu,\"kind\":\"%s\",\"text\":", dev,
-                           (unsigned long long)m->server_time, kind_name(m->kind));
+                           (unsigned long long)m->server_time, cli_kind_name(m->kind));
     if (rc == CN_OK && m->decoded && m->content.text != NULL)
         rc = cn_json_append_string(&b, m->content.text, m->content.text_len);
     else if (rc == CN_OK)
         rc = cn_buf_printf(&b, "null");
     if (rc == CN_OK)
         rc = cn_buf_printf(&b, ",\"seq\":%llu", (unsigned long long)m->seq);
+    if (rc == CN_OK)
+        rc = json_extra(&b, m);
+    if (rc == CN_OK && to != NULL)
+        rc = cn_buf_printf(&b, ",\"to\":\"%s\"", to);
     if (rc == CN_OK && !m->decoded) {
         const char *err = m->error ? m->error : "undecodable";
         rc = cn_buf_printf(&b, ",\"error\":");
@@ -263,7 +317,7 @@ static int print_json(const cn_client_message_t *m)
 }
 
 /* Text mode: control characters from a peer never reach the terminal raw. */
-static void put_sanitized(const char *s, size_t n)
+void cli_put_sanitized(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -276,24 +330,47 @@ static void put_sanitized(const char *s, size_t n)
     }
 }
 
-static void print_text(const cn_client_message_t *m)
+void cli_print_text(const cn_client_message_t *m)
 {
     time_t secs = (time_t)(m->server_time / 1000);
     struct tm tm;
     char ts[32] = "?";
     if (gmtime_r(&secs, &tm) != NULL)
         strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    printf("[%s.%03uZ] %s: ", ts, (unsigned)(m->server_time % 1000), m->from);
-    if (!m->decoded)
-        printf("(undecryptable %s: %s)", kind_name(m->kind), m->error ? m->error : "undecodable");
-    else if (m->content.type != CN_CONTENT_TEXT || m->content.text == NULL)
-        printf("(%s of unsupported type %u)", kind_name(m->kind), m->content.type);
+    printf("[%s.%03uZ] ", ts, (unsigned)(m->server_time % 1000));
+    if (m->peer != NULL)
+        printf("me -> %s", m->peer); /* sent from another device of ours */
     else
-        put_sanitized(m->content.text, m->content.text_len);
+        printf("%s", m->from);
+    if (m->has_group) {
+        char hex[2 * CN_GROUP_ID_LEN + 1];
+        cn_hex_encode(hex, m->group_id, CN_GROUP_ID_LEN);
+        printf(" @ %.8s", hex);
+        if (m->group_name != NULL) {
+            putchar(' ');
+            cli_put_sanitized(m->group_name, strlen(m->group_name));
+        }
+    }
+    fputs(": ", stdout);
+    if (!m->decoded) {
+        printf("(undecryptable %s: %s)", cli_kind_name(m->kind),
+               m->error ? m->error : "undecodable");
+    } else if (m->content.type == CN_CONTENT_FILE) {
+        fputs("(file ", stdout);
+        cli_put_sanitized(m->content.file_name ? m->content.file_name : "",
+                          m->content.file_name ? m->content.file_name_len : 0);
+        if (m->file_path != NULL)
+            printf(", saved to %s)", m->file_path);
+        else
+            printf(", %s)", m->file_error ? m->file_error : "not saved");
+    } else if (m->content.type != CN_CONTENT_TEXT || m->content.text == NULL)
+        printf("(%s of unsupported type %u)", cli_kind_name(m->kind), m->content.type);
+    else
+        cli_put_sanitized(m->content.text, m->content.text_len);
     putchar('\n');
 }
 
-static int on_message(void *ud, const cn_client_message_t *m)
+int cli_on_message(void *ud, const cn_client_message_t *m)
 {
     const cli_t *cl = ud;
     /* recv shows messages; receipts and typing notices (decrypted, so the
@@ -301,10 +378,10 @@ static int on_message(void *ud, const cn_client_message_t *m)
     if (m->decoded && m->kind != CHAT__KIND__MESSAGE)
         return CN_OK;
     if (cl->json) {
-        if (print_json(m) != CN_OK)
+        if (cli_print_json(m, NULL) != CN_OK)
             return CN_EIO;
     } else {
-        print_text(m);
+        cli_print_text(m);
     }
     /* Printed before it is acked: a failed flush must not ack it. */
     if (fflush(stdout) != 0 || ferror(stdout))
@@ -322,8 +399,8 @@ static int cmd_register(cli_t *cl, cn_client_t *c)
     if (rc == CN_OK)
         rc = cn_client_register(c, cl->args[0], cl->invite, cl->name);
     if (rc != CN_OK)
-        return report(c, "register", rc);
-    print_ids(c);
+        return cli_report(c, "register", rc);
+    cli_print_ids(c);
     return 0;
 }
 
@@ -380,7 +457,7 @@ static int queue_lines(cn_client_t *c, const char *to, char **v, size_t n)
     for (size_t i = 0; i < n; i++) {
         int rc = cn_client_queue_text(c, to, v[i], NULL);
         if (rc != CN_OK)
-            return report(c, "queue", rc);
+            return cli_report(c, "queue", rc);
     }
     return 0;
 }
@@ -410,21 +487,21 @@ static int cmd_send(cli_t *cl, cn_client_t *c)
     }
     if (ex != 0)
         return ex;
-    return report(c, "send", cn_client_flush(c, on_sent, cl));
+    return cli_report(c, "send", cn_client_flush(c, cli_on_sent, cl));
 }
 
 static int cmd_flush(cli_t *cl, cn_client_t *c)
 {
     if (cl->nargs != 0)
         return -1;
-    return report(c, "flush", cn_client_flush(c, on_sent, cl));
+    return cli_report(c, "flush", cn_client_flush(c, cli_on_sent, cl));
 }
 
 static int cmd_recv(cli_t *cl, cn_client_t *c)
 {
     if (cl->nargs != 0)
         return -1;
-    return report(c, "recv", cn_client_recv(c, cl->wait_s * 1000u, on_message, cl));
+    return cli_report(c, "recv", cn_client_recv(c, cl->wait_s * 1000u, cli_on_message, cl));
 }
 
 static int cmd_fingerprint(cli_t *cl, cn_client_t *c)
@@ -438,177 +515,11 @@ static int cmd_fingerprint(cli_t *cl, cn_client_t *c)
         return EXIT_USAGE;
     }
     if (rc != CN_OK)
-        return report(c, "fingerprint", rc);
+        return cli_report(c, "fingerprint", rc);
     printf("safety number with %s:\n", cl->args[0]);
     for (int i = 0; i < CN_SAFETY_NUMBER_DIGITS; i += 5)
         printf("%.5s%s", num + i, (i + 5) % 30 == 0 ? "\n" : " ");
     return 0;
-}
-
-/* ------------------------------------------------------------------ chat */
-
-#define CHAT_POLL_MS 200
-#define CHAT_IDS_MAX CN_CLIENT_RECEIPT_IDS_MAX
-
-typedef struct chat {
-    cli_t *cl;
-    cn_client_t *c;
-    char peer[CN_HANDLE_MAX + 1];
-    uint8_t delivered[CHAT_IDS_MAX][CN_MESSAGE_ID_LEN]; /* to acknowledge as delivered */
-    size_t ndelivered;
-    uint8_t unread[CHAT_IDS_MAX][CN_MESSAGE_ID_LEN]; /* shown, not yet marked read */
-    size_t nunread;
-    char inbuf[CN_CLIENT_TEXT_MAX + 2];
-    size_t inlen;
-    bool eof, quit;
-} chat_t;
-
-static void short_id(char out[9], const uint8_t *id)
-{
-    cn_hex_encode(out, id, 4);
-}
-
-static void chat_receipt(const cn_client_message_t *m)
-{
-    const char *what = m->content.receipt_status == CN_RECEIPT_READ ? "read" : "delivered";
-    for (size_t i = 0; i < m->content.n_ids; i++) {
-        char id[9];
-        short_id(id, m->content.ids + i * CN_MESSAGE_ID_LEN);
-        printf("* %s %s by %s\n", what, id, m->from);
-    }
-}
-
-static int on_chat(void *ud, const cn_client_message_t *m)
-{
-    chat_t *ch = ud;
-    bool from_peer = strcmp(m->from, ch->peer) == 0;
-    if (!m->decoded) {
-        printf("* undecryptable %s from %s: %s\n", kind_name(m->kind), m->from,
-               m->error ? m->error : "undecodable");
-    } else if (m->content.type == CN_CONTENT_RECEIPT) {
-        chat_receipt(m);
-    } else if (m->content.type == CN_CONTENT_TYPING) {
-        printf("* %s %s\n", m->from, m->content.typing ? "is typing..." : "stopped typing");
-    } else {
-        print_text(m);
-        if (from_peer && ch->ndelivered < CHAT_IDS_MAX)
-            memcpy(ch->delivered[ch->ndelivered++], m->message_id, CN_MESSAGE_ID_LEN);
-    }
-    return fflush(stdout) == 0 ? CN_OK : CN_EIO;
-}
-
-/* Delivered receipts for what arrived; those messages are now unread. */
-static int chat_send_delivered(chat_t *ch)
-{
-    if (ch->ndelivered == 0)
-        return CN_OK;
-    CN_TRY(cn_client_queue_receipt(ch->c, ch->peer, CN_RECEIPT_DELIVERED, &ch->delivered[0][0],
-                                   ch->ndelivered));
-    for (size_t i = 0; i < ch->ndelivered && ch->nunread < CHAT_IDS_MAX; i++)
-        memcpy(ch->unread[ch->nunread++], ch->delivered[i], CN_MESSAGE_ID_LEN);
-    ch->ndelivered = 0;
-    return CN_OK;
-}
-
-/* The user acted in the conversation: what was shown has been read. */
-static int chat_send_read(chat_t *ch)
-{
-    if (ch->nunread == 0)
-        return CN_OK;
-    CN_TRY(
-        cn_client_queue_receipt(ch->c, ch->peer, CN_RECEIPT_READ, &ch->unread[0][0], ch->nunread));
-    ch->nunread = 0;
-    return CN_OK;
-}
-
-static int chat_line(chat_t *ch, const char *line)
-{
-    uint8_t id[CN_MESSAGE_ID_LEN];
-    char sid[9];
-    if (line[0] == '\0')
-        return CN_OK;
-    if (strcmp(line, "/quit") == 0) {
-        ch->quit = true;
-        return CN_OK;
-    }
-    if (strcmp(line, "/typing") == 0)
-        return cn_client_queue_typing(ch->c, ch->peer, true);
-    CN_TRY(chat_send_read(ch));
-    if (strcmp(line, "/read") == 0)
-        return CN_OK;
-    int rc = cn_client_queue_text(ch->c, ch->peer, line, id);
-    if (rc == CN_EINVAL || rc == CN_ETOOBIG) {
-        printf("* not sent: %s\n", rc == CN_ETOOBIG ? "too long" : "not valid UTF-8");
-        return CN_OK;
-    }
-    CN_TRY(rc);
-    short_id(sid, id);
-    printf("* sending %s\n", sid);
-    return CN_OK;
-}
-
-/* Reads whatever stdin has without blocking; handles complete lines. */
-static int chat_stdin(chat_t *ch)
-{
-    struct pollfd p = {.fd = 0, .events = POLLIN};
-    while (!ch->eof && !ch->quit && poll(&p, 1, 0) > 0) {
-        if (ch->inlen == sizeof(ch->inbuf))
-            ch->inlen = 0; /* an overlong line is dropped */
-        ssize_t r = read(0, ch->inbuf + ch->inlen, sizeof(ch->inbuf) - ch->inlen);
-        if (r <= 0) {
-            ch->eof = true;
-            break;
-        }
-        ch->inlen += (size_t)r;
-        char *nl;
-        while ((nl = memchr(ch->inbuf, '\n', ch->inlen)) != NULL) {
-            *nl = '\0';
-            size_t used = (size_t)(nl - ch->inbuf) + 1;
-            if (used >= 2 && nl[-1] == '\r')
-                nl[-1] = '\0';
-            CN_TRY(chat_line(ch, ch->inbuf));
-            memmove(ch->inbuf, ch->inbuf + used, ch->inlen - used);
-            ch->inlen -= used;
-        }
-    }
-    return CN_OK;
-}
-
-static int cmd_chat(cli_t *cl, cn_client_t *c)
-{
-    if (cl->nargs != 1)
-        return -1;
-    chat_t *ch = calloc(1, sizeof(*ch));
-    if (ch == NULL)
-        return EXIT_USAGE;
-    ch->cl = cl;
-    ch->c = c;
-    if (cn_handle_normalize(cl->args[0], ch->peer) != CN_OK) {
-        free(ch);
-        fprintf(stderr, "chatclient: chat: bad handle %s\n", cl->args[0]);
-        return EXIT_USAGE;
-    }
-    printf("* chatting with %s (/typing, /read, /quit)\n", ch->peer);
-    fflush(stdout);
-    int rc = CN_OK;
-    uint64_t linger_until = 0;
-    while (rc == CN_OK && !ch->quit) {
-        rc = chat_stdin(ch);
-        if (rc == CN_OK)
-            rc = cn_client_poll(c, CHAT_POLL_MS, on_chat, ch);
-        if (rc == CN_OK)
-            rc = chat_send_delivered(ch);
-        fflush(stdout);
-        if (ch->eof && linger_until == 0)
-            linger_until = cn_now_ms() + cl->wait_s * 1000ull;
-        if (ch->eof && cn_now_ms() >= linger_until)
-            break;
-    }
-    /* What was queued last (receipts, the last lines) goes out before leaving. */
-    if (rc == CN_OK)
-        rc = cn_client_flush(c, on_sent, cl);
-    free(ch);
-    return report(c, "chat", rc);
 }
 
 static int cmd_whoami(cli_t *cl, cn_client_t *c)
@@ -620,7 +531,7 @@ static int cmd_whoami(cli_t *cl, cn_client_t *c)
         fprintf(stderr, "chatclient: not registered (run: chatclient register HANDLE)\n");
         return EXIT_USAGE;
     }
-    print_ids(c);
+    cli_print_ids(c);
     return 0;
 }
 
@@ -629,9 +540,22 @@ static int run(cli_t *cl, cn_client_t *c)
     static const struct {
         const char *name;
         int (*fn)(cli_t *, cn_client_t *);
-    } cmds[] = {{"register", cmd_register}, {"send", cmd_send}, {"recv", cmd_recv},
-                {"flush", cmd_flush},       {"chat", cmd_chat}, {"fingerprint", cmd_fingerprint},
-                {"whoami", cmd_whoami}};
+    } cmds[] = {{"register", cmd_register},
+                {"send", cmd_send},
+                {"recv", cmd_recv},
+                {"flush", cmd_flush},
+                {"chat", cli_cmd_chat},
+                {"fingerprint", cmd_fingerprint},
+                {"whoami", cmd_whoami},
+                {"group", cli_cmd_group},
+                {"link", cli_cmd_link},
+                {"approve", cli_cmd_approve},
+                {"devices", cli_cmd_devices},
+                {"device", cli_cmd_device},
+                {"send-file", cli_cmd_send_file},
+                {"history", cli_cmd_history},
+                {"conversations", cli_cmd_conversations},
+                {"presence", cli_cmd_presence}};
     for (size_t i = 0; i < CN_ARRAY_LEN(cmds); i++) {
         if (strcmp(cl->cmd, cmds[i].name) == 0)
             return cmds[i].fn(cl, c);
@@ -696,10 +620,17 @@ int main(int argc, char **argv)
     /* A node that closes after refusing us must not kill the CLI mid-write. */
     signal(SIGPIPE, SIG_IGN);
     cn_log_set_level(CN_LOG_WARN);
+    const char *lv = getenv("CHATCLIENT_LOG"); /* debug | info: more on stderr */
+    if (lv != NULL && strcmp(lv, "debug") == 0)
+        cn_log_set_level(CN_LOG_DEBUG);
+    else if (lv != NULL && strcmp(lv, "info") == 0)
+        cn_log_set_level(CN_LOG_INFO);
     if (parse_args(&cl, argc, argv) < 0) {
         usage();
         return EXIT_USAGE;
     }
+    if (strcmp(cl.cmd, "swarm") == 0)
+        return cli_cmd_swarm(&cl);
     if (cl.opt.home == NULL) {
         const char *h = getenv("HOME");
         snprintf(home, sizeof(home), "%s/.chatclient", h && h[0] ? h : ".");

@@ -45,7 +45,8 @@ static int load_handle(cn_client_t *c)
 static int open_home(cn_client_t *c, const cn_client_options_t *opt)
 {
     char path[CN__PATH_MAX];
-    static const char *const dirs[] = {"devices", "sessions", "trust"};
+    static const char *const dirs[] = {"devices", "sessions", "trust",
+                                       "groups",  "uploads",  "files"};
     CN_TRY(cn__mkdir(c->home, 0700));
     CN_TRY(home_path(c, "outbox", c->outbox_dir));
     CN_TRY(cn__mkdir(c->outbox_dir, 0700));
@@ -108,6 +109,8 @@ void cn_client_free(cn_client_t *c)
     cn_identity_dispose(&c->id);
     cn__seen_close(c->seen);
     free(c->acks);
+    free(c->stash);
+    sodium_free(c->hkeys);
     free(c->ca_file);
     free(c->jwt);
     free(c);
@@ -339,5 +342,18 @@ int cn_client_register(cn_client_t *c, const char *handle, const char *invite,
         CN_TRY(rc);
         break;
     }
-    return cn__file_write_atomic(ok_path, "1\n", 2, 0600);
+    CN_TRY(cn__file_write_atomic(ok_path, "1\n", 2, 0600));
+    cn__client_release_prekeys(c);
+    return CN_OK;
+}
+
+void cn__client_release_prekeys(cn_client_t *c)
+{
+    /* Each private prekey sits in its own guarded sodium allocation: keep
+     * them only while they are used (many clients in one process). */
+    if (!c->prekeys_loaded || c->prekeys_dirty)
+        return;
+    cn__prekeys_dispose(&c->prekeys);
+    memset(&c->prekeys, 0, sizeof(c->prekeys));
+    c->prekeys_loaded = false;
 }

@@ -49,7 +49,13 @@ CN_MUST_USE int cn__mkdir(const char *dir, int mode);
 
 /* --------------------------------------------------------------- outbox */
 
-#define CN__OUTBOX_MAX_FILE (CN_CLIENT_CONTENT_MAX + 128u)
+/* Outbox entries that are not Sends of a Chat__Kind: a HistoryAppend
+ * (content: thread tag ‖ entry id ‖ time u64 ‖ sealed entry) and a group
+ * send (content: group id ‖ encoded content). */
+#define CN__KIND_HISTORY       16
+#define CN__KIND_GROUP         17
+#define CN__OUTBOX_CONTENT_MAX (CN_CLIENT_CONTENT_MAX + 1024u)
+#define CN__OUTBOX_MAX_FILE    (CN__OUTBOX_CONTENT_MAX + 128u)
 
 /** One queued message (owned content). */
 typedef struct cn__outbox_entry {
@@ -241,9 +247,52 @@ void cn__e2e_dispose(cn_client_t *c);
 /** Parses CHATCLIENT_TEST_FAULTS. */
 void cn__faults_init(cn__faults_t *f);
 
+/* ------------------------------------------------- groups, media, history */
+
+/** Processes a sender key distribution (from a pairwise message). */
+CN_MUST_USE int cn__group_on_skdist(cn_client_t *c, const char *from,
+                                    const uint8_t dev[CN_DEVICE_ID_LEN], const cn_content_t *ct);
+/** Decrypts a group message from dev with its sender key (group.c). */
+CN_MUST_USE int cn__group_open(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
+                               const uint8_t dev[CN_DEVICE_ID_LEN], const uint8_t *ct, size_t n,
+                               cn_buf_t *pt, const char **why);
+/** Encrypts pt with this device's sender key of gid (saved before return). */
+CN_MUST_USE int cn__group_seal(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
+                               const uint8_t *pt, size_t n, cn_buf_t *out);
+/** The known name of a group into out (empty when unknown). */
+void cn__group_name(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN], char *out, size_t cap);
+
+/** Downloads, verifies, decrypts and saves the file of m's content. */
+void cn__media_fetch(cn_client_t *c, cn_client_message_t *m, char *path, size_t cap);
+
+/** This user's history key and archive key (created when create). */
+CN_MUST_USE int cn__history_keys(cn_client_t *c, bool create, const uint8_t **hk,
+                                 const uint8_t **ak);
+/** Adopts keys received from another device of this user (if none yet). */
+CN_MUST_USE int cn__history_adopt(cn_client_t *c, const uint8_t *hk, const uint8_t *ak);
+/** The thread tag of a 1:1 conversation (peer) or of a group (gid). */
+CN_MUST_USE int cn__history_tag(cn_client_t *c, const char *peer, const uint8_t *gid,
+                                uint8_t tag[CN_THREAD_TAG_LEN]);
+/**
+ * Queues (outbox) a sealed history entry of a message: content (encoded),
+ * sent by from, in the conversation with peer or group gid, at time. The
+ * entry id is derived from (from_dev, message_id), so every device of the
+ * user appends the same entry and the node stores it once.
+ */
+CN_MUST_USE int cn__history_queue(cn_client_t *c, const char *from,
+                                  const uint8_t from_dev[CN_DEVICE_ID_LEN],
+                                  const uint8_t message_id[CN_MESSAGE_ID_LEN], const char *peer,
+                                  const uint8_t *gid, const uint8_t *content, size_t n,
+                                  uint64_t time);
+
+/** Applies a DevicesChanged push to the device cache. */
+CN_MUST_USE int cn__devices_on_changed(cn_client_t *c, const Chat__DevicesChanged *dc);
+
 /* ---------------------------------------------------------------- client */
 
 #define CN__ACKS_INFLIGHT_MAX 64
+#define CN__BG_MAX            32 /* fire-and-forget requests in flight */
+#define CN__SUBS_MAX          16 /* presence subscriptions */
 
 /** How a connection authenticates after the Challenge. */
 typedef struct cn__login {
@@ -298,6 +347,22 @@ struct cn_client {
     size_t nack_rids;
     uint64_t misc_rid; /* a background UploadPrekeys (refill), 0 if none */
     bool poll_conn;    /* this connection was made by cn_client_poll */
+
+    /* Fire-and-forget requests (Subscribe, ...): responses are dropped. */
+    uint64_t bg_rids[CN__BG_MAX];
+    size_t nbg;
+    char subs[CN__SUBS_MAX][CN_HANDLE_MAX + 1];
+    size_t nsubs;
+    cn_client_presence_cb presence_cb;
+    void *presence_ud;
+    /* Pushes that arrived while a delivery was being handled (a download):
+     * handled in order afterwards. Owned frames. */
+    Chat__ServerFrame **stash;
+    size_t nstash, stash_cap;
+    int defer;
+    uint8_t *hkeys;    /* history key ‖ archive key (sodium memory) or NULL */
+    bool outbox_added; /* flush queued more entries (history): flush again */
+    bool got_keys;     /* a keys message from another own device arrived */
 };
 
 /** A fresh non-zero request id. */
@@ -327,6 +392,8 @@ CN_MUST_USE int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms);
 CN_MUST_USE int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms);
 /** Uploads fresh one-time prekeys after PrekeysLow (response not awaited). */
 CN_MUST_USE int cn__client_refill_prekeys(cn_client_t *c, uint32_t remaining, uint64_t deadline_ms);
+/** Drops the cached private prekeys when they are saved (reloaded on use). */
+void cn__client_release_prekeys(cn_client_t *c);
 /** The cached private prekeys (loaded on first use); CN_ENOTFOUND if none. */
 CN_MUST_USE int cn__client_prekeys(cn_client_t *c, cn__prekeys_t **out);
 /** Reports a warning through the warn callback (or the log). */
@@ -337,6 +404,15 @@ CN_MUST_USE int cn__client_queue(cn_client_t *c, const char *handle, uint8_t kin
 /** cn_client_flush with an absolute deadline (refusal state kept). */
 CN_MUST_USE int cn__client_flush_until(cn_client_t *c, uint64_t deadline_ms, cn_client_sent_cb cb,
                                        void *ud);
+/** Sends a request whose response is not awaited (dropped when it comes). */
+CN_MUST_USE int cn__client_send_bg(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms);
+/** Handles the stashed pushes (see defer), in order. */
+CN_MUST_USE int cn__client_unstash(cn_client_t *c, uint64_t deadline_ms);
+/** Connects as an existing device (Auth) and runs one request. */
+CN_MUST_USE int cn__client_rpc(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
+                               Chat__ServerFrame **out);
+/** Answers a non-OK response: records the refusal, returns its error. */
+CN_MUST_USE int cn__client_check(cn_client_t *c, const Chat__ServerFrame *r, int want_result);
 /** Sends one request and waits for its response (pushes handled). */
 CN_MUST_USE int cn__client_call(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
                                 Chat__ServerFrame **out);

@@ -32,6 +32,18 @@
  *   type 1 = receipt: 4: status (uint: 1 delivered, 2 read),
  *                     5: message ids (byte string, n × 16 bytes, n >= 1)
  *   type 2 = typing:  6: state (uint: 0 stopped, 1 typing)
+ *   type 3 = sender key: 7: group id (16 bytes), 9: sender key distribution
+ *                     message (bytes), 10: group name (text, optional)
+ *   type 4 = file:    11: media id (16), 12: media key (32), 13: digest of
+ *                     the ciphertext (32), 14: ciphertext size (uint),
+ *                     15: content type, 16: file name (text), 19: SHA-256 of
+ *                     the plaintext (32)
+ *   type 5 = keys:    17: history key (32), 18: archive key (32), sent by a
+ *                     user's device to its own new device
+ * Optional on any type: 7: group id (a group message carries its group),
+ *   8: peer (text, a handle: the conversation partner, set in the "sync"
+ *   copies a device sends to its user's other devices), 20: from (text, a
+ *   handle; history entries only).
  * Every envelope is this map encrypted end to end per recipient device
  * (X3DH + Double Ratchet, crypto/cn_crypto.h and docs/E2E.md).
  */
@@ -41,17 +53,23 @@
 #include "common/cn_common.h"
 #include "proto/cn_proto.h"
 
-#define CN_CLIENT_TEXT_MAX     (32u * 1024u) /* bytes of UTF-8 text in one message */
-#define CN_CLIENT_CONTENT_MAX  (CN_CLIENT_TEXT_MAX + 64u)
-#define CN_CLIENT_WINDOW       64    /* sends in flight on one connection */
-#define CN_CLIENT_SEEN_MAX     10000 /* remembered (device, message id) pairs */
-#define CN_CLIENT_BACKOFF_MIN  100   /* ms, first reconnect delay bound */
-#define CN_CLIENT_BACKOFF_MAX  5000  /* ms, largest reconnect delay bound */
-#define CN_CLIENT_HOST_MAX     253
-#define CN_CLIENT_PATH_MAX     256
-#define CN_CLIENT_DEFAULT_URL  "wss://127.0.0.1:8443"
-#define CN_CLIENT_DEFAULT_PATH "/ws"
-#define CN_CLIENT_CONTENT_VER  1
+#define CN_CLIENT_TEXT_MAX        (32u * 1024u) /* bytes of UTF-8 text in one message */
+#define CN_CLIENT_CONTENT_MAX     (CN_CLIENT_TEXT_MAX + 512u)
+#define CN_CLIENT_WINDOW          64    /* sends in flight on one connection */
+#define CN_CLIENT_SEEN_MAX        10000 /* remembered (device, message id) pairs */
+#define CN_CLIENT_BACKOFF_MIN     100   /* ms, first reconnect delay bound */
+#define CN_CLIENT_BACKOFF_MAX     5000  /* ms, largest reconnect delay bound */
+#define CN_CLIENT_HOST_MAX        253
+#define CN_CLIENT_PATH_MAX        256
+#define CN_CLIENT_DEFAULT_URL     "wss://127.0.0.1:8443"
+#define CN_CLIENT_DEFAULT_PATH    "/ws"
+#define CN_CLIENT_CONTENT_VER     1
+#define CN_CLIENT_NAME_MAX        255 /* bytes of a group or file name, a content type */
+#define CN_CLIENT_SKDIST_MAX      256 /* bytes of a sender key distribution message */
+#define CN_CLIENT_MEDIA_KEY_LEN   32
+#define CN_CLIENT_DIGEST_LEN      32
+#define CN_CLIENT_HISTORY_KEY_LEN 32
+#define CN_CLIENT_FILE_MAX        (100u * 1024u * 1024u) /* largest file send-file takes */
 
 /* ------------------------------------------------------------ pure parts */
 
@@ -70,6 +88,9 @@ enum cn_content_type {
     CN_CONTENT_TEXT = 0,
     CN_CONTENT_RECEIPT = 1,
     CN_CONTENT_TYPING = 2,
+    CN_CONTENT_SENDER_KEY = 3,
+    CN_CONTENT_FILE = 4,
+    CN_CONTENT_KEYS = 5,
 };
 
 enum cn_receipt_status { CN_RECEIPT_DELIVERED = 1, CN_RECEIPT_READ = 2 };
@@ -86,8 +107,25 @@ typedef struct cn_content {
     uint32_t receipt_status; /* receipt: enum cn_receipt_status */
     const uint8_t *ids;      /* receipt: n_ids × CN_MESSAGE_ID_LEN bytes */
     size_t n_ids;
-    uint32_t typing; /* typing: 0 stopped, 1 typing */
+    uint32_t typing;         /* typing: 0 stopped, 1 typing */
+    const uint8_t *group_id; /* CN_GROUP_ID_LEN bytes or NULL */
+    const char *peer;        /* sync copies: the conversation partner; NULL if absent */
+    size_t peer_len;
+    const char *from; /* history entries: the sender's handle */
+    size_t from_len;
+    const uint8_t *skdist; /* sender key: the distribution message */
+    size_t skdist_len;
+    const char *group_name;
+    size_t group_name_len;
+    const uint8_t *media_id, *media_key, *media_digest, *file_sha256; /* file */
+    uint64_t file_size;
+    const char *file_type, *file_name;
+    size_t file_type_len, file_name_len;
+    const uint8_t *history_key, *archive_key; /* keys */
 } cn_content_t;
+
+/** Appends the CBOR encoding of every field set in c (pointers borrowed). */
+CN_MUST_USE int cn_content_encode(cn_buf_t *out, const cn_content_t *c);
 
 /** Appends the CBOR encoding of a receipt (ids: n × 16 bytes, 1..MAX). */
 CN_MUST_USE int cn_content_encode_receipt(cn_buf_t *out, uint32_t status, const uint8_t *ids,
@@ -215,6 +253,17 @@ typedef struct cn_client_message {
     bool decoded;         /* content below is valid */
     cn_content_t content; /* the opened and decoded payload */
     const char *error;    /* why it is not decoded (static string), else NULL */
+    bool has_group;       /* a group message (or a sender key) of group_id */
+    uint8_t group_id[CN_GROUP_ID_LEN];
+    const char *group_name; /* the group's name when known, else NULL */
+    /* A copy of a message this user sent from another device: from is this
+     * user and peer the conversation partner (NULL otherwise). */
+    const char *peer;
+    /* File messages: where the verified plaintext was saved (NULL if not),
+     * its SHA-256, or why the download failed (static string). */
+    const char *file_path;
+    uint8_t file_sha256[CN_CLIENT_DIGEST_LEN];
+    const char *file_error;
 } cn_client_message_t;
 
 /**
@@ -252,5 +301,127 @@ CN_MUST_USE int cn_client_queue_typing(cn_client_t *c, const char *handle, bool 
  */
 CN_MUST_USE int cn_client_fingerprint(cn_client_t *c, const char *handle, char *out,
                                       size_t out_len);
+
+/* ------------------------------------------------------- several devices */
+
+/** Receives the link code to show while cn_client_link waits. */
+typedef void (*cn_client_code_cb)(void *ud, const char *code);
+
+/**
+ * Links this (new, unregistered) home as another device of handle:
+ * LinkDevice, code_cb with the code to approve on an existing device, then
+ * waits (up to the link's expiry) for LinkComplete, authenticates, uploads
+ * prekeys and waits (up to the client timeout) for the history keys an
+ * approving device sends. Messages that arrive meanwhile go to msg_cb
+ * (may be NULL: left for the next recv). CN_ETIMEDOUT when nobody approved.
+ */
+CN_MUST_USE int cn_client_link(cn_client_t *c, const char *handle, const char *device_name,
+                               cn_client_code_cb code_cb, cn_client_message_cb msg_cb, void *ud);
+
+/** One device of a user, borrowed during the callback. */
+typedef struct cn_client_device {
+    uint8_t id[CN_DEVICE_ID_LEN];
+    const char *name;
+    uint64_t created; /* ms since the epoch, 0 when unknown */
+    bool self;        /* this device */
+} cn_client_device_t;
+
+typedef void (*cn_client_device_cb)(void *ud, const cn_client_device_t *d);
+
+/**
+ * Approves a waiting device with its code: shows it through show (may be
+ * NULL) before signing its certificate, then sends this user's history
+ * keys to it once it has uploaded prekeys.
+ */
+CN_MUST_USE int cn_client_approve(cn_client_t *c, const char *code, cn_client_device_cb show,
+                                  void *ud);
+/** Lists this user's devices (GetDevices) and refreshes the device cache. */
+CN_MUST_USE int cn_client_devices(cn_client_t *c, cn_client_device_cb cb, void *ud);
+/** Revokes one of this user's devices. */
+CN_MUST_USE int cn_client_revoke(cn_client_t *c, const uint8_t id[CN_DEVICE_ID_LEN]);
+
+/* ----------------------------------------------------------------- groups */
+
+/**
+ * Creates a group with a fresh random id (written to group_id) and the
+ * given members (this user becomes its admin); the name stays on the
+ * clients: it travels inside the E2E sender key messages.
+ */
+CN_MUST_USE int cn_client_group_create(cn_client_t *c, const char *name, const char *const *handles,
+                                       size_t n, uint8_t group_id[CN_GROUP_ID_LEN]);
+/** Adds (add = true) or removes a member; admins only. */
+CN_MUST_USE int cn_client_group_update(cn_client_t *c, const uint8_t group_id[CN_GROUP_ID_LEN],
+                                       const char *handle, bool add);
+/**
+ * Sends text to a group: distributes this device's sender key (over the
+ * pairwise sessions) to members that lack it, rotating it when members
+ * left, then one sender-key ciphertext that the node fans out.
+ */
+CN_MUST_USE int cn_client_group_send_text(cn_client_t *c, const uint8_t group_id[CN_GROUP_ID_LEN],
+                                          const char *text, uint8_t message_id[CN_MESSAGE_ID_LEN]);
+/** The locally known name of a group into out (empty when unknown). */
+void cn_client_group_name(cn_client_t *c, const uint8_t group_id[CN_GROUP_ID_LEN], char *out,
+                          size_t cap);
+
+/* ------------------------------------------------------------------ media */
+
+/** Upload progress: bytes of ciphertext the node holds out of size. */
+typedef void (*cn_client_progress_cb)(void *ud, const uint8_t media_id[CN_MEDIA_ID_LEN],
+                                      uint64_t stored, uint64_t size);
+
+/**
+ * Encrypts the file at path (random key), uploads the ciphertext in
+ * chunks and sends {media id, key, digest, size, type, name} end to end
+ * to handle. The upload state is kept in HOME/uploads until done, so
+ * running it again for the same file and recipient resumes at the offset
+ * the node holds.
+ */
+CN_MUST_USE int cn_client_send_file(cn_client_t *c, const char *handle, const char *path,
+                                    cn_client_progress_cb progress, void *ud);
+
+/* ---------------------------------------------------------------- history */
+
+/** One decrypted history entry, borrowed during the callback. */
+typedef struct cn_client_history_entry {
+    uint64_t time;
+    const char *from; /* sender handle */
+    const char *peer; /* 1:1: the conversation partner; NULL for a group */
+    bool has_group;
+    uint8_t group_id[CN_GROUP_ID_LEN];
+    cn_content_t content;
+} cn_client_history_entry_t;
+
+typedef int (*cn_client_history_cb)(void *ud, const cn_client_history_entry_t *e);
+
+/**
+ * Pages through this user's archive (HistoryQuery), newest first, and
+ * hands out up to limit entries (of the thread with handle when not NULL)
+ * in chronological order. Entries that do not open are skipped.
+ */
+CN_MUST_USE int cn_client_history(cn_client_t *c, const char *with, uint32_t limit,
+                                  cn_client_history_cb cb, void *ud);
+
+/** One thread: its peer handle or group (hex), or unknown. */
+typedef struct cn_client_thread {
+    const char *name; /* handle, "group:<hex> NAME", or NULL when the tag is unknown */
+    uint8_t tag[CN_THREAD_TAG_LEN];
+    uint64_t last_time;
+} cn_client_thread_t;
+
+typedef void (*cn_client_thread_cb)(void *ud, const cn_client_thread_t *t);
+
+/** Lists threads by most recent activity (ListThreads), resolving tags. */
+CN_MUST_USE int cn_client_conversations(cn_client_t *c, cn_client_thread_cb cb, void *ud);
+
+/* --------------------------------------------------------------- presence */
+
+typedef void (*cn_client_presence_cb)(void *ud, const char *handle, bool online,
+                                      uint64_t last_seen);
+
+/** Where PresenceEvents go; handle is subscribed on every (re)connect. */
+CN_MUST_USE int cn_client_subscribe(cn_client_t *c, const char *handle, cn_client_presence_cb cb,
+                                    void *ud);
+/** Hides (or shows) this user's presence from everyone (SetPresence). */
+CN_MUST_USE int cn_client_set_presence_hidden(cn_client_t *c, bool hidden);
 
 #endif /* CN_CLIENT_H */

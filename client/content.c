@@ -17,6 +17,20 @@ enum {
     KEY_STATUS = 4,
     KEY_IDS = 5,
     KEY_TYPING = 6,
+    KEY_GROUP = 7,
+    KEY_PEER = 8,
+    KEY_SKDIST = 9,
+    KEY_GROUP_NAME = 10,
+    KEY_MEDIA_ID = 11,
+    KEY_MEDIA_KEY = 12,
+    KEY_MEDIA_DIGEST = 13,
+    KEY_FILE_SIZE = 14,
+    KEY_FILE_TYPE = 15,
+    KEY_FILE_NAME = 16,
+    KEY_HISTORY_KEY = 17,
+    KEY_ARCHIVE_KEY = 18,
+    KEY_FILE_SHA256 = 19,
+    KEY_FROM = 20,
 };
 
 #define CONTENT_KEYS_MAX 16 /* entries in one map, known or not */
@@ -101,6 +115,100 @@ int cn_content_encode_text(cn_buf_t *out, const char *text, size_t len, uint64_t
     CN_TRY(cn_buf_append(out, text, len));
     CN_TRY(put_head(out, enc_uint, KEY_SENT_AT));
     return put_head(out, enc_uint, sent_at);
+}
+
+/* One optional byte-string field of the generic encoder. */
+static int put_bytes_field(cn_buf_t *out, uint64_t key, const uint8_t *p, size_t n)
+{
+    CN_TRY(put_head(out, enc_uint, key));
+    CN_TRY(put_head(out, enc_bytes, n));
+    return cn_buf_append(out, p, n);
+}
+
+static int put_text_field(cn_buf_t *out, uint64_t key, const char *p, size_t n)
+{
+    CN_ENSURE(cn_utf8_valid((const uint8_t *)p, n), CN_EINVAL);
+    CN_TRY(put_head(out, enc_uint, key));
+    CN_TRY(put_head(out, enc_text, n));
+    return cn_buf_append(out, p, n);
+}
+
+static int put_uint_field(cn_buf_t *out, uint64_t key, uint64_t v)
+{
+    CN_TRY(put_head(out, enc_uint, key));
+    return put_head(out, enc_uint, v);
+}
+
+/* How many map entries cn_content_encode writes for c. */
+static size_t count_fields(const cn_content_t *c)
+{
+    size_t n = 3; /* version, type, sent_at */
+    n += c->text != NULL;
+    n += c->type == CN_CONTENT_RECEIPT ? 2 : 0;
+    n += c->type == CN_CONTENT_TYPING;
+    n += c->group_id != NULL;
+    n += c->peer != NULL;
+    n += c->from != NULL;
+    n += c->skdist != NULL;
+    n += c->group_name != NULL;
+    n += c->media_id != NULL ? 4 : 0; /* id, key, digest, size */
+    n += c->file_type != NULL;
+    n += c->file_name != NULL;
+    n += c->file_sha256 != NULL;
+    n += c->history_key != NULL;
+    n += c->archive_key != NULL;
+    return n;
+}
+
+int cn_content_encode(cn_buf_t *out, const cn_content_t *c)
+{
+    CN_ENSURE(out != NULL && c != NULL, CN_EINVAL);
+    CN_ENSURE(c->text_len <= CN_CLIENT_TEXT_MAX && c->peer_len <= CN_HANDLE_MAX &&
+                  c->from_len <= CN_HANDLE_MAX && c->group_name_len <= CN_CLIENT_NAME_MAX &&
+                  c->file_name_len <= CN_CLIENT_NAME_MAX && c->file_type_len <= CN_CLIENT_NAME_MAX,
+              CN_ETOOBIG);
+    CN_ENSURE(c->skdist_len <= CN_CLIENT_SKDIST_MAX, CN_ETOOBIG);
+    CN_ENSURE(c->type != CN_CONTENT_RECEIPT ||
+                  (c->ids != NULL && c->n_ids >= 1 && c->n_ids <= CN_CLIENT_RECEIPT_IDS_MAX),
+              CN_EINVAL);
+    CN_TRY(put_common(out, count_fields(c), c->type));
+    if (c->text != NULL)
+        CN_TRY(put_text_field(out, KEY_TEXT, c->text, c->text_len));
+    CN_TRY(put_uint_field(out, KEY_SENT_AT, c->sent_at));
+    if (c->type == CN_CONTENT_RECEIPT) {
+        CN_TRY(put_uint_field(out, KEY_STATUS, c->receipt_status));
+        CN_TRY(put_bytes_field(out, KEY_IDS, c->ids, c->n_ids * CN_MESSAGE_ID_LEN));
+    }
+    if (c->type == CN_CONTENT_TYPING)
+        CN_TRY(put_uint_field(out, KEY_TYPING, c->typing));
+    if (c->group_id != NULL)
+        CN_TRY(put_bytes_field(out, KEY_GROUP, c->group_id, CN_GROUP_ID_LEN));
+    if (c->peer != NULL)
+        CN_TRY(put_text_field(out, KEY_PEER, c->peer, c->peer_len));
+    if (c->from != NULL)
+        CN_TRY(put_text_field(out, KEY_FROM, c->from, c->from_len));
+    if (c->skdist != NULL)
+        CN_TRY(put_bytes_field(out, KEY_SKDIST, c->skdist, c->skdist_len));
+    if (c->group_name != NULL)
+        CN_TRY(put_text_field(out, KEY_GROUP_NAME, c->group_name, c->group_name_len));
+    if (c->media_id != NULL) {
+        CN_ENSURE(c->media_key != NULL && c->media_digest != NULL, CN_EINVAL);
+        CN_TRY(put_bytes_field(out, KEY_MEDIA_ID, c->media_id, CN_MEDIA_ID_LEN));
+        CN_TRY(put_bytes_field(out, KEY_MEDIA_KEY, c->media_key, CN_CLIENT_MEDIA_KEY_LEN));
+        CN_TRY(put_bytes_field(out, KEY_MEDIA_DIGEST, c->media_digest, CN_CLIENT_DIGEST_LEN));
+        CN_TRY(put_uint_field(out, KEY_FILE_SIZE, c->file_size));
+    }
+    if (c->file_type != NULL)
+        CN_TRY(put_text_field(out, KEY_FILE_TYPE, c->file_type, c->file_type_len));
+    if (c->file_name != NULL)
+        CN_TRY(put_text_field(out, KEY_FILE_NAME, c->file_name, c->file_name_len));
+    if (c->file_sha256 != NULL)
+        CN_TRY(put_bytes_field(out, KEY_FILE_SHA256, c->file_sha256, CN_CLIENT_DIGEST_LEN));
+    if (c->history_key != NULL)
+        CN_TRY(put_bytes_field(out, KEY_HISTORY_KEY, c->history_key, CN_CLIENT_HISTORY_KEY_LEN));
+    if (c->archive_key != NULL)
+        CN_TRY(put_bytes_field(out, KEY_ARCHIVE_KEY, c->archive_key, CN_CLIENT_HISTORY_KEY_LEN));
+    return CN_OK;
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -234,6 +342,85 @@ static int next_item(cn_cursor_t *c, item_t *it)
     return CN_OK;
 }
 
+/* Byte-string fields of fixed (or bounded) length. */
+static int apply_bytes(cn_content_t *out, uint64_t key, const item_t *v)
+{
+    CN_ENSURE(v->kind == IT_BYTES, CN_EINVAL);
+    switch (key) {
+    case KEY_GROUP:
+        CN_ENSURE(v->len == CN_GROUP_ID_LEN, CN_EINVAL);
+        out->group_id = v->s;
+        return CN_OK;
+    case KEY_SKDIST:
+        CN_ENSURE(v->len >= 1, CN_EINVAL);
+        CN_ENSURE(v->len <= CN_CLIENT_SKDIST_MAX, CN_ETOOBIG);
+        out->skdist = v->s;
+        out->skdist_len = v->len;
+        return CN_OK;
+    case KEY_MEDIA_ID:
+        CN_ENSURE(v->len == CN_MEDIA_ID_LEN, CN_EINVAL);
+        out->media_id = v->s;
+        return CN_OK;
+    case KEY_MEDIA_KEY:
+        CN_ENSURE(v->len == CN_CLIENT_MEDIA_KEY_LEN, CN_EINVAL);
+        out->media_key = v->s;
+        return CN_OK;
+    case KEY_MEDIA_DIGEST:
+    case KEY_FILE_SHA256:
+        CN_ENSURE(v->len == CN_CLIENT_DIGEST_LEN, CN_EINVAL);
+        if (key == KEY_MEDIA_DIGEST)
+            out->media_digest = v->s;
+        else
+            out->file_sha256 = v->s;
+        return CN_OK;
+    default: /* the two history keys */
+        CN_ENSURE(v->len == CN_CLIENT_HISTORY_KEY_LEN, CN_EINVAL);
+        if (key == KEY_HISTORY_KEY)
+            out->history_key = v->s;
+        else
+            out->archive_key = v->s;
+        return CN_OK;
+    }
+}
+
+/* Text fields: valid UTF-8 within their bounds; handles must be handles. */
+static int apply_text(cn_content_t *out, uint64_t key, const item_t *v)
+{
+    CN_ENSURE(v->kind == IT_TEXT, CN_EINVAL);
+    CN_ENSURE(v->len <= CN_CLIENT_NAME_MAX, CN_ETOOBIG);
+    CN_ENSURE(cn_utf8_valid(v->s, v->len), CN_EINVAL);
+    const char *s = (const char *)v->s;
+    if (key == KEY_PEER || key == KEY_FROM) {
+        char tmp[CN_HANDLE_MAX + 1], norm[CN_HANDLE_MAX + 1];
+        CN_ENSURE(v->len >= CN_HANDLE_MIN && v->len <= CN_HANDLE_MAX, CN_EINVAL);
+        memcpy(tmp, s, v->len);
+        tmp[v->len] = '\0';
+        CN_ENSURE(cn_handle_normalize(tmp, norm) == CN_OK && strcmp(tmp, norm) == 0, CN_EINVAL);
+    }
+    switch (key) {
+    case KEY_PEER:
+        out->peer = s;
+        out->peer_len = v->len;
+        break;
+    case KEY_FROM:
+        out->from = s;
+        out->from_len = v->len;
+        break;
+    case KEY_GROUP_NAME:
+        out->group_name = s;
+        out->group_name_len = v->len;
+        break;
+    case KEY_FILE_TYPE:
+        out->file_type = s;
+        out->file_type_len = v->len;
+        break;
+    default:
+        out->file_name = s;
+        out->file_name_len = v->len;
+    }
+    return CN_OK;
+}
+
 /* Stores the value of one known key after checking its type. */
 static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
 {
@@ -270,6 +457,25 @@ static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
         CN_ENSURE(v->len <= CN_CLIENT_RECEIPT_IDS_MAX * CN_MESSAGE_ID_LEN, CN_ETOOBIG);
         out->ids = v->s;
         out->n_ids = v->len / CN_MESSAGE_ID_LEN;
+        return CN_OK;
+    case KEY_GROUP:
+    case KEY_SKDIST:
+    case KEY_MEDIA_ID:
+    case KEY_MEDIA_KEY:
+    case KEY_MEDIA_DIGEST:
+    case KEY_FILE_SHA256:
+    case KEY_HISTORY_KEY:
+    case KEY_ARCHIVE_KEY:
+        return apply_bytes(out, key, v);
+    case KEY_PEER:
+    case KEY_FROM:
+    case KEY_GROUP_NAME:
+    case KEY_FILE_TYPE:
+    case KEY_FILE_NAME:
+        return apply_text(out, key, v);
+    case KEY_FILE_SIZE:
+        CN_ENSURE(v->kind == IT_UINT, CN_EINVAL);
+        out->file_size = v->u;
         return CN_OK;
     default:
         /* Unknown keys of version 1 may carry scalars only. */
@@ -313,5 +519,14 @@ int cn_content_decode(const uint8_t *p, size_t n, cn_content_t *out)
     }
     if (out->type == CN_CONTENT_TYPING)
         CN_ENSURE((seen & (1u << KEY_TYPING)) && out->typing <= 1, CN_EINVAL);
+    if (out->type == CN_CONTENT_SENDER_KEY)
+        CN_ENSURE(out->group_id != NULL && out->skdist != NULL, CN_EINVAL);
+    bool media = out->media_id != NULL || out->media_key != NULL || out->media_digest != NULL;
+    if (out->type == CN_CONTENT_FILE || media)
+        CN_ENSURE(out->media_id != NULL && out->media_key != NULL && out->media_digest != NULL &&
+                      (seen & (1u << KEY_FILE_SIZE)),
+                  CN_EINVAL);
+    if (out->type == CN_CONTENT_KEYS)
+        CN_ENSURE(out->history_key != NULL && out->archive_key != NULL, CN_EINVAL);
     return CN_OK;
 }

@@ -28,7 +28,7 @@ int cn__outbox_encode(const cn__outbox_entry_t *e, cn_buf_t *out)
     size_t tlen = strnlen(e->to, sizeof(e->to));
     CN_ENSURE(tlen >= CN_HANDLE_MIN && tlen <= CN_HANDLE_MAX, CN_EINVAL);
     cn_slice_t content = cn_buf_unread(&e->content);
-    CN_ENSURE(content.len <= CN_CLIENT_CONTENT_MAX, CN_ETOOBIG);
+    CN_ENSURE(content.len <= CN__OUTBOX_CONTENT_MAX, CN_ETOOBIG);
     CN_TRY(cn_buf_append(out, OUTBOX_MAGIC, 4));
     CN_TRY(cn_buf_put_u8(out, OUTBOX_VERSION));
     CN_TRY(cn_buf_put_u8(out, e->kind));
@@ -52,7 +52,9 @@ int cn__outbox_decode(const uint8_t *p, size_t n, cn__outbox_entry_t *e)
     CN_ENSURE(cn_cursor_u8(&c, &ver) == CN_OK, CN_EINVAL);
     CN_ENSURE(ver == OUTBOX_VERSION, CN_EVERSION);
     CN_ENSURE(cn_cursor_u8(&c, &e->kind) == CN_OK, CN_EINVAL);
-    CN_ENSURE(e->kind <= CHAT__KIND__CONTROL, CN_EINVAL);
+    CN_ENSURE(e->kind <= CHAT__KIND__CONTROL || e->kind == CN__KIND_HISTORY ||
+                  e->kind == CN__KIND_GROUP,
+              CN_EINVAL);
     CN_ENSURE(cn_cursor_copy(&c, e->message_id, CN_MESSAGE_ID_LEN) == CN_OK, CN_EINVAL);
     CN_ENSURE(cn_cursor_u64be(&c, &e->created) == CN_OK, CN_EINVAL);
     CN_ENSURE(cn_cursor_u8(&c, &tlen) == CN_OK, CN_EINVAL);
@@ -62,7 +64,7 @@ int cn__outbox_decode(const uint8_t *p, size_t n, cn__outbox_entry_t *e)
     char norm[CN_HANDLE_MAX + 1];
     CN_ENSURE(cn_handle_normalize(e->to, norm) == CN_OK && strcmp(norm, e->to) == 0, CN_EINVAL);
     CN_ENSURE(cn_cursor_u32be(&c, &clen) == CN_OK, CN_EINVAL);
-    CN_ENSURE(clen <= CN_CLIENT_CONTENT_MAX, CN_ETOOBIG);
+    CN_ENSURE(clen <= CN__OUTBOX_CONTENT_MAX, CN_ETOOBIG);
     CN_ENSURE(cn_cursor_view(&c, clen, &content) == CN_OK, CN_EINVAL);
     CN_ENSURE(cn_cursor_left(&c) == 0, CN_EINVAL);
     cn_buf_reset(&e->content);

@@ -44,6 +44,7 @@ int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms)
      * order). */
     CN_TRY(cn__seen_sync(c->seen));
     CN_TRY(cn__e2e_save(c));
+    cn__client_release_prekeys(c);
     while (c->nacks > 0) {
         CN_ENSURE(c->nack_rids < CN__ACKS_INFLIGHT_MAX, CN_OK);
         size_t n = CN_MIN(c->nacks, (size_t)CN_ACK_SEQS_MAX);
@@ -78,10 +79,68 @@ static bool local_failure(int rc)
     return rc == CN_EIO || rc == CN_ENOMEM || rc == CN_EINTERNAL;
 }
 
+/* Group messages are sender-key ciphertexts; everything else (sender key
+ * distributions and control messages tagged with a group too) is a
+ * pairwise envelope. */
+static bool is_group_ciphertext(const Chat__Deliver *d)
+{
+    return d->group_id.len == CN_GROUP_ID_LEN &&
+           (d->kind == CHAT__KIND__MESSAGE || d->kind == CHAT__KIND__RECEIPT ||
+            d->kind == CHAT__KIND__TYPING);
+}
+
+/* What the library itself does with a decoded message before the caller
+ * sees it: keys, sender keys, files, the history archive. */
+static int digest_content(cn_client_t *c, const Chat__Deliver *d, cn_client_message_t *m,
+                          const cn_buf_t *pt, char *peer, char *path)
+{
+    const cn_content_t *ct = &m->content;
+    bool mine = strcmp(d->from, c->handle) == 0;
+    if (ct->peer != NULL && mine) {
+        memcpy(peer, ct->peer, ct->peer_len);
+        peer[ct->peer_len] = '\0';
+        m->peer = peer;
+    }
+    if (ct->type == CN_CONTENT_SENDER_KEY) {
+        m->has_group = true;
+        memcpy(m->group_id, ct->group_id, CN_GROUP_ID_LEN);
+        int rc = cn__group_on_skdist(c, d->from, m->from_device, ct);
+        if (rc < 0)
+            cn_log_warn("client.sender_key_refused", "err=%s", cn_strerror(rc));
+        return rc == CN_EIO || rc == CN_ENOMEM ? rc : CN_OK;
+    }
+    if (ct->type == CN_CONTENT_KEYS && mine) {
+        c->got_keys = true;
+        return cn__history_adopt(c, ct->history_key, ct->archive_key);
+    }
+    if (d->kind != CHAT__KIND__MESSAGE)
+        return CN_OK;
+    if (ct->type == CN_CONTENT_FILE) {
+        c->defer++;
+        cn__media_fetch(c, m, path, CN__PATH_MAX);
+        c->defer--;
+        if (c->conn == NULL)
+            return CN_ECLOSED; /* dropped mid-download: the mailbox comes again */
+    }
+    if (ct->type != CN_CONTENT_TEXT && ct->type != CN_CONTENT_FILE)
+        return CN_OK;
+    const char *thread = m->has_group ? NULL : mine ? m->peer : d->from;
+    if (!m->has_group && thread == NULL)
+        thread = d->from; /* a note to self */
+    cn_slice_t body = cn_buf_unread(pt);
+    int rc =
+        cn__history_queue(c, d->from, m->from_device, m->message_id, thread,
+                          m->has_group ? m->group_id : NULL, body.base, body.len, d->server_time);
+    return rc == CN_EIO || rc == CN_ENOMEM ? rc : CN_OK;
+}
+
 /* Hands one new message to the caller. */
 static int hand_out(cn_client_t *c, const Chat__Deliver *d)
 {
     cn_client_message_t m;
+    char peer[CN_HANDLE_MAX + 1], gname[CN_CLIENT_NAME_MAX + 1];
+    char *path = malloc(CN__PATH_MAX);
+    CN_ENSURE(path != NULL, CN_ENOMEM);
     memset(&m, 0, sizeof(m));
     m.seq = d->seq;
     memcpy(m.message_id, d->message_id.data, CN_MESSAGE_ID_LEN);
@@ -93,14 +152,25 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d)
     cn_buf_t pt;
     cn_buf_init(&pt);
     const char *why = NULL;
-    int rc =
-        cn__e2e_open(c, d->from, m.from_device, d->ciphertext.data, d->ciphertext.len, &pt, &why);
-    if (rc < 0 && local_failure(rc)) {
-        cn_buf_wipe(&pt);
-        return rc;
+    int rc;
+    if (is_group_ciphertext(d)) {
+        m.has_group = true;
+        memcpy(m.group_id, d->group_id.data, CN_GROUP_ID_LEN);
+        rc = cn__group_open(c, m.group_id, m.from_device, d->ciphertext.data, d->ciphertext.len,
+                            &pt, &why);
+    } else {
+        rc = cn__e2e_open(c, d->from, m.from_device, d->ciphertext.data, d->ciphertext.len, &pt,
+                          &why);
     }
+    if (rc < 0 && local_failure(rc))
+        goto out;
     if (rc == CN_OK) {
         m.decoded = cn_content_decode(pt.data, pt.len, &m.content) == CN_OK;
+        /* The group a message claims must be the group it came through. */
+        if (m.decoded && m.has_group &&
+            (m.content.group_id == NULL ||
+             memcmp(m.content.group_id, m.group_id, CN_GROUP_ID_LEN) != 0))
+            m.decoded = false;
         if (!m.decoded)
             m.error = "undecodable content";
     } else {
@@ -108,8 +178,17 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d)
         cn_log_info("client.decrypt_failed", "seq=%llu err=%s", (unsigned long long)d->seq,
                     cn_strerror(rc));
     }
+    rc = m.decoded ? digest_content(c, d, &m, &pt, peer, path) : CN_OK;
+    if (rc < 0)
+        goto out;
+    if (m.has_group) {
+        cn__group_name(c, m.group_id, gname, sizeof(gname));
+        m.group_name = gname[0] ? gname : NULL;
+    }
     rc = c->msg_cb(c->msg_ud, &m);
+out:
     cn_buf_wipe(&pt);
+    free(path);
     return rc;
 }
 
@@ -140,6 +219,8 @@ static int deliver_one(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline
     const uint8_t *dev = d->from_device.data, *id = d->message_id.data;
     if (!cn__seen_has(c->seen, dev, id)) {
         int rc = hand_out(c, d);
+        if (rc == CN_ECLOSED)
+            return rc; /* not acked: it comes again on the next connection */
         if (rc < 0) {
             c->msg_err = rc;
             return rc;
@@ -271,7 +352,11 @@ static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
     rc = pump_until(c, cn__now_ms() + wait_ms, never);
     CN_ENSURE(rc == CN_ETIMEDOUT, rc);
     CN_TRY(release_held(c, deadline));
-    /* Wait (briefly) until the node confirmed every ack. */
+    /* History entries of what arrived go out (best effort), then the
+     * acks are confirmed (briefly). */
+    rc = cn__client_flush_until(c, deadline, NULL, NULL);
+    if (rc < 0 && rc != CN_ENOTFOUND && rc != CN_EINVAL && rc != CN_ETOOBIG)
+        return rc;
     CN_TRY(cn__client_send_acks(c, deadline));
     if (c->conn != NULL)
         (void)pump_until(c, cn__now_ms() + ACK_WAIT_MAX_MS, acks_answered);

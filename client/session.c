@@ -8,6 +8,7 @@
 #include "client/client_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -67,6 +68,11 @@ void cn__client_disconnect(cn_client_t *c)
     c->nack_rids = 0;
     c->misc_rid = 0;
     c->poll_conn = false;
+    c->nbg = 0;
+    /* Stashed pushes are redelivered on the next connection. */
+    for (size_t i = 0; i < c->nstash; i++)
+        chat__server_frame__free_unpacked(c->stash[i], NULL);
+    c->nstash = 0;
     /* Unacked seqs stay unacked: the node redelivers them, the seen-set
      * recognises them, and they are acked on the next connection. */
     c->nacks = 0;
@@ -172,6 +178,60 @@ static bool transient(int rc)
            rc == CN_EAGAIN;
 }
 
+int cn__client_send_bg(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms)
+{
+    f->request_id = cn__client_rid(c);
+    if (c->nbg == CN__BG_MAX) /* the oldest is forgotten: its answer is then a stray */
+        memmove(c->bg_rids, c->bg_rids + 1, --c->nbg * sizeof(c->bg_rids[0]));
+    CN_TRY(cn__client_send(c, f, deadline_ms));
+    c->bg_rids[c->nbg++] = f->request_id;
+    return CN_OK;
+}
+
+/* Presence subscriptions live as long as a connection: renewed on each. */
+static int resubscribe(cn_client_t *c, uint64_t deadline_ms)
+{
+    if (c->nsubs == 0)
+        return CN_OK;
+    char *handles[CN__SUBS_MAX];
+    for (size_t i = 0; i < c->nsubs; i++)
+        handles[i] = c->subs[i];
+    Chat__Subscribe sub;
+    chat__subscribe__init(&sub);
+    sub.n_handles = c->nsubs;
+    sub.handles = handles;
+    Chat__ClientFrame f;
+    chat__client_frame__init(&f);
+    f.body_case = CHAT__CLIENT_FRAME__BODY_SUBSCRIBE;
+    f.subscribe = &sub;
+    int rc = cn__client_send_bg(c, &f, deadline_ms);
+    return rc == CN_ECLOSED ? CN_OK : rc; /* the next connect subscribes again */
+}
+
+int cn__client_check(cn_client_t *c, const Chat__ServerFrame *r, int want_result)
+{
+    const Chat__Response *resp = r->response;
+    if (resp->status != CHAT__STATUS__OK) {
+        cn__client_refuse(c, resp->status, resp->detail);
+        return cn__status_err(resp->status);
+    }
+    CN_ENSURE(want_result < 0 || (int)resp->result_case == want_result, CN_EPROTO);
+    return CN_OK;
+}
+
+int cn__client_rpc(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
+                   Chat__ServerFrame **out)
+{
+    cn__login_t auth = {0};
+    for (;;) {
+        CN_TRY(cn__client_connect(c, &auth, deadline_ms));
+        int rc = cn__client_call(c, f, deadline_ms, out);
+        if (rc == CN_ECLOSED)
+            continue; /* reconnect and ask again */
+        return rc;
+    }
+}
+
 int cn__client_connect(cn_client_t *c, const cn__login_t *login, uint64_t deadline_ms)
 {
     if (c->conn != NULL)
@@ -188,7 +248,7 @@ int cn__client_connect(cn_client_t *c, const cn__login_t *login, uint64_t deadli
         if (rc == CN_OK) {
             c->reconnects = 0;
             c->not_before_ms = 0;
-            return CN_OK;
+            return resubscribe(c, deadline_ms);
         }
         bool busy = status == CHAT__STATUS__UNAVAILABLE || status == CHAT__STATUS__RATE_LIMITED;
         if (status > 0 && !busy)
@@ -222,6 +282,15 @@ static bool own_response(cn_client_t *c, const Chat__Response *r)
         c->ack_rids[i] = c->ack_rids[--c->nack_rids];
         return true;
     }
+    for (size_t i = 0; i < c->nbg; i++) {
+        if (c->bg_rids[i] != r->request_id)
+            continue;
+        if (r->status != CHAT__STATUS__OK)
+            cn_log_info("client.bg_refused", "status=%s detail=\"%s\"",
+                        cn_client_status_name(r->status), r->detail ? r->detail : "");
+        c->bg_rids[i] = c->bg_rids[--c->nbg];
+        return true;
+    }
     if (c->misc_rid != 0 && r->request_id == c->misc_rid) {
         c->misc_rid = 0;
         if (r->status != CHAT__STATUS__OK)
@@ -245,9 +314,44 @@ static int on_push(cn_client_t *c, const Chat__ServerFrame *f, uint64_t deadline
         return CN_ECLOSED;
     case CHAT__SERVER_FRAME__BODY_PREKEYS_LOW:
         return cn__client_refill_prekeys(c, f->prekeys_low->remaining, deadline_ms);
+    case CHAT__SERVER_FRAME__BODY_DEVICES_CHANGED:
+        return cn__devices_on_changed(c, f->devices_changed);
+    case CHAT__SERVER_FRAME__BODY_PRESENCE:
+        if (c->presence_cb != NULL && f->presence->handle != NULL)
+            c->presence_cb(c->presence_ud, f->presence->handle, f->presence->online,
+                           f->presence->last_seen);
+        return CN_OK;
     default:
-        return CN_OK; /* presence, devices changed, ...: not used by this client yet */
+        return CN_OK; /* redirects and the like: not used by this client yet */
     }
+}
+
+/* While a delivery is being handled (c->defer), pushes wait in order. */
+static int stash_push(cn_client_t *c, Chat__ServerFrame *f)
+{
+    if (c->nstash == c->stash_cap) {
+        size_t cap = c->stash_cap ? c->stash_cap * 2 : 16;
+        Chat__ServerFrame **v = realloc(c->stash, cap * sizeof(*v));
+        CN_ENSURE(v != NULL, CN_ENOMEM);
+        c->stash = v;
+        c->stash_cap = cap;
+    }
+    c->stash[c->nstash++] = f;
+    return CN_OK;
+}
+
+int cn__client_unstash(cn_client_t *c, uint64_t deadline_ms)
+{
+    while (c->defer == 0 && c->nstash > 0 && c->conn != NULL) {
+        Chat__ServerFrame *f = c->stash[0];
+        memmove(c->stash, c->stash + 1, --c->nstash * sizeof(*c->stash));
+        int rc = on_push(c, f, deadline_ms);
+        chat__server_frame__free_unpacked(f, NULL);
+        if (rc == CN_ECLOSED && c->conn != NULL)
+            cn__client_disconnect(c);
+        CN_TRY(rc);
+    }
+    return CN_OK;
 }
 
 int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms, Chat__ServerFrame **out)
@@ -256,6 +360,10 @@ int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms, Chat__ServerF
     for (;;) {
         CN_ENSURE(c->conn != NULL, CN_ECLOSED);
         CN_ENSURE(c->msg_err == CN_OK, c->msg_err);
+        if (c->defer == 0 && c->nstash > 0) {
+            CN_TRY(cn__client_unstash(c, deadline_ms));
+            return CN_EAGAIN;
+        }
         Chat__ServerFrame *f = NULL;
         int rc = cn__conn_recv(c->conn, deadline_ms, &f);
         if (rc == CN_ECLOSED)
@@ -268,6 +376,13 @@ int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms, Chat__ServerF
             }
             *out = f;
             return CN_OK;
+        }
+        if (c->defer > 0 && f->body_case != CHAT__SERVER_FRAME__BODY_GOING_AWAY) {
+            rc = stash_push(c, f);
+            if (rc < 0)
+                chat__server_frame__free_unpacked(f, NULL);
+            CN_TRY(rc);
+            continue;
         }
         rc = on_push(c, f, deadline_ms);
         chat__server_frame__free_unpacked(f, NULL);

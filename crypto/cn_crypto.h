@@ -296,6 +296,173 @@ CN_MUST_USE int cn_open_blob(const uint8_t key[CN_SEAL_KEY_LEN], const char *lab
 /** Wipes and frees a buffer that held secrets. */
 void cn_buf_wipe(cn_buf_t *b);
 
+/* ------------------------------------- at-rest records and the key ring */
+
+/*
+ * The node's encryption at rest (DESIGN section 5). A master key (from a
+ * file or CN_MASTER_KEY_ENV) wraps a key ring of data keys; every record
+ * that holds user data is sealed under the ring's current data key.
+ *
+ * Sealed record, version 1 (CN_ATREST_OVERHEAD bytes more than the plaintext):
+ *   magic u8 = CN_ATREST_MAGIC ‖ key_id u32be ‖ expires_hint u64be
+ *   ‖ nonce (24) ‖ XChaCha20-Poly1305 ciphertext ‖ tag (16)
+ * (the nonce: 16 random bytes per ring instance ‖ a u64be counter)
+ * associated data: magic ‖ key_id ‖ expires_hint ‖ the caller's AD (the
+ * store passes column family id ‖ record key), so a value neither opens
+ * under another key, CF or record nor with a changed hint. expires_hint
+ * is readable without the key (compaction filters use it).
+ *
+ * Sealed ring, version 1 (a meta value of the store):
+ *   "CNKR" ‖ version u8 = 1 ‖ flags u8 ‖ current u32be ‖ next_id u32be
+ *   ‖ n u32be ‖ n × (id u32be ‖ state u8) ‖ nonce (24)
+ *   ‖ XChaCha20-Poly1305(n × 32 key bytes) ‖ tag (16)
+ * associated data: everything before the nonce (version, ids, states).
+ */
+#define CN_ATREST_KEY_LEN   32
+#define CN_ATREST_MAGIC     0xE1 /* high nibble: format, low nibble: version 1 */
+#define CN_ATREST_NONCE_LEN 24
+#define CN_ATREST_HDR_LEN   (1 + 4 + 8 + CN_ATREST_NONCE_LEN) /* 37 */
+#define CN_ATREST_TAG_LEN   16
+#define CN_ATREST_OVERHEAD  (CN_ATREST_HDR_LEN + CN_ATREST_TAG_LEN) /* 53 */
+#define CN_ATREST_VALUE_MAX (1u << 30)                              /* largest plaintext sealed */
+#define CN_ATREST_AD_MAX    512                   /* largest caller associated data */
+#define CN_KEYRING_MAX      64                    /* data keys one ring holds */
+#define CN_MASTER_KEY_ENV   "CHATNODE_MASTER_KEY" /* 64 hex digits; wins over the file */
+
+/** The master key: CN_ATREST_KEY_LEN bytes of sodium_malloc memory. */
+typedef struct cn_master_key {
+    uint8_t *key; /* NULL when disposed */
+} cn_master_key_t;
+
+/**
+ * Parses exactly 64 hex digits (surrounding whitespace ignored) into mk.
+ * Borrows hex. CN_EINVAL for anything else, CN_ENOMEM. Dispose with
+ * cn_master_key_dispose. Never logs the value.
+ */
+CN_MUST_USE int cn_master_key_from_hex(const char *hex, cn_master_key_t *mk);
+
+/**
+ * Reads a 32-byte master key file. When it is missing and create is set,
+ * creates it (O_EXCL, mode 0600, random bytes, fsync'd) and *created is
+ * set (created may be NULL). Results: CN_ENOTFOUND (missing, create off),
+ * CN_EINVAL (not exactly 32 bytes), CN_EIO (logged with the path and
+ * errno, never the key), CN_ENOMEM. Dispose with cn_master_key_dispose.
+ */
+CN_MUST_USE int cn_master_key_load(const char *path, bool create, cn_master_key_t *mk,
+                                   bool *created);
+
+/** Wipes and frees the key. Accepts a zeroed or disposed key. */
+void cn_master_key_dispose(cn_master_key_t *mk);
+
+/** A key's place in the ring. */
+enum cn_key_state {
+    CN_KEY_CURRENT = 1, /* new records are sealed under it */
+    CN_KEY_OLD = 2,     /* no longer current; records may still use it */
+    CN_KEY_DRAINED = 3, /* old, and a complete re-seal pass left no record under it */
+};
+
+/** One ring entry as listed by cn_keyring_list (never the key bytes). */
+typedef struct cn_keyring_entry {
+    uint32_t id;
+    enum cn_key_state state;
+} cn_keyring_entry_t;
+
+/**
+ * A key ring: up to CN_KEYRING_MAX data keys (ids from 1, never reused),
+ * one current, in sodium_malloc memory. Thread-safe: seal/open/list take a
+ * read lock, the changes a write lock.
+ */
+typedef struct cn_keyring cn_keyring_t;
+
+/** An empty ring (no current key, next id 1). Returns owned; free with cn_keyring_free. */
+CN_MUST_USE int cn_keyring_new(cn_keyring_t **out);
+
+/** Wipes and frees the ring. Accepts NULL. */
+void cn_keyring_free(cn_keyring_t *kr);
+
+/**
+ * Adds a random key with the next id and makes it current; the previous
+ * current becomes CN_KEY_OLD. *id (may be NULL) gets the new id.
+ * CN_ELIMIT when the ring holds CN_KEYRING_MAX keys.
+ */
+CN_MUST_USE int cn_keyring_rotate(cn_keyring_t *kr, uint32_t *id);
+
+/**
+ * Makes a key in the ring current again (the undo of a rotation whose
+ * write failed); the previous current becomes CN_KEY_OLD. CN_ENOTFOUND.
+ */
+CN_MUST_USE int cn_keyring_set_current(cn_keyring_t *kr, uint32_t id);
+
+/** Sets the state of a non-current key to OLD or DRAINED. CN_ENOTFOUND, CN_ECONFLICT (current). */
+CN_MUST_USE int cn_keyring_set_state(cn_keyring_t *kr, uint32_t id, enum cn_key_state state);
+
+/**
+ * Wipes and removes a key. CN_ENOTFOUND, CN_ECONFLICT for the current
+ * key. (Whether records still use it is the caller's to know.)
+ */
+CN_MUST_USE int cn_keyring_remove(cn_keyring_t *kr, uint32_t id);
+
+/** The current key id (0: none). */
+uint32_t cn_keyring_current(cn_keyring_t *kr);
+/** The id the next rotation gets (ids below it not in the ring are retired). */
+uint32_t cn_keyring_next_id(cn_keyring_t *kr);
+/** Copies up to max entries (in id order) into out; returns the number of keys. */
+size_t cn_keyring_list(cn_keyring_t *kr, cn_keyring_entry_t *out, size_t max);
+/** True when id is in the ring. */
+bool cn_keyring_has(cn_keyring_t *kr, uint32_t id);
+
+/**
+ * The legacy flag: the ring was made for a database that held plaintext
+ * records, which must still be read (as key id 0) until converted.
+ */
+bool cn_keyring_legacy(cn_keyring_t *kr);
+void cn_keyring_set_legacy(cn_keyring_t *kr, bool legacy);
+
+/**
+ * Serializes the ring sealed under the master key (format above) and
+ * appends it to out. Keys whose ids are in exclude[0..nexclude) are left
+ * out (a retirement not yet committed). CN_ENOMEM.
+ */
+CN_MUST_USE int cn_keyring_seal(cn_keyring_t *kr, const cn_master_key_t *mk,
+                                const uint32_t *exclude, size_t nexclude, cn_buf_t *out);
+
+/**
+ * Opens a sealed ring. Borrows p. Returns owned (cn_keyring_free).
+ * CN_EAUTH when the master key does not open it (wrong key, tampered),
+ * CN_EVERSION for another format version, CN_EINVAL when malformed,
+ * CN_ENOMEM.
+ */
+CN_MUST_USE int cn_keyring_open(const cn_master_key_t *mk, const uint8_t *p, size_t n,
+                                cn_keyring_t **out);
+
+/**
+ * Seals pt (n bytes, n <= CN_ATREST_VALUE_MAX) under the current key with
+ * a fresh random nonce; appends CN_ATREST_OVERHEAD + n bytes to out.
+ * ad (adlen <= CN_ATREST_AD_MAX) is bound as associated data. Borrows
+ * everything. CN_EINVAL (no current key, bad sizes), CN_ETOOBIG, CN_ENOMEM.
+ */
+CN_MUST_USE int cn_atrest_seal(cn_keyring_t *kr, const void *ad, size_t adlen,
+                               uint64_t expires_hint, const void *pt, size_t n, cn_buf_t *out);
+
+/**
+ * Opens a sealed record (n bytes at p) into out, which has room for
+ * n - CN_ATREST_OVERHEAD bytes and is either disjoint from p or exactly
+ * p + CN_ATREST_HDR_LEN (in place). *outlen gets the plaintext length.
+ * CN_EINVAL when p is not a sealed record, CN_ENOTFOUND when its key id
+ * is not in the ring, CN_EAUTH when it does not verify (tampered bytes,
+ * another CF, key or record).
+ */
+CN_MUST_USE int cn_atrest_open(cn_keyring_t *kr, const void *ad, size_t adlen, const uint8_t *p,
+                               size_t n, uint8_t *out, size_t *outlen);
+
+/**
+ * Reads the clear header of a sealed record: CN_OK with *key_id and
+ * *expires_hint (either may be NULL), or CN_EINVAL when p is not one (no
+ * magic, too short, key id 0). Needs no key; nothing is verified.
+ */
+CN_MUST_USE int cn_atrest_header(const uint8_t *p, size_t n, uint32_t *key_id,
+                                 uint64_t *expires_hint);
+
 /* ---------------------------------------------------- safety number */
 
 #define CN_SAFETY_NUMBER_DIGITS 60

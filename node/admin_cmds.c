@@ -41,7 +41,7 @@ static void wake(cn_store_op_t *op)
 }
 
 /* Submits op and waits for its durable completion; returns op->result. */
-static int submit_wait(cn_server_t *s, cn_store_op_t *op)
+int cn__admin_submit_wait(cn_server_t *s, cn_store_op_t *op)
 {
     waiter_t w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
     op->done = wake;
@@ -59,7 +59,7 @@ static int submit_wait(cn_server_t *s, cn_store_op_t *op)
     return rc;
 }
 
-static uint32_t status_of(int rc)
+uint32_t cn__admin_status_of(int rc)
 {
     return rc == CN_ENOTFOUND ? CN_ADMIN_NOT_FOUND
            : rc == CN_EINVAL  ? CN_ADMIN_USAGE
@@ -68,15 +68,15 @@ static uint32_t status_of(int rc)
 
 /* ---------------------------------------------------------- arguments */
 
-static const char *arg(const cn_admin_msg_t *req, const char *key)
+const char *cn__admin_arg(const cn_admin_msg_t *req, const char *key)
 {
     return cn_admin_row_get(&req->args, key);
 }
 
-static bool arg_device(const cn_admin_msg_t *req, cn_admin_msg_t *resp, const char *key,
-                       uint8_t out[CN_DEVICE_ID_LEN])
+bool cn__admin_arg_device(const cn_admin_msg_t *req, cn_admin_msg_t *resp, const char *key,
+                          uint8_t out[CN_DEVICE_ID_LEN])
 {
-    const char *v = arg(req, key);
+    const char *v = cn__admin_arg(req, key);
     if (!v || cn_hex_decode(out, CN_DEVICE_ID_LEN, v) < 0) {
         cn__admin_fail(resp, CN_ADMIN_USAGE, "%s must be a device id (64 hex digits)", key);
         return false;
@@ -84,9 +84,10 @@ static bool arg_device(const cn_admin_msg_t *req, cn_admin_msg_t *resp, const ch
     return true;
 }
 
-static bool arg_handle(const cn_admin_msg_t *req, cn_admin_msg_t *resp, char out[CN_HANDLE_MAX + 1])
+bool cn__admin_arg_handle(const cn_admin_msg_t *req, cn_admin_msg_t *resp,
+                          char out[CN_HANDLE_MAX + 1])
 {
-    const char *v = arg(req, "handle");
+    const char *v = cn__admin_arg(req, "handle");
     if (!v || cn_handle_normalize(v, out) < 0) {
         cn__admin_fail(resp, CN_ADMIN_USAGE, "handle must match [a-z0-9._-]{3,32}");
         return false;
@@ -94,7 +95,7 @@ static bool arg_handle(const cn_admin_msg_t *req, cn_admin_msg_t *resp, char out
     return true;
 }
 
-static cn_admin_row_t *add_row(cn_admin_msg_t *resp)
+cn_admin_row_t *cn__admin_add_row(cn_admin_msg_t *resp)
 {
     cn_admin_row_t *r = cn_admin_add_row(resp);
     if (!r)
@@ -103,7 +104,7 @@ static cn_admin_row_t *add_row(cn_admin_msg_t *resp)
 }
 
 /* Fails resp when any row_set failed (out of memory or an oversized value). */
-static void check_rows(cn_admin_msg_t *resp, int rc)
+void cn__admin_check_rows(cn_admin_msg_t *resp, int rc)
 {
     if (rc && resp->status == CN_ADMIN_OK)
         cn__admin_fail(resp, CN_ADMIN_FAILED, "cannot build the answer");
@@ -152,7 +153,7 @@ typedef struct list_ctx {
 static int on_device(void *ctx, const uint8_t id[CN_DEVICE_ID_LEN], const cn_rec_device_t *d)
 {
     list_ctx_t *x = ctx;
-    cn_admin_row_t *r = add_row(x->resp);
+    cn_admin_row_t *r = cn__admin_add_row(x->resp);
     if (!r)
         return 1;
     x->rc |= device_row(x->s, r, id, d);
@@ -165,32 +166,32 @@ static void cmd_device_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_
     list_ctx_t x = {s, resp, 0};
     if (cn_store_device_list(s->store, NULL, LIST_MAX, on_device, &x) < 0)
         cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
-    check_rows(resp, x.rc);
+    cn__admin_check_rows(resp, x.rc);
 }
 
 static void cmd_device_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     uint8_t id[CN_DEVICE_ID_LEN];
     cn_rec_device_t d;
-    if (!arg_device(req, resp, "id", id))
+    if (!cn__admin_arg_device(req, resp, "id", id))
         return;
     int rc = cn_store_device_get(s->store, id, &d);
     if (rc < 0) {
-        cn__admin_fail(resp, status_of(rc), "no such device");
+        cn__admin_fail(resp, cn__admin_status_of(rc), "no such device");
         return;
     }
     uint32_t prekeys = 0;
     uint64_t depth = 0, bytes = 0, oldest = 0;
     (void)cn_store_prekey_count(s->store, id, &prekeys);
     (void)cn_store_mailbox_stats(s->store, id, &depth, &bytes, &oldest);
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
     rc = device_row(s, r, id, &d);
     rc |= cn_admin_row_set(r, "prekeys", "%u", prekeys);
     rc |= cn_admin_row_set(r, "queued", "%llu", (unsigned long long)depth);
     rc |= cn_admin_row_set(r, "queued_bytes", "%llu", (unsigned long long)bytes);
-    check_rows(resp, rc);
+    cn__admin_check_rows(resp, rc);
 }
 
 static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
@@ -198,11 +199,11 @@ static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
     cn_store_op_t op;
     memset(&op, 0, sizeof(op));
     op.type = CN_OP_REVOKE;
-    if (!arg_device(req, resp, "id", op.u.revoke.device_id))
+    if (!cn__admin_arg_device(req, resp, "id", op.u.revoke.device_id))
         return;
-    int rc = submit_wait(s, &op);
+    int rc = cn__admin_submit_wait(s, &op);
     if (rc < 0) {
-        cn__admin_fail(resp, status_of(rc),
+        cn__admin_fail(resp, cn__admin_status_of(rc),
                        rc == CN_ENOTFOUND ? "no such active device" : "storage unavailable");
         return;
     }
@@ -225,7 +226,7 @@ static int user_row(cn_admin_row_t *r, const char *handle, const cn_rec_user_t *
 static int on_user(void *ctx, const char *handle, const cn_rec_user_t *u)
 {
     list_ctx_t *x = ctx;
-    cn_admin_row_t *r = add_row(x->resp);
+    cn_admin_row_t *r = cn__admin_add_row(x->resp);
     if (!r)
         return 1;
     x->rc |= user_row(r, handle, u);
@@ -238,21 +239,21 @@ static void cmd_user_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_ms
     list_ctx_t x = {s, resp, 0};
     if (cn_store_user_list(s->store, "", LIST_MAX, on_user, &x) < 0)
         cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
-    check_rows(resp, x.rc);
+    cn__admin_check_rows(resp, x.rc);
 }
 
 static void cmd_user_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     char handle[CN_HANDLE_MAX + 1];
     cn_rec_user_t u;
-    if (!arg_handle(req, resp, handle))
+    if (!cn__admin_arg_handle(req, resp, handle))
         return;
     int rc = cn_store_user_get(s->store, handle, &u);
     if (rc < 0) {
-        cn__admin_fail(resp, status_of(rc), "no such user");
+        cn__admin_fail(resp, cn__admin_status_of(rc), "no such user");
         return;
     }
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
     rc = user_row(r, handle, &u);
@@ -262,7 +263,7 @@ static void cmd_user_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_ms
         cn_hex_encode(hex, u.devices[i], CN_DEVICE_ID_LEN);
         rc |= cn_admin_row_set(r, key, "%s", hex);
     }
-    check_rows(resp, rc);
+    cn__admin_check_rows(resp, rc);
 }
 
 static void set_disabled(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp,
@@ -271,13 +272,13 @@ static void set_disabled(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg
     cn_store_op_t op;
     memset(&op, 0, sizeof(op));
     op.type = CN_OP_USER_UPDATE;
-    if (!arg_handle(req, resp, op.u.user_update.handle))
+    if (!cn__admin_arg_handle(req, resp, op.u.user_update.handle))
         return;
     op.u.user_update.mask = CN_USER_SET_DISABLED;
     op.u.user_update.disabled = disabled;
-    int rc = submit_wait(s, &op);
+    int rc = cn__admin_submit_wait(s, &op);
     if (rc < 0) {
-        cn__admin_fail(resp, status_of(rc),
+        cn__admin_fail(resp, cn__admin_status_of(rc),
                        rc == CN_ENOTFOUND ? "no such user" : "storage unavailable");
         return;
     }
@@ -322,12 +323,12 @@ static int parse_duration_ms(const char *v, uint64_t *out)
 static void cmd_invite_create(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     uint64_t expires = 0, uses = 1;
-    const char *v = arg(req, "expires");
+    const char *v = cn__admin_arg(req, "expires");
     if (v && parse_duration_ms(v, &expires) < 0) {
         cn__admin_fail(resp, CN_ADMIN_USAGE, "expires must look like 30s, 15m, 12h or 7d");
         return;
     }
-    v = arg(req, "uses");
+    v = cn__admin_arg(req, "uses");
     if (v && (sscanf(v, "%llu", (unsigned long long *)&uses) != 1 || uses < 1 || uses > 100000)) {
         cn__admin_fail(resp, CN_ADMIN_USAGE, "uses must be 1..100000");
         return;
@@ -346,17 +347,17 @@ static void cmd_invite_create(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
     snprintf(op.u.meta.name, sizeof(op.u.meta.name), "invite/%s", token);
     op.u.meta.value = rec;
     op.u.meta.len = sizeof(rec);
-    if (submit_wait(s, &op) < 0) {
+    if (cn__admin_submit_wait(s, &op) < 0) {
         cn__admin_fail(resp, CN_ADMIN_FAILED, "storage unavailable");
         return;
     }
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
     int rc = cn_admin_row_set(r, "token", "%s", token);
     rc |= cn_admin_row_set(r, "uses", "%llu", (unsigned long long)uses);
     rc |= cn_admin_row_set(r, "expires", "%llu", (unsigned long long)expires);
-    check_rows(resp, rc);
+    cn__admin_check_rows(resp, rc);
     cn_log_info("invite_created", "uses=%llu", (unsigned long long)uses);
 }
 
@@ -365,12 +366,12 @@ static void cmd_invite_create(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
 static void cmd_queue_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     uint8_t id[CN_DEVICE_ID_LEN];
-    if (!arg_device(req, resp, "device", id))
+    if (!cn__admin_arg_device(req, resp, "device", id))
         return;
     cn_rec_device_t d;
     int rc = cn_store_device_get(s->store, id, &d);
     if (rc < 0) {
-        cn__admin_fail(resp, status_of(rc), "no such device");
+        cn__admin_fail(resp, cn__admin_status_of(rc), "no such device");
         return;
     }
     uint64_t depth = 0, bytes = 0, oldest = 0, now = cn_now_ms();
@@ -379,20 +380,20 @@ static void cmd_queue_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_m
         return;
     }
     /* Depth and age only: never the contents. */
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
-    rc = cn_admin_row_set(r, "device", "%s", arg(req, "device"));
+    rc = cn_admin_row_set(r, "device", "%s", cn__admin_arg(req, "device"));
     rc |= cn_admin_row_set(r, "depth", "%llu", (unsigned long long)depth);
     rc |= cn_admin_row_set(r, "bytes", "%llu", (unsigned long long)bytes);
     rc |= cn_admin_row_set(r, "oldest_age_s", "%llu",
                            oldest && now > oldest ? (unsigned long long)(now - oldest) / 1000 : 0);
-    check_rows(resp, rc);
+    cn__admin_check_rows(resp, rc);
 }
 
 static void cmd_backup(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
-    const char *dir = arg(req, "dir");
+    const char *dir = cn__admin_arg(req, "dir");
     if (!dir || !dir[0] || dir[0] != '/') {
         cn__admin_fail(resp, CN_ADMIN_USAGE, "dir must be an absolute path that does not exist");
         return;
@@ -403,159 +404,10 @@ static void cmd_backup(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t
                        rc == CN_EEXIST ? "%s exists already" : "checkpoint into %s failed", dir);
         return;
     }
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (r)
-        check_rows(resp, cn_admin_row_set(r, "backup", "%s", dir));
+        cn__admin_check_rows(resp, cn_admin_row_set(r, "backup", "%s", dir));
     cn_log_info("backup_done", "dir=%s", dir);
-}
-
-/* ---------------------------------------------------------- rate limits */
-
-static int policy_name(char *out, size_t cap, enum cn_rl_action a, const uint8_t *device)
-{
-    char hex[2 * CN_DEVICE_ID_LEN + 1] = "";
-    if (device)
-        cn_hex_encode(hex, device, CN_DEVICE_ID_LEN);
-    int n = snprintf(out, cap, "ratelimit/%s%s%s", cn__rl_action_name(a), device ? "/" : "", hex);
-    return n > 0 && (size_t)n < cap ? CN_OK : CN_ETOOBIG;
-}
-
-static int policy_row(cn_admin_msg_t *resp, enum cn_rl_action a, const uint8_t *device,
-                      cn_rl_policy_t p)
-{
-    cn_admin_row_t *r = add_row(resp);
-    if (!r)
-        return CN_ELIMIT;
-    char hex[2 * CN_DEVICE_ID_LEN + 1] = "*";
-    if (device)
-        cn_hex_encode(hex, device, CN_DEVICE_ID_LEN);
-    int rc = cn_admin_row_set(r, "action", "%s", cn__rl_action_name(a));
-    rc |= cn_admin_row_set(r, "device", "%s", hex);
-    rc |= cn_admin_row_set(r, "rate_per_s", "%g", p.rate);
-    rc |= cn_admin_row_set(r, "burst", "%g", p.burst);
-    return rc;
-}
-
-typedef struct override_ctx {
-    cn_admin_msg_t *resp;
-    int rc;
-} override_ctx_t;
-
-static void on_override(void *ctx, enum cn_rl_action a, const uint8_t *device, cn_rl_policy_t p)
-{
-    override_ctx_t *x = ctx;
-    x->rc |= policy_row(x->resp, a, device, p);
-}
-
-static void cmd_ratelimit_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
-{
-    (void)req;
-    int rc = 0;
-    for (int a = 0; a < CN_RL__COUNT; a++)
-        rc |= policy_row(resp, (enum cn_rl_action)a, NULL, cn__rl_get(s->rl, a, NULL));
-    override_ctx_t x = {resp, 0};
-    cn__rl_each_override(s->rl, on_override, &x);
-    check_rows(resp, rc | x.rc);
-}
-
-/* Parses action and the optional device of a ratelimit command. */
-static bool policy_target(const cn_admin_msg_t *req, cn_admin_msg_t *resp, enum cn_rl_action *a,
-                          uint8_t device[CN_DEVICE_ID_LEN], bool *has_device)
-{
-    const char *name = arg(req, "action");
-    if (!name || cn__rl_action_parse(name, a) < 0) {
-        cn__admin_fail(resp, CN_ADMIN_USAGE,
-                       "action must be one of connect, auth-failure, register, send, "
-                       "send-bytes, prekey-fetch, media-bytes, history");
-        return false;
-    }
-    *has_device = arg(req, "device") != NULL;
-    return !*has_device || arg_device(req, resp, "device", device);
-}
-
-static void cmd_ratelimit_set(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
-{
-    enum cn_rl_action a;
-    uint8_t device[CN_DEVICE_ID_LEN];
-    bool has_device;
-    if (!policy_target(req, resp, &a, device, &has_device))
-        return;
-    cn_rl_policy_t p = cn__rl_get(s->rl, a, has_device ? device : NULL);
-    const char *rate = arg(req, "rate"), *burst = arg(req, "burst");
-    if ((rate && cn__rl_parse_rate(rate, &p.rate) < 0) ||
-        (burst && (sscanf(burst, "%lf", &p.burst) != 1 || p.burst < 1)) || (!rate && !burst)) {
-        cn__admin_fail(resp, CN_ADMIN_USAGE, "give --rate N/s (or /m, /h) and/or --burst N >= 1");
-        return;
-    }
-    char value[64];
-    cn_store_op_t op;
-    memset(&op, 0, sizeof(op));
-    op.type = CN_OP_META_PUT;
-    int n = snprintf(value, sizeof(value), "%.17g %.17g", p.rate, p.burst);
-    if (policy_name(op.u.meta.name, sizeof(op.u.meta.name), a, has_device ? device : NULL) < 0 ||
-        cn__rl_set(s->rl, a, has_device ? device : NULL, p) < 0) {
-        cn__admin_fail(resp, CN_ADMIN_REFUSED, "invalid policy or too many device overrides");
-        return;
-    }
-    op.u.meta.value = value;
-    op.u.meta.len = (size_t)n;
-    if (submit_wait(s, &op) < 0) /* live now; persisting failed */
-        cn__admin_fail(resp, CN_ADMIN_FAILED, "applied, but not persisted: storage unavailable");
-    else
-        check_rows(resp, policy_row(resp, a, has_device ? device : NULL, p));
-    cn_log_info("ratelimit_set", "action=%s rate=%g burst=%g device_override=%d",
-                cn__rl_action_name(a), p.rate, p.burst, has_device);
-}
-
-static void cmd_ratelimit_reset(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
-{
-    enum cn_rl_action a;
-    uint8_t device[CN_DEVICE_ID_LEN];
-    bool has_device;
-    if (!policy_target(req, resp, &a, device, &has_device))
-        return;
-    cn__rl_reset(s->rl, a, has_device ? device : NULL);
-    cn_store_op_t op;
-    memset(&op, 0, sizeof(op));
-    op.type = CN_OP_META_DELETE;
-    if (policy_name(op.u.meta.name, sizeof(op.u.meta.name), a, has_device ? device : NULL) < 0)
-        return;
-    int rc = submit_wait(s, &op);
-    if (rc < 0 && rc != CN_ENOTFOUND)
-        cn__admin_fail(resp, CN_ADMIN_FAILED, "reset live, but not persisted");
-    else
-        check_rows(resp, policy_row(resp, a, has_device ? device : NULL,
-                                    cn__rl_get(s->rl, a, has_device ? device : NULL)));
-}
-
-static int on_policy(void *ctx, const char *name, const uint8_t *value, size_t len)
-{
-    cn_server_t *s = ctx;
-    char action[32], text[64];
-    uint8_t device[CN_DEVICE_ID_LEN];
-    const char *rest = name + strlen("ratelimit/");
-    const char *slash = strchr(rest, '/');
-    size_t alen = slash ? (size_t)(slash - rest) : strlen(rest);
-    enum cn_rl_action a;
-    cn_rl_policy_t p;
-    if (alen >= sizeof(action) || len >= sizeof(text))
-        return 0;
-    memcpy(action, rest, alen);
-    action[alen] = '\0';
-    memcpy(text, value, len);
-    text[len] = '\0';
-    if (cn__rl_action_parse(action, &a) < 0 || sscanf(text, "%lf %lf", &p.rate, &p.burst) != 2 ||
-        (slash && cn_hex_decode(device, sizeof(device), slash + 1) < 0) ||
-        cn__rl_set(s->rl, a, slash ? device : NULL, p) < 0)
-        cn_log_warn("ratelimit_policy_ignored", "name=%s", name);
-    return 0;
-}
-
-void cn__rl_load(cn_server_t *s)
-{
-    int n = cn_store_meta_scan(s->store, "ratelimit/", on_policy, s);
-    if (n > 0)
-        cn_log_info("ratelimit_policies_loaded", "count=%d", n);
 }
 
 /* ---------------------------------------------------------- stats, config */
@@ -592,7 +444,7 @@ static int on_scan_device(void *ctx, const uint8_t id[CN_DEVICE_ID_LEN], const c
 static void cmd_stats(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     (void)req;
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
     cn_store_stats_t st;
@@ -618,14 +470,24 @@ static void cmd_stats(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t 
     rc |= cn_admin_row_set(r, "store_batches", "%llu", (unsigned long long)st.batches);
     rc |= cn_admin_row_set(r, "store_ops", "%llu", (unsigned long long)st.ops);
     rc |= cn_admin_row_set(r, "sync", "%s", cn_sync_name(s->cfg.sync));
-    check_rows(resp, rc);
+    cn_store_keys_stats_t *k = calloc(1, sizeof(*k));
+    if (k && cn_store_keys_stats(s->store, k) == CN_OK && k->encrypted) {
+        rc |= cn_admin_row_set(r, "keys_current", "%u", k->current);
+        rc |= cn_admin_row_set(r, "reseal_running", "%s", k->running ? "yes" : "no");
+        rc |= cn_admin_row_set(r, "reseal_progress", "%llu/%llu", (unsigned long long)k->scanned,
+                               (unsigned long long)k->total_estimate);
+        rc |= cn_admin_row_set(r, "resealed", "%llu", (unsigned long long)k->resealed);
+        rc |= cn_admin_row_set(r, "auth_failures", "%llu", (unsigned long long)k->auth_failures);
+    }
+    free(k);
+    cn__admin_check_rows(resp, rc);
 }
 
 static void cmd_config_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     (void)req;
     const cn_node_config_t *c = &s->cfg;
-    cn_admin_row_t *r = add_row(resp);
+    cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
     int rc = cn_admin_row_set(r, "listen", "%s:%u", c->listen_host, s->bound_port);
@@ -645,7 +507,7 @@ static void cmd_config_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_
     rc |= cn_admin_row_set(r, "out_hard_limit", "%zu", c->out_hard_limit);
     rc |= cn_admin_row_set(r, "max_connections", "%u", c->max_connections);
     rc |= cn_admin_row_set(r, "max_queued_bytes", "%llu", (unsigned long long)c->max_queued_bytes);
-    check_rows(resp, rc);
+    cn__admin_check_rows(resp, rc);
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -666,11 +528,14 @@ static const struct {
     {"user.disable", cmd_user_disable},
     {"user.enable", cmd_user_enable},
     {"invite.create", cmd_invite_create},
-    {"ratelimit.list", cmd_ratelimit_list},
-    {"ratelimit.set", cmd_ratelimit_set},
-    {"ratelimit.reset", cmd_ratelimit_reset},
+    {"ratelimit.list", cn__cmd_ratelimit_list},
+    {"ratelimit.set", cn__cmd_ratelimit_set},
+    {"ratelimit.reset", cn__cmd_ratelimit_reset},
     {"queue.show", cmd_queue_show},
     {"backup", cmd_backup},
+    {"keys.list", cn__cmd_keys_list},
+    {"keys.rotate", cn__cmd_keys_rotate},
+    {"keys.retire", cn__cmd_keys_retire},
 };
 
 void cn__admin_execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)

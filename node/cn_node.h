@@ -27,6 +27,8 @@ typedef struct cn_node_config {
     char tls_cert[512];
     char tls_key[512];
     char node_key[512];     /* Ed25519 node identity; default DATA/node.key */
+    char master_key[512];   /* at-rest master key file; default DATA/master.key (created);
+                               CHATNODE_MASTER_KEY (64 hex digits) wins over it */
     char admin_socket[108]; /* Unix socket path; empty disables */
     char metrics_host[64];
     uint16_t metrics_port; /* 0 picks a free port; metrics_host "" disables */

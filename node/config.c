@@ -54,6 +54,8 @@ static const char usage[] =
     "  --tls-cert FILE           PEM certificate chain (./var/tls/cert.pem)\n"
     "  --tls-key FILE            PEM private key (./var/tls/key.pem)\n"
     "  --node-key FILE           node Ed25519 identity, created if missing (DATA/node.key)\n"
+    "  --master-key-file FILE    at-rest master key, created if missing (DATA/master.key);\n"
+    "                            the CHATNODE_MASTER_KEY variable (64 hex digits) wins\n"
     "  --admin-socket PATH       admin Unix socket, mode 0600 (./var/admin.sock; '' disables)\n"
     "  --metrics HOST:PORT       Prometheus /metrics, /healthz, /readyz (127.0.0.1:9464; '' "
     "disables)\n"
@@ -118,6 +120,7 @@ enum {
     O_CERT,
     O_KEY,
     O_NODE_KEY,
+    O_MASTER_KEY,
     O_ADMIN,
     O_METRICS,
     O_THREADS,
@@ -167,6 +170,7 @@ static const struct opt_def {
     {"tls-cert", "tls", "cert", O_CERT},
     {"tls-key", "tls", "key", O_KEY},
     {"node-key", "node", "node_key", O_NODE_KEY},
+    {"master-key-file", "node", "master_key_file", O_MASTER_KEY},
     {"admin-socket", "admin", "socket", O_ADMIN},
     {"metrics", "metrics", "listen", O_METRICS},
     {"handshake-timeout", "limits", "handshake_timeout_ms", O_HS_TO},
@@ -197,6 +201,7 @@ static const struct option options[] = {
     {"tls-cert", 1, 0, O_CERT},
     {"tls-key", 1, 0, O_KEY},
     {"node-key", 1, 0, O_NODE_KEY},
+    {"master-key-file", 1, 0, O_MASTER_KEY},
     {"admin-socket", 1, 0, O_ADMIN},
     {"metrics", 1, 0, O_METRICS},
     {"threads", 1, 0, O_THREADS},
@@ -280,6 +285,8 @@ static int apply(cn_node_config_t *cfg, int opt, const char *v)
         return copy_str(cfg->tls_key, sizeof(cfg->tls_key), v);
     case O_NODE_KEY:
         return copy_str(cfg->node_key, sizeof(cfg->node_key), v);
+    case O_MASTER_KEY:
+        return copy_str(cfg->master_key, sizeof(cfg->master_key), v);
     case O_RL:
         return parse_ratelimit(cfg, v);
     case O_MEDIAMAX:

@@ -90,8 +90,10 @@ static int on_entry(void *ctx, const uint8_t tag[CN_THREAD_TAG_LEN], uint64_t ti
 
 void cn__handle_history_query(cn_conn_t *c, uint64_t rid, const Chat__HistoryQuery *m)
 {
-    if (m->thread_tag.len != 0 && m->thread_tag.len != CN_THREAD_TAG_LEN) {
-        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "thread_tag must be 32 bytes");
+    if ((m->thread_tag.len != 0 && m->thread_tag.len != CN_THREAD_TAG_LEN) ||
+        (m->before_id.len != 0 && m->before_id.len != CN_HISTORY_ID_LEN)) {
+        cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST,
+                                "thread_tag must be 32 bytes, before_id 16");
         return;
     }
     if (!cn__conn_rate_ok(c, rid, CN_RL_HISTORY, c->device_id, CN_DEVICE_ID_LEN, 1))
@@ -104,9 +106,9 @@ void cn__handle_history_query(cn_conn_t *c, uint64_t rid, const Chat__HistoryQue
     cn_buf_init(&p->data);
     uint32_t limit = m->limit ? CN_MIN(m->limit, CN_HISTORY_PAGE_MAX) : 50;
     bool more = false;
-    int rc = cn_store_history_query(srv(c)->store, c->handle,
-                                    m->thread_tag.len ? m->thread_tag.data : NULL, m->before, NULL,
-                                    limit, on_entry, p, &more);
+    int rc = cn_store_history_query(
+        srv(c)->store, c->handle, m->thread_tag.len ? m->thread_tag.data : NULL, m->before,
+        m->before_id.len ? m->before_id.data : NULL, limit, on_entry, p, &more);
     if (rc < 0) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "storage unavailable");
     } else {

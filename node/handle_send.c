@@ -174,6 +174,9 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
         return;
     if (p->op.result == CN_OK)
         respond_ok(c, p->request_id, p->op.u.send.env.server_time, p->op.u.send.duplicate);
+    else if (p->op.result == CN_ETOOBIG)
+        cn__conn_respond_status(c, p->request_id, CHAT__STATUS__TOO_LARGE,
+                                "too many recipient devices");
     else if (p->op.result == CN_ELIMIT)
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__RATE_LIMITED,
                                 "rate limited: the recipient's queue is full");

@@ -215,9 +215,13 @@ static void respond(metrics_conn_t *m, const cn_http_request_t *req)
     } else if (strcmp(req->path, "/healthz") == 0) {
         (void)cn_buf_printf(&body, "ok\n");
     } else if (strcmp(req->path, "/readyz") == 0) {
-        bool ready = !atomic_load(&s->draining);
-        status = ready ? 200 : 503;
-        (void)cn_buf_printf(&body, ready ? "ready\n" : "draining\n");
+        cn_store_stats_t st;
+        cn_store_stats_get(s->store, &st);
+        bool draining = atomic_load(&s->draining);
+        status = draining || st.write_failing ? 503 : 200;
+        (void)cn_buf_printf(&body, draining           ? "draining\n"
+                                   : st.write_failing ? "storage failing: cannot persist\n"
+                                                      : "ready\n");
     } else {
         status = 404;
         (void)cn_buf_printf(&body, "not found\n");

@@ -448,6 +448,24 @@ CN_MUST_USE int cn__metrics_start(cn_server_t *s, uv_loop_t *loop, uv_tcp_t *lis
 
 /** Runs one admin command (control thread); fills resp. */
 void cn__admin_execute(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+/* Helpers shared by the admin command files (node/admin_*.c). */
+const char *cn__admin_arg(const cn_admin_msg_t *req, const char *key);
+bool cn__admin_arg_device(const cn_admin_msg_t *req, cn_admin_msg_t *resp, const char *key,
+                          uint8_t out[CN_DEVICE_ID_LEN]);
+bool cn__admin_arg_handle(const cn_admin_msg_t *req, cn_admin_msg_t *resp,
+                          char out[CN_HANDLE_MAX + 1]);
+cn_admin_row_t *cn__admin_add_row(cn_admin_msg_t *resp);
+void cn__admin_check_rows(cn_admin_msg_t *resp, int rc);
+/** Submits op to the store and waits for its durable answer (control thread). */
+int cn__admin_submit_wait(cn_server_t *s, cn_store_op_t *op);
+uint32_t cn__admin_status_of(int rc);
+void cn__cmd_ratelimit_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+void cn__cmd_ratelimit_set(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+void cn__cmd_ratelimit_reset(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+void cn__cmd_keys_list(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+void cn__cmd_keys_rotate(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+void cn__cmd_keys_retire(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp);
+
 /** Sets an error status and printf-formatted message on resp. */
 void cn__admin_fail(cn_admin_msg_t *resp, uint32_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

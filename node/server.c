@@ -83,6 +83,7 @@ static int open_store(cn_server_t *s)
     so.path = s->cfg.data_dir;
     so.sync = s->cfg.sync;
     so.mailbox_ttl_ms = s->cfg.mailbox_ttl_ms;
+    so.master_key_file = s->cfg.master_key[0] ? s->cfg.master_key : NULL;
     return cn_store_open(&so, &s->store);
 }
 

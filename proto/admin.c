@@ -251,9 +251,80 @@ static int field(const struct cbor_pair *p, bool request, cn_admin_msg_t *m, uns
     return CN_OK;
 }
 
+#define ADMIN_DEPTH_MAX 4 /* map -> rows array -> row map -> text */
+
+/* Reads one item head: major type and argument; CN_EINVAL for what the
+ * admin protocol never uses (indefinite lengths, tags, floats). */
+static int head(cn_cursor_t *c, uint8_t *major, uint64_t *arg)
+{
+    uint8_t b;
+    CN_TRY(cn_cursor_u8(c, &b));
+    *major = b >> 5;
+    uint8_t info = b & 31;
+    if (info < 24) {
+        *arg = info;
+    } else if (info == 24) {
+        uint8_t v;
+        CN_TRY(cn_cursor_u8(c, &v));
+        *arg = v;
+    } else if (info == 25) {
+        uint16_t v;
+        CN_TRY(cn_cursor_u16be(c, &v));
+        *arg = v;
+    } else if (info == 26) {
+        uint32_t v;
+        CN_TRY(cn_cursor_u32be(c, &v));
+        *arg = v;
+    } else if (info == 27) {
+        CN_TRY(cn_cursor_u64be(c, arg));
+    } else {
+        return CN_EINVAL;
+    }
+    CN_ENSURE(*major != 6 && (*major != 7 || info < 24), CN_EINVAL);
+    return CN_OK;
+}
+
+/*
+ * libcbor's cbor_load allocates what a header announces before it checks
+ * that the input holds it (a 21-byte frame can ask for gigabytes). This
+ * walk checks every announced length and count against the bytes left and
+ * bounds the nesting, so cbor_load only ever sees a well-shaped input.
+ */
+static int shape_ok(const uint8_t *p, size_t n)
+{
+    cn_cursor_t c;
+    cn_cursor_init(&c, p, n);
+    uint64_t pending[ADMIN_DEPTH_MAX + 1] = {1}; /* items left per open level */
+    int depth = 0;
+    while (depth >= 0) {
+        if (pending[depth] == 0) {
+            depth--;
+            continue;
+        }
+        pending[depth]--;
+        uint8_t major;
+        uint64_t arg;
+        if (head(&c, &major, &arg) < 0)
+            return CN_EINVAL;
+        if (major == 2 || major == 3) {
+            cn_slice_t skip;
+            CN_ENSURE(arg <= cn_cursor_left(&c), CN_EINVAL);
+            CN_TRY(cn_cursor_view(&c, (size_t)arg, &skip));
+        } else if (major == 4 || major == 5) {
+            uint64_t items = major == 5 ? 2 * arg : arg;
+            /* Every item takes at least one byte. */
+            CN_ENSURE(arg <= cn_cursor_left(&c) && items <= cn_cursor_left(&c), CN_EINVAL);
+            CN_ENSURE(depth < ADMIN_DEPTH_MAX, CN_EINVAL);
+            pending[++depth] = items;
+        }
+    }
+    return cn_cursor_left(&c) == 0 ? CN_OK : CN_EINVAL;
+}
+
 static int decode(const uint8_t *p, size_t n, bool request, cn_admin_msg_t *m)
 {
     CN_ENSURE(n <= CN_ADMIN_FRAME_MAX, CN_ETOOBIG);
+    CN_TRY(shape_ok(p, n));
     struct cbor_load_result res;
     cbor_item_t *root = cbor_load(p, n, &res);
     CN_ENSURE(root != NULL, CN_EINVAL);

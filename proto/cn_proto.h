@@ -33,6 +33,7 @@
 #define CN_WS_MESSAGE_MAX    (512u * 1024u) /* one ClientFrame, reassembled */
 #define CN_CIPHERTEXT_MAX    (64u * 1024u)  /* one envelope's ciphertext */
 #define CN_RECIPIENTS_MAX    64             /* envelopes in one Send */
+#define CN_SEND_FANOUT_MAX   (1000u * 16u)  /* mailboxes of one group send: members x devices */
 #define CN_ACK_SEQS_MAX      1024           /* seqs in one Ack */
 #define CN_OTPK_UPLOAD_MAX   100            /* one-time prekeys per upload */
 #define CN_OTPK_STORED_MAX   200            /* one-time prekeys held per device */

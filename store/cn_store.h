@@ -49,15 +49,39 @@ typedef struct cn_store_options {
     uint64_t wal_ttl_seconds;   /* WAL kept for replicas; default 3600 */
     uint64_t wal_size_limit_mb; /* default 1024 */
     uint32_t max_batch_ops;     /* group-commit batch limit; default 4096 */
+    /*
+     * Encryption at rest (DESIGN section 5). With encrypt (the default)
+     * every record holding user data is sealed under the key ring, which
+     * the master key wraps. The master key comes from the environment
+     * variable CN_STORE_MASTER_KEY_ENV (64 hex digits) when set, else from
+     * master_key_file; NULL means "<path>/master.key". A key file next to
+     * the data only protects copies of the data directory made without
+     * it (a backup, a checkpoint): operators should point it elsewhere.
+     * create_master_key (default on) creates a missing file (mode 0600,
+     * random) but only for a database that has no key ring yet: a missing
+     * key for an encrypted database fails the open. encrypt off stores
+     * plaintext (tests, benchmarks) and refuses an encrypted database.
+     */
+    bool encrypt;                /* default true */
+    const char *master_key_file; /* borrowed during cn_store_open; default NULL */
+    bool create_master_key;      /* default true */
 } cn_store_options_t;
+
+/** The environment variable holding the master key (hex); wins over the file. */
+#define CN_STORE_MASTER_KEY_ENV "CHATNODE_MASTER_KEY"
 
 /** Fills opts with the defaults (path NULL). */
 void cn_store_options_default(cn_store_options_t *opts);
 
 /**
- * Opens (or creates) the database and starts the writer thread.
+ * Opens (or creates) the database and starts the writer thread (and, when
+ * records under old keys or plaintext records remain, the re-seal pass).
  * Returns owned; free with cn_store_free. CN_EIO with a logged reason when
- * RocksDB refuses (locked, corrupt, unwritable).
+ * RocksDB refuses (locked, corrupt, unwritable). With encryption: CN_EAUTH
+ * (logged, never the key) when the master key does not open the key ring;
+ * CN_ENOTFOUND (logged) when the master key file is missing and may not be
+ * created; CN_EINVAL for a malformed key (file size, hex) and for encrypt
+ * off on an encrypted database.
  */
 CN_MUST_USE int cn_store_open(const cn_store_options_t *opts, cn_store_t **out);
 
@@ -97,7 +121,9 @@ CN_MUST_USE int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DE
 /**
  * meta CF: synchronous get (into out, appended) and durable put, from any
  * thread. Names are 1..CN_STORE_META_NAME_MAX bytes; the writer's own
- * names (prefixes mseq/, oseq/, qbytes/, mbytes/, pushseq) are CN_EINVAL.
+ * names (prefixes mseq/, oseq/, qbytes/, mbytes/, pushseq, keyring) are
+ * CN_EINVAL. Meta values are node-internal (counters, policies, invites)
+ * and stored unsealed; only the key ring is sealed (under the master key).
  * A put bypasses the writer; use CN_OP_META_PUT to order it with other ops.
  */
 CN_MUST_USE int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out);
@@ -237,8 +263,8 @@ typedef int (*cn_store_meta_cb)(void *ctx, const char *name, const uint8_t *valu
 
 /**
  * Calls cb for every meta record whose name starts with prefix ("" or NULL:
- * all), in name order. The writer's own records (the per-device counters
- * and the push sequence) are never listed; a prefix inside them is
+ * all), in name order. The writer's own records (the per-device counters,
+ * the push sequence and the key ring) are never listed; a prefix inside them is
  * CN_EINVAL, as is one longer than CN_STORE_META_NAME_MAX. Borrows prefix.
  * Thread-safe. Returns the number of records passed to cb, or CN_EIO.
  */
@@ -267,7 +293,9 @@ CN_MUST_USE int cn_store_push_pending(cn_store_t *s, uint64_t after_seq, uint32_
 /**
  * Writes a consistent RocksDB checkpoint (hard links where possible, the
  * memtables flushed first) into dir, which must not exist yet (its parent
- * must). The checkpoint opens with cn_store_open. Borrows dir. Safe from
+ * must). The checkpoint opens with cn_store_open under the same master
+ * key: its records and key ring are sealed, and it does not hold the key
+ * (not even a key file kept in the data directory). Borrows dir. Safe from
  * any thread while the writer runs; it blocks the caller for the flush and
  * the copy. CN_EEXIST when dir exists, CN_EINVAL for an empty dir, CN_EIO
  * (logged) when RocksDB fails.
@@ -295,6 +323,8 @@ enum cn_store_op_type {
     CN_OP_MEDIA_CHUNK,    /* append one chunk at the stored offset */
     CN_OP_MEDIA_END,      /* check the digest, mark the upload complete */
     CN_OP_HISTORY_APPEND, /* add one sealed entry to a user's archive */
+    CN_OP_KEYS_ROTATE,    /* add a data key, make it current, start the re-seal pass */
+    CN_OP_KEYS_RETIRE,    /* drop an old data key that no record uses */
 };
 
 /** A woken device that has not connected is woken again after this long. */
@@ -572,6 +602,19 @@ typedef struct cn_store_op {
             cn_slice_t sealed; /* borrowed until done */
             bool duplicate;    /* result */
         } history_append;
+        /* CN_OP_KEYS_ROTATE: a new random data key becomes current (its id
+         * in key_id); records written after it are sealed under it and the
+         * background re-seal pass moves older records to it. CN_ELIMIT
+         * when the ring holds CN_STORE_KEYS_MAX keys (retire some),
+         * CN_EINVAL when the store is not encrypted.
+         * CN_OP_KEYS_RETIRE: deletes key_id from the ring. CN_ENOTFOUND
+         * for an id not in the ring; CN_ECONFLICT for the current key or
+         * while records may still use it (until a complete re-seal pass,
+         * run after the key stopped being current, found none under it:
+         * see cn_store_keys_stats). */
+        struct {
+            uint32_t key_id; /* ROTATE: result; RETIRE: input */
+        } keys;
     } u;
 } cn_store_op_t;
 
@@ -602,6 +645,7 @@ typedef struct cn_store_stats {
     uint64_t fsync_ns_total;
     uint64_t last_batch_ops;
     uint64_t write_errors;
+    bool write_failing;   /* the last batch failed: the store cannot persist now */
     uint64_t queue_depth; /* submitted and not yet called back */
     /* Ops per batch, every batch; buckets CN_STORE_BATCH_BUCKETS_OPS. */
     uint64_t batch_ops_hist[CN_STORE_BATCH_HIST_N];
@@ -613,5 +657,53 @@ typedef struct cn_store_stats {
 
 /** Copies the current statistics into out. Thread-safe. */
 void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out);
+
+/* ------------------------------------------------ encryption at rest */
+
+#define CN_STORE_KEYS_MAX 64 /* data keys one ring holds (CN_KEYRING_MAX) */
+
+enum cn_store_key_state {
+    CN_STORE_KEY_CURRENT = 1, /* new records are sealed under it */
+    CN_STORE_KEY_OLD = 2,     /* not current; records may still use it */
+    CN_STORE_KEY_RETIRED = 3, /* deleted from the ring (id never reused) */
+};
+
+/** One key id in cn_store_keys_stats_t. */
+typedef struct cn_store_key_info {
+    uint32_t id; /* 0: plaintext records of a database from before encryption */
+    enum cn_store_key_state state;
+    /* Records sealed under it as counted by the re-seal pass (the running
+     * one: so far; else the last complete one); valid when `counted`.
+     * Records written after a pass are not counted until the next one. */
+    uint64_t records;
+    bool retirable; /* CN_OP_KEYS_RETIRE would succeed now */
+} cn_store_key_info_t;
+
+/** The key ring and the re-seal pass, for `chatadmin keys list` and stats. */
+typedef struct cn_store_keys_stats {
+    bool encrypted;   /* false: encrypt was off; nothing else is set */
+    uint32_t current; /* the current key id */
+    bool counted;     /* a pass ran (or is running) since open: records are set */
+    /* Keys in the ring in id order, then id 0 when plaintext records may
+     * remain, then retired ids (newest first) while room is left. */
+    uint32_t n;
+    cn_store_key_info_t keys[2 * CN_STORE_KEYS_MAX];
+    /* The running pass, or the last one. running is also set while a
+     * pass is about to start (after a rotation, or at open). */
+    bool running;
+    uint64_t resealed;       /* records re-sealed under the current key */
+    uint64_t scanned;        /* records looked at */
+    uint64_t total_estimate; /* records in the sealed column families (RocksDB estimate) */
+    uint64_t passes;         /* complete passes since open */
+    /* Values that failed authentication since open (tampered, or moved to
+     * another key or CF): each read of one fails with CN_EAUTH. */
+    uint64_t auth_failures;
+} cn_store_keys_stats_t;
+
+/**
+ * Fills out with the ring's keys, per-key record counts and the re-seal
+ * pass progress. Thread-safe, cheap (no scan). CN_EINVAL for NULLs.
+ */
+CN_MUST_USE int cn_store_keys_stats(cn_store_t *s, cn_store_keys_stats_t *out);
 
 #endif /* CN_STORE_H */

@@ -62,6 +62,9 @@ void cn_store_options_default(cn_store_options_t *opts)
     opts->wal_ttl_seconds = WAL_TTL_DEFAULT_S;
     opts->wal_size_limit_mb = WAL_SIZE_DEFAULT_MB;
     opts->max_batch_ops = MAX_BATCH_DEFAULT;
+    opts->encrypt = true;
+    opts->master_key_file = NULL; /* <path>/master.key */
+    opts->create_master_key = true;
 }
 
 int cn_sync_parse(const char *s, enum cn_sync *out)
@@ -94,7 +97,9 @@ const char *cn_sync_name(enum cn_sync s)
 /* --------------------------------------------------------- TTL filters */
 
 /* Returns 1 (drop) for a record whose server_time is older than the TTL.
- * A record we cannot decode is kept: expiry never destroys what it does not
+ * A sealed record carries its server_time in the clear header (its
+ * expires_hint, see store/seal.c), so no key is needed here. A record we
+ * cannot decode is kept: expiry never destroys what it does not
  * understand. */
 static unsigned char ttl_filter(void *state, int level, const char *key, size_t klen,
                                 const char *val, size_t vlen, char **new_val, size_t *new_len,
@@ -104,7 +109,9 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
     uint64_t server_time;
     (void)level, (void)key, (void)klen, (void)new_val, (void)new_len;
     *changed = 0;
-    if (t->cf == CN__CF_MAILBOX) {
+    if (cn_atrest_header((const uint8_t *)val, vlen, NULL, &server_time) == CN_OK) {
+        /* sealed: the hint is the server_time */
+    } else if (t->cf == CN__CF_MAILBOX) {
         cn_rec_envelope_t env;
         if (cn_rec_envelope_decode((const uint8_t *)val, vlen, &env) != CN_OK)
             return 0;
@@ -130,9 +137,12 @@ static unsigned char media_filter(void *state, int level, const char *key, size_
                                   const char *val, size_t vlen, char **new_val, size_t *new_len,
                                   unsigned char *changed)
 {
+    uint64_t expires, now = cn_now_ms();
     (void)state, (void)level, (void)new_val, (void)new_len;
     *changed = 0;
-    return cn__media_expired((const uint8_t *)key, klen, (const uint8_t *)val, vlen, cn_now_ms());
+    if (cn_atrest_header((const uint8_t *)val, vlen, NULL, &expires) == CN_OK)
+        return expires != 0 && expires <= now; /* sealed: the hint is the expiry */
+    return cn__media_expired((const uint8_t *)key, klen, (const uint8_t *)val, vlen, now);
 }
 
 static const char *media_filter_name(void *state)
@@ -248,6 +258,17 @@ static int open_db(cn_store_t *s)
     return CN_OK;
 }
 
+/** Records may remain under an old key, or in plaintext: start the pass. */
+static bool needs_pass(cn_store_t *s)
+{
+    cn_keyring_entry_t ents[CN_KEYRING_MAX];
+    size_t n = CN_MIN(cn_keyring_list(s->ring, ents, CN_KEYRING_MAX), (size_t)CN_KEYRING_MAX);
+    bool any = cn__legacy(s);
+    for (size_t i = 0; i < n; i++)
+        any = any || ents[i].state == CN_KEY_OLD;
+    return any;
+}
+
 int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
 {
     int rc;
@@ -263,7 +284,13 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     CN_ENSURE_OUT(s->path != NULL, CN_ENOMEM);
     s->opts.path = s->path;
     CN_TRY_OUT(open_db(s));
+    CN_TRY_OUT(cn__keys_open(s));
     CN_TRY_OUT(cn__writer_start(s));
+    if (s->ring != NULL) {
+        CN_TRY_OUT(cn__pass_start(s));
+        if (needs_pass(s))
+            cn__pass_request(s);
+    }
     *out = s;
     return CN_OK;
 out:
@@ -304,7 +331,10 @@ void cn_store_free(cn_store_t *s)
 {
     if (s == NULL)
         return;
+    cn__pass_stop(s);
     cn__writer_stop(s);
+    cn__pass_dispose(s);
+    cn__keys_close(s);
     close_db(s);
     free(s->path);
     free(s);

@@ -96,8 +96,8 @@ void cn__key_hist_l(uint8_t out[CN__KEY_HIST_L], const uint8_t *user, const uint
 }
 
 /* The names the writer owns in meta; callers can neither write nor list them. */
-static const char *const meta_reserved[] = {CN__META_MSEQ, CN__META_OSEQ, CN__META_QBYTES,
-                                            CN__META_PUSHSEQ, CN__META_MBYTES};
+static const char *const meta_reserved[] = {CN__META_MSEQ,    CN__META_OSEQ,   CN__META_QBYTES,
+                                            CN__META_PUSHSEQ, CN__META_MBYTES, CN__META_KEYRING};
 
 bool cn__meta_reserved(const char *name, size_t len)
 {
@@ -137,6 +137,9 @@ static int iter_setup(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf
 {
     memset(it, 0, sizeof(*it));
     CN_ENSURE(plen + suffix_len + 1 <= CN__KEY_MAX && seeklen <= CN__KEY_MAX, CN_EINVAL);
+    it->s = s;
+    it->cf = cf;
+    cn_buf_init(&it->plain);
     memcpy(it->prefix, prefix, plen);
     it->plen = plen;
     memcpy(it->bound, prefix, plen);
@@ -180,7 +183,7 @@ int cn__iter_open_rev(cn_store_t *s, enum cn__cf cf, const uint8_t *prefix, size
 bool cn__iter_valid(const cn__iter_t *it)
 {
     size_t klen;
-    if (!rocksdb_iter_valid(it->it))
+    if (it->rc < 0 || !rocksdb_iter_valid(it->it))
         return false;
     /* The batch side of an iterator-with-base ignores the upper bound. */
     const char *k = rocksdb_iter_key(it->it, &klen);
@@ -192,9 +195,28 @@ const uint8_t *cn__iter_key(const cn__iter_t *it, size_t *len)
     return (const uint8_t *)rocksdb_iter_key(it->it, len);
 }
 
-const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len)
+/* Sealed values are opened into the iterator's own buffer, so the result
+ * lives until the next call, like RocksDB's own value. */
+const uint8_t *cn__iter_value(cn__iter_t *it, size_t *len)
 {
-    return (const uint8_t *)rocksdb_iter_value(it->it, len);
+    size_t klen, n;
+    const uint8_t *out;
+    const char *k = rocksdb_iter_key(it->it, &klen);
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it->it, &n);
+    int rc = cn__open_copy(it->s, it->cf, k, klen, v, n, &it->plain, &out, len);
+    if (rc < 0) {
+        it->rc = rc;
+        *len = 0;
+        return NULL;
+    }
+    return out;
+}
+
+size_t cn__iter_value_len(const cn__iter_t *it)
+{
+    size_t n;
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it->it, &n);
+    return cn__plain_len(it->s, it->cf, v, n);
 }
 
 void cn__iter_next(cn__iter_t *it)
@@ -218,6 +240,9 @@ int cn__iter_close(cn__iter_t *it)
     }
     if (it->ro)
         rocksdb_readoptions_destroy(it->ro);
+    cn_buf_dispose(&it->plain);
+    if (rc == CN_OK)
+        rc = it->rc; /* a value that did not open */
     memset(it, 0, sizeof(*it));
     return rc;
 }

@@ -50,6 +50,8 @@ int cn__media_owner_bytes(cn__batch_t *b, const uint8_t *user, uint64_t *out)
         size_t klen, vlen;
         (void)cn__iter_key(&it, &klen);
         const uint8_t *v = cn__iter_value(&it, &vlen);
+        if (v == NULL)
+            break; /* did not open: cn__iter_close reports it */
         if (klen != CN__KEY_MEDIA_OWNER || vlen != CN__MEDIA_OWNER_VAL ||
             past(cn_load_u64be(v), now))
             continue;

@@ -80,12 +80,14 @@ int cn__op_register(cn__batch_t *b, cn_store_op_t *op)
     size_t ilen = strnlen(invite, sizeof(op->u.reg.consume_meta));
     uint8_t left[CN_INVITE_RECORD_LEN];
     uint32_t uses = 0;
+    /* Never a writer-owned record (a counter, the key ring). */
+    CN_ENSURE(!cn__meta_reserved(invite, ilen), CN_EINVAL);
     if (ilen > 0)
         CN_TRY(invite_check(b, invite, ilen, now, left, &uses));
     const char *claim = op->u.reg.claim_meta;
     size_t clen = strnlen(claim, sizeof(op->u.reg.claim_meta));
     if (clen > 0) {
-        CN_ENSURE(clen <= CN_STORE_META_NAME_MAX, CN_EINVAL);
+        CN_ENSURE(clen <= CN_STORE_META_NAME_MAX && !cn__meta_reserved(claim, clen), CN_EINVAL);
         int rc = ensure_absent(b, CN__CF_META, claim, clen);
         CN_ENSURE(rc != CN_EEXIST, CN_EAUTH); /* a replayed token */
         CN_TRY(rc);

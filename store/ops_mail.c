@@ -15,7 +15,9 @@ static int send_check(cn__batch_t *b, cn_store_op_t *op)
 {
     const cn_store_recipient_t *r = op->u.send.recipients;
     CN_ENSURE(op->u.send.n > 0 && r != NULL, CN_EINVAL);
-    CN_ENSURE(op->u.send.n <= CN_RECIPIENTS_MAX, CN_ETOOBIG);
+    /* A group send fans out to every member device; 1:1 sends are held to
+     * CN_RECIPIENTS_MAX by the node. */
+    CN_ENSURE(op->u.send.n <= CN_SEND_FANOUT_MAX, CN_ETOOBIG);
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         CN_ENSURE(r[i].ciphertext.len <= CN_CIPHERTEXT_MAX, CN_ETOOBIG);
         CN_ENSURE(r[i].ciphertext.base != NULL || r[i].ciphertext.len == 0, CN_EINVAL);
@@ -117,10 +119,12 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
         char *v;
         size_t vlen;
         cn__key_mailbox(key, id, op->u.ack.seqs[i]);
-        int rc = cn__batch_get(b, CN__CF_MAILBOX, key, sizeof(key), &v, &vlen);
+        /* Only the size counts: the value is not opened. */
+        int rc = cn__batch_get_raw(b, CN__CF_MAILBOX, key, sizeof(key), &v, &vlen);
         if (rc == CN_ENOTFOUND)
             continue;
         CN__APPLY(b, rc);
+        vlen = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
         rocksdb_free(v);
         CN__APPLY(b, cn__quota_adjust(b, id, vlen, false));
         cn__batch_delete(b, CN__CF_MAILBOX, key, sizeof(key));

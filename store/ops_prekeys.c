@@ -42,6 +42,8 @@ static int otpk_scan(cn__batch_t *b, const uint8_t *id, uint32_t *count, otpk_fi
         const uint8_t *k = cn__iter_key(&it, &klen);
         if (first != NULL && !first->found && klen == CN__KEY_PREKEY) {
             const uint8_t *v = cn__iter_value(&it, &vlen);
+            if (v == NULL)
+                break; /* did not open: cn__iter_close reports it */
             memcpy(first->key, k, CN__KEY_PREKEY);
             first->found = true;
             /* An undecodable key is still consumed, just not handed out. */

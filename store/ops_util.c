@@ -6,8 +6,8 @@
 
 #include <string.h>
 
-int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen, char **val,
-                  size_t *vlen)
+int cn__batch_get_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen, char **val,
+                      size_t *vlen)
 {
     char *err = NULL;
     *vlen = 0;
@@ -20,17 +20,43 @@ int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen, 
     return *val != NULL ? CN_OK : CN_ENOTFOUND;
 }
 
+/* Opened in place: the plaintext is shorter than the sealed value, and the
+ * caller frees the same allocation. */
+int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen, char **val,
+                  size_t *vlen)
+{
+    CN_TRY(cn__batch_get_raw(b, cf, key, klen, val, vlen));
+    int rc = cn__open_inplace(b->s, cf, key, klen, (uint8_t *)*val, vlen);
+    if (rc < 0) {
+        rocksdb_free(*val);
+        *val = NULL;
+    }
+    return rc;
+}
+
 void cn__batch_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                    const cn_buf_t *val)
 {
     cn_slice_t v = cn_buf_unread(val);
-    rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], (const char *)key, klen, (const char *)v.base,
-                                 v.len);
+    cn__batch_put_raw(b, cf, key, klen, v.base, v.len);
 }
 
+/* A value that cannot be sealed (no memory) poisons the batch: the op
+ * goes on, but nothing of the batch is written. */
 void cn__batch_put_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                        const void *val, size_t vlen)
 {
+    if (cn__cf_sealed(b->s, cf)) {
+        cn_buf_reset(&b->seal);
+        int rc = cn__seal_value(b->s, cf, key, klen, val, vlen, &b->seal);
+        if (rc < 0) {
+            if (b->fatal == CN_OK)
+                b->fatal = rc;
+            return;
+        }
+        val = b->seal.data;
+        vlen = b->seal.len;
+    }
     rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], (const char *)key, klen,
                                  val != NULL ? (const char *)val : "", vlen);
 }

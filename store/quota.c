@@ -18,12 +18,12 @@ int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_t *out)
     uint64_t sum = 0;
     CN_TRY(cn__iter_open(b->s, b->wb, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, NULL, 0, &it));
     for (; cn__iter_valid(&it); cn__iter_next(&it)) {
-        size_t klen, vlen;
+        size_t klen;
         (void)cn__iter_key(&it, &klen);
         if (klen != CN__KEY_MAILBOX)
             continue;
-        (void)cn__iter_value(&it, &vlen);
-        sum += vlen;
+        /* Plaintext bytes, as counted when appended: no need to open. */
+        sum += cn__iter_value_len(&it);
     }
     CN_TRY(cn__iter_close(&it));
     *out = sum;

@@ -7,7 +7,7 @@
 #include <limits.h>
 #include <string.h>
 
-/** Reads a key into a pinned slice: CN_OK, CN_ENOTFOUND or CN_EIO. */
+/** Reads a key into a pinned slice: CN_OK, CN_ENOTFOUND or CN_EIO (meta: never sealed). */
 static int get_pinned(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
                       rocksdb_pinnableslice_t **out)
 {
@@ -28,24 +28,22 @@ static int corrupt(const char *what, int rc)
 
 int cn_store_device_get(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], cn_rec_device_t *out)
 {
-    rocksdb_pinnableslice_t *ps;
+    char *v;
     size_t vlen;
-    CN_TRY(get_pinned(s, CN__CF_DEVICES, id, CN_DEVICE_ID_LEN, &ps));
-    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    CN_TRY(cn__db_get(s, CN__CF_DEVICES, id, CN_DEVICE_ID_LEN, &v, &vlen));
     int rc = cn_rec_device_decode((const uint8_t *)v, vlen, out);
-    rocksdb_pinnableslice_destroy(ps);
+    rocksdb_free(v);
     return rc < 0 ? corrupt("device", rc) : CN_OK;
 }
 
 int cn_store_user_get(cn_store_t *s, const char *handle, cn_rec_user_t *out)
 {
-    rocksdb_pinnableslice_t *ps;
+    char *v;
     size_t vlen;
     CN_ENSURE(cn__handle_ok(handle), CN_EINVAL);
-    CN_TRY(get_pinned(s, CN__CF_USERS, handle, strlen(handle), &ps));
-    const char *v = rocksdb_pinnableslice_value(ps, &vlen);
+    CN_TRY(cn__db_get(s, CN__CF_USERS, handle, strlen(handle), &v, &vlen));
     int rc = cn_rec_user_decode((const uint8_t *)v, vlen, out);
-    rocksdb_pinnableslice_destroy(ps);
+    rocksdb_free(v);
     return rc < 0 ? corrupt("user", rc) : CN_OK;
 }
 
@@ -86,9 +84,11 @@ int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
     for (; n < max_entries && cn__iter_valid(&it); cn__iter_next(&it)) {
         size_t klen, vlen;
         const uint8_t *k = cn__iter_key(&it, &klen);
-        const uint8_t *v = cn__iter_value(&it, &vlen);
         if (klen != CN__KEY_MAILBOX)
             continue;
+        const uint8_t *v = cn__iter_value(&it, &vlen);
+        if (v == NULL)
+            break; /* did not open: cn__iter_close reports it */
         if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen))
             break;
         uint64_t seq = cn_load_u64be(k + CN_DEVICE_ID_LEN);

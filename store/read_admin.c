@@ -36,6 +36,8 @@ static int walk(cn_store_t *s, const walk_t *w, visit_fn fn, void *st)
         size_t klen, vlen;
         const uint8_t *k = cn__iter_key(&it, &klen);
         const uint8_t *v = cn__iter_value(&it, &vlen);
+        if (v == NULL)
+            break; /* did not open: cn__iter_close reports it */
         rc = fn(st, k, klen, v, vlen);
         if (rc < 0)
             break;
@@ -220,11 +222,14 @@ int cn_store_mailbox_stats(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN]
     for (; cn__iter_valid(&it); cn__iter_next(&it)) {
         size_t klen, vlen;
         (void)cn__iter_key(&it, &klen);
-        const uint8_t *v = cn__iter_value(&it, &vlen);
         if (klen != CN__KEY_MAILBOX)
             continue;
+        vlen = cn__iter_value_len(&it);
         if (n == 0) {
             cn_rec_envelope_t env;
+            const uint8_t *v = cn__iter_value(&it, &vlen);
+            if (v == NULL)
+                break; /* did not open: cn__iter_close reports it */
             rc = cn_rec_envelope_decode(v, vlen, &env);
             if (rc < 0)
                 break;

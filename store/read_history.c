@@ -21,14 +21,17 @@ typedef struct hist_query {
  * key, or found through the tag a 'U' key holds. Returns 1 when cb asked
  * to stop, 0 to go on, or < 0. *skip: not an entry.
  */
-static int hist_emit(cn_store_t *s, const hist_query_t *q, const cn__iter_t *it,
-                     cn_store_history_cb cb, void *ctx, bool *skip)
+static int hist_emit(cn_store_t *s, const hist_query_t *q, cn__iter_t *it, cn_store_history_cb cb,
+                     void *ctx, bool *skip)
 {
     size_t klen, vlen;
-    const uint8_t *k = cn__iter_key(it, &klen), *v = cn__iter_value(it, &vlen);
+    const uint8_t *k = cn__iter_key(it, &klen);
     *skip = klen != q->plen + CN__HIST_SUFFIX;
     if (*skip)
         return 0;
+    const uint8_t *v = cn__iter_value(it, &vlen);
+    if (v == NULL)
+        return CN_EAUTH; /* logged by the open */
     uint64_t time = cn_load_u64be(k + q->plen);
     const uint8_t *id = k + q->plen + 8;
     if (q->tag != NULL)
@@ -37,18 +40,16 @@ static int hist_emit(cn_store_t *s, const hist_query_t *q, const cn__iter_t *it,
     if (*skip)
         return 0;
     uint8_t tkey[CN__KEY_HIST_T];
-    char *err = NULL;
+    char *sealed;
     size_t slen = 0;
     cn__key_hist_t(tkey, q->user, v, time, id);
-    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[CN__CF_HISTORY],
-                                                        (const char *)tkey, sizeof(tkey), &err);
-    CN_TRY(cn__rdb_err(err, "history_get"));
-    *skip = ps == NULL; /* both keys are written in one batch: never apart */
+    int rc = cn__db_get(s, CN__CF_HISTORY, tkey, sizeof(tkey), &sealed, &slen);
+    *skip = rc == CN_ENOTFOUND; /* both keys are written in one batch: never apart */
     if (*skip)
         return 0;
-    const char *sealed = rocksdb_pinnableslice_value(ps, &slen);
-    int rc = cb(ctx, v, time, id, (const uint8_t *)sealed, slen) != 0;
-    rocksdb_pinnableslice_destroy(ps);
+    CN_TRY(rc);
+    rc = cb(ctx, v, time, id, (const uint8_t *)sealed, slen) != 0;
+    rocksdb_free(sealed);
     return rc;
 }
 
@@ -149,6 +150,8 @@ static int threads_load(cn_store_t *s, const char *handle, thread_ent_t *ents, s
     for (; *n < CN_THREADS_MAX && cn__iter_valid(&it); cn__iter_next(&it)) {
         size_t klen, vlen;
         const uint8_t *k = cn__iter_key(&it, &klen), *v = cn__iter_value(&it, &vlen);
+        if (v == NULL)
+            break; /* did not open: cn__iter_close reports it */
         if (klen != CN__KEY_HIST_L || vlen != 8)
             continue;
         memcpy(ents[*n].tag, k + sizeof(prefix), CN_THREAD_TAG_LEN);

@@ -5,19 +5,6 @@
 
 #include <string.h>
 
-/** Reads one key into *val (free with rocksdb_free): CN_OK, CN_ENOTFOUND, CN_EIO. */
-static int get(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, char **val,
-               size_t *vlen)
-{
-    char *err = NULL;
-    *val = rocksdb_get_cf(s->db, s->ro, s->cf[cf], (const char *)key, klen, vlen, &err);
-    if (err != NULL) {
-        *val = NULL;
-        return cn__rdb_err(err, "get");
-    }
-    return *val != NULL ? CN_OK : CN_ENOTFOUND;
-}
-
 static int corrupt(const char *what, int rc)
 {
     cn_log_error("store_corrupt", "what=%s rc=%s", what, cn_strerror(rc));
@@ -29,7 +16,7 @@ int cn_store_group_get(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN], c
     char *v;
     size_t vlen;
     CN_ENSURE(s != NULL && group_id != NULL && out != NULL, CN_EINVAL);
-    CN_TRY(get(s, CN__CF_GROUPS, group_id, CN_GROUP_ID_LEN, &v, &vlen));
+    CN_TRY(cn__db_get(s, CN__CF_GROUPS, group_id, CN_GROUP_ID_LEN, &v, &vlen));
     int rc = cn_rec_group_decode((const uint8_t *)v, vlen, out);
     rocksdb_free(v);
     return rc < 0 ? corrupt("group", rc) : CN_OK;
@@ -40,7 +27,7 @@ int cn_store_media_info(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], 
     char *v;
     size_t vlen;
     CN_ENSURE(s != NULL && media_id != NULL && out != NULL, CN_EINVAL);
-    CN_TRY(get(s, CN__CF_MEDIA, media_id, CN__KEY_MEDIA_INFO, &v, &vlen));
+    CN_TRY(cn__db_get(s, CN__CF_MEDIA, media_id, CN__KEY_MEDIA_INFO, &v, &vlen));
     int rc = cn_rec_media_decode((const uint8_t *)v, vlen, out);
     rocksdb_free(v);
     if (rc < 0)
@@ -72,9 +59,13 @@ static int copy_range(cn_store_t *s, const uint8_t *id, uint64_t pos, uint64_t e
             break;
         }
         const uint8_t *k = cn__iter_key(&it, &klen);
-        const uint8_t *v = cn__iter_value(&it, &vlen);
         if (klen != CN__KEY_MEDIA_CHUNK)
             continue;
+        const uint8_t *v = cn__iter_value(&it, &vlen);
+        if (v == NULL) {
+            rc = CN_EAUTH; /* logged by the open */
+            break;
+        }
         uint64_t off = cn_load_u64be(k + CN_MEDIA_ID_LEN), len = vlen >= 8 ? vlen - 8 : 0;
         if (off > pos || off + len <= pos) {
             rc = CN_EIO; /* a gap: the chunk holding pos is missing */

@@ -7,6 +7,7 @@
 #ifndef CN_STORE_INTERNAL_H
 #define CN_STORE_INTERNAL_H
 
+#include "crypto/cn_crypto.h"
 #include "store/cn_store.h"
 
 #include <pthread.h>
@@ -40,10 +41,12 @@ enum cn__cf {
 #define CN__META_QBYTES           "qbytes/" /* meta: qbytes/ ‖ device → u64be queued value bytes */
 #define CN__META_PUSHSEQ          "pushseq" /* meta: u64be next push event seq */
 #define CN__META_MBYTES           "mbytes/" /* meta: mbytes/ ‖ user key → u64be media bytes */
+#define CN__META_KEYRING          "keyring" /* meta: the key ring, sealed under the master key */
 #define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
 #define CN__META_CTR_MAX          (7 + CN_DEVICE_ID_LEN) /* the longest counter key */
 #define CN__META_NAME_MAX         255
 #define CN__PERIODIC_COMPACTION_S 86400 /* TTL filters run at least daily */
+#define CN__BATCH_ROTATE_MAX      8     /* key rotations one batch takes (more: CN_ELIMIT) */
 
 /* push CF: events under u64be(event seq) (8 bytes), one pending marker per
  * device under 0xff ‖ device → u64be(its event seq). Event seqs stay below
@@ -117,7 +120,31 @@ typedef struct cn__batch {
     size_t nrevoked, revoked_cap; /* devices whose ranges are dropped at commit */
     int fatal;                    /* an internal failure: the whole batch fails */
     cn_rec_group_t *group;        /* scratch of the group ops (heap, lazily) */
+    cn_buf_t seal;                /* scratch of the sealed values */
+    /* Key ring changes of this batch (store/ops_keys.c), settled by
+     * cn__keys_end once the batch is written or failed. */
+    uint32_t rotated[CN__BATCH_ROTATE_MAX]; /* keys added, in order */
+    uint32_t rotated_prev[CN__BATCH_ROTATE_MAX];
+    size_t nrotated;
+    uint32_t retired[CN_KEYRING_MAX]; /* keys to drop from the ring */
+    size_t nretired;
 } cn__batch_t;
+
+/** The re-seal pass (store/reseal.c); mu guards every field but thread. */
+typedef struct cn__pass {
+    pthread_t thread;
+    bool started, inited; /* inited: mu and cv exist (owner thread only) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;      /* the store is closing */
+    bool requested; /* (re)start from the beginning */
+    bool running, counted, op_done;
+    uint64_t resealed, scanned, total, passes;
+    /* Records per key id (0: plaintext) counted by the running or last pass. */
+    uint32_t ids[CN_KEYRING_MAX + 1];
+    uint64_t counts[CN_KEYRING_MAX + 1];
+    size_t nids;
+} cn__pass_t;
 
 /** Per-CF TTL for the compaction filters. */
 typedef struct cn__ttl {
@@ -148,10 +175,22 @@ struct cn_store {
 
     cn__batch_t batch;       /* writer thread only */
     cn__counters_t counters; /* writer thread only */
+
+    /* Encryption at rest: ring NULL when encrypt is off. The ring locks
+     * itself; legacy (a copy of its flag) and auth_failures are atomics. */
+    cn_master_key_t mk;
+    cn_keyring_t *ring;
+    bool legacy;
+    uint64_t auth_failures;
+    cn__pass_t pass;
 };
 
 /** An iterator over the keys with one prefix (optionally through a batch). */
 typedef struct cn__iter {
+    cn_store_t *s;
+    enum cn__cf cf;
+    int rc;         /* a value that did not open: the iteration ends */
+    cn_buf_t plain; /* the current value, opened */
     rocksdb_readoptions_t *ro;
     rocksdb_iterator_t *it;
     uint8_t prefix[CN__KEY_MAX];
@@ -186,7 +225,14 @@ CN_MUST_USE int cn__iter_open_rev(cn_store_t *s, enum cn__cf cf, const uint8_t *
                                   cn__iter_t *it);
 bool cn__iter_valid(const cn__iter_t *it);
 const uint8_t *cn__iter_key(const cn__iter_t *it, size_t *len);
-const uint8_t *cn__iter_value(const cn__iter_t *it, size_t *len);
+/**
+ * The current value, opened (plaintext; valid until the next move or
+ * value call). NULL when it does not open (CN_EAUTH): the iterator is then
+ * no longer valid and cn__iter_close returns the error.
+ */
+const uint8_t *cn__iter_value(cn__iter_t *it, size_t *len);
+/** The plaintext length of the current value, without opening it. */
+size_t cn__iter_value_len(const cn__iter_t *it);
 void cn__iter_next(cn__iter_t *it);
 void cn__iter_prev(cn__iter_t *it);
 /** Frees the iterator; CN_EIO when it had failed. */
@@ -243,10 +289,48 @@ CN_MUST_USE int cn__counters_flush(cn__batch_t *b);
 void cn__counters_end(cn__counters_t *c, bool ok);
 void cn__counters_dispose(cn__counters_t *c);
 
-/* batch helpers (ops_util.c) */
+/* seal.c: the record layer of encryption at rest */
+/** True when the values of cf are sealed (encryption on, not meta or default). */
+bool cn__cf_sealed(const cn_store_t *s, enum cn__cf cf);
+/** The store's legacy flag: plaintext values still read (as key id 0). */
+static inline bool cn__legacy(cn_store_t *s)
+{
+    return __atomic_load_n(&s->legacy, __ATOMIC_RELAXED);
+}
+/** The expires_hint of a plaintext value (what the TTL filters need). */
+uint64_t cn__expires_hint(enum cn__cf cf, const uint8_t *key, size_t klen, const uint8_t *v,
+                          size_t n);
+/** Seals a value of cf under the current key, appended to out. */
+CN_MUST_USE int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                               const void *v, size_t n, cn_buf_t *out);
 /**
- * Reads a key through the batch: CN_OK with *val owned (free with
- * rocksdb_free), CN_ENOTFOUND, or CN_EIO.
+ * The key id a stored value is sealed under: 0 for a plaintext value in a
+ * legacy database; CN_EAUTH for a plaintext value otherwise.
+ */
+CN_MUST_USE int cn__value_key_id(cn_store_t *s, const uint8_t *v, size_t n, uint32_t *key_id);
+/** Opens a value of cf in place (*vlen updated); plaintext CFs pass as they are. */
+CN_MUST_USE int cn__open_inplace(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                                 uint8_t *v, size_t *vlen);
+/** Opens a value into scratch; *out is scratch's data or v itself (plaintext). */
+CN_MUST_USE int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                              const uint8_t *v, size_t n, cn_buf_t *scratch, const uint8_t **out,
+                              size_t *outlen);
+/** The plaintext length of a stored value, without opening it. */
+size_t cn__plain_len(cn_store_t *s, enum cn__cf cf, const uint8_t *v, size_t n);
+/** A committed read, opened: CN_OK with *val (free with rocksdb_free), CN_ENOTFOUND, CN_EIO,
+ * CN_EAUTH. */
+CN_MUST_USE int cn__db_get(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, char **val,
+                           size_t *vlen);
+
+/* batch helpers (ops_util.c) */
+/** cn__batch_get without opening: the stored bytes. */
+CN_MUST_USE int cn__batch_get_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                                  char **val, size_t *vlen);
+/**
+ * Reads a key through the batch, opened: CN_OK with *val owned (free with
+ * rocksdb_free), CN_ENOTFOUND, CN_EIO, or CN_EAUTH (a value that does not
+ * open). The put helpers seal the values of sealed CFs (a sealing failure
+ * poisons the batch).
  */
 CN_MUST_USE int cn__batch_get(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                               char **val, size_t *vlen);
@@ -331,6 +415,63 @@ CN_MUST_USE int cn__push_drop_device(cn__batch_t *b, const uint8_t *device);
             return cn__arc;                                                                        \
         }                                                                                          \
     } while (0)
+
+/* keys.c: the master key and the ring at open and close, stats. */
+/** Loads (or creates) the master key and the ring; starts nothing. */
+CN_MUST_USE int cn__keys_open(cn_store_t *s);
+void cn__keys_close(cn_store_t *s);
+/** Puts the ring (minus the batch's retired keys), sealed, into the batch. */
+CN_MUST_USE int cn__keys_put_ring(cn__batch_t *b);
+
+/* ops_keys.c (writer thread) */
+/** The internal op of the re-seal pass: ctx is a cn__reseal_t. */
+#define CN__OP_RESEAL ((enum cn_store_op_type)0x100)
+/** The internal op that marks keys drained when a pass completes. */
+#define CN__OP_DRAINED ((enum cn_store_op_type)0x101)
+int cn__op_keys_rotate(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_keys_retire(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_reseal(cn__batch_t *b, cn_store_op_t *op);
+int cn__op_drained(cn__batch_t *b, cn_store_op_t *op);
+/** Settles the batch's ring changes: undone when !ok, applied when ok. */
+void cn__keys_end(cn__batch_t *b, bool ok);
+
+/* reseal.c */
+/** One slice of the pass: records to move to the current key. */
+#define CN__RESEAL_SLICE 256
+enum cn__reseal_outcome {
+    CN__RESEAL_MOVED = 0, /* re-sealed under the current key */
+    CN__RESEAL_GONE,      /* deleted meanwhile */
+    CN__RESEAL_NEWER,     /* rewritten meanwhile (under new_id) */
+    CN__RESEAL_FAILED,    /* did not open: left as it is */
+};
+typedef struct cn__reseal {
+    cn_store_t *s;
+    size_t n;
+    enum cn__cf cf[CN__RESEAL_SLICE];
+    uint8_t key[CN__RESEAL_SLICE][CN__KEY_MAX];
+    size_t klen[CN__RESEAL_SLICE];
+    uint32_t old_id[CN__RESEAL_SLICE];                 /* the key id the pass saw */
+    uint32_t new_id[CN__RESEAL_SLICE];                 /* result */
+    enum cn__reseal_outcome outcome[CN__RESEAL_SLICE]; /* result */
+    /* Results of every CN__OP_RESEAL, taken inside the writer: the
+     * current key and the other keys (candidates for DRAINED). Every
+     * record sealed under a candidate is committed by the time the op is
+     * called back, and no later write uses one. */
+    uint32_t current;
+    uint32_t cands[CN_KEYRING_MAX];
+    size_t ncands;
+    /* CN__OP_DRAINED: keys a complete pass found unused, legacy cleared. */
+    uint32_t drained[CN_KEYRING_MAX];
+    size_t ndrained;
+    bool clear_legacy;
+} cn__reseal_t;
+CN_MUST_USE int cn__pass_start(cn_store_t *s);
+/** Asks the pass to (re)start from the beginning. */
+void cn__pass_request(cn_store_t *s);
+/** Stops and joins the pass (before the writer stops). */
+void cn__pass_stop(cn_store_t *s);
+/** Frees the pass's mutex and condition (after the writer stopped). */
+void cn__pass_dispose(cn_store_t *s);
 
 /* writer.c */
 /** Histogram bucket of a batch of n ops (CN_STORE_BATCH_BUCKETS_OPS). */

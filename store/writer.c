@@ -59,7 +59,8 @@ void cn_store_stats_get(cn_store_t *s, cn_store_stats_t *out)
 
 static int apply_op(cn__batch_t *b, cn_store_op_t *op)
 {
-    switch (op->type) {
+    /* int: the internal op types are outside the public enum. */
+    switch ((int)op->type) {
     case CN_OP_REGISTER:
         return cn__op_register(b, op);
     case CN_OP_LINK:
@@ -96,6 +97,14 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
         return cn__op_media_end(b, op);
     case CN_OP_HISTORY_APPEND:
         return cn__op_history_append(b, op);
+    case CN_OP_KEYS_ROTATE:
+        return cn__op_keys_rotate(b, op);
+    case CN_OP_KEYS_RETIRE:
+        return cn__op_keys_retire(b, op);
+    case CN__OP_RESEAL:
+        return cn__op_reseal(b, op);
+    case CN__OP_DRAINED:
+        return cn__op_drained(b, op);
     }
     return CN_EINVAL;
 }
@@ -163,6 +172,9 @@ static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool wrote, bool f
     }
     if (failed)
         s->stats.write_errors++;
+    /* RocksDB keeps failing after a background error (disk full, fsync
+     * failure) until reopened: readiness reports it (the node's /readyz). */
+    s->stats.write_failing = failed;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -182,6 +194,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, &ns, &wrote);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
+    cn__keys_end(b, b->fatal == CN_OK);
     count_batch(s, n, ns, wrote, b->fatal != CN_OK);
 
     for (cn_store_op_t *op = ops, *next; op != NULL; op = next) {
@@ -239,6 +252,7 @@ int cn__writer_start(cn_store_t *s)
     s->batch.s = s;
     cn_buf_init(&s->batch.v1);
     cn_buf_init(&s->batch.v2);
+    cn_buf_init(&s->batch.seal);
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
     CN_ENSURE(pthread_mutex_init(&s->mu, NULL) == 0, CN_EINTERNAL);
@@ -272,6 +286,7 @@ void cn__writer_stop(cn_store_t *s)
     s->batch.wb = NULL;
     cn_buf_dispose(&s->batch.v1);
     cn_buf_dispose(&s->batch.v2);
+    cn_buf_dispose(&s->batch.seal);
     free(s->batch.revoked);
     s->batch.revoked = NULL;
     free(s->batch.group);

@@ -25,7 +25,6 @@ nothing failed.
 """
 import os
 import shutil
-import struct
 import sys
 import time
 

@@ -163,23 +163,23 @@ class Conn:
                 raise Eof("send failed: %s" % e)
 
     def _fill(self, deadline):
+        """Reads what is there (waiting until deadline for something)."""
         if self.eof:
             raise Eof("connection ended")
         while True:
             if self.sock.pending() == 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Timeout()
-                r, _, _ = select.select([self.sock], [], [], left)
-                if not r:
+                left = max(0.0, deadline - time.monotonic())
+                p = select.poll()  # select() cannot watch fds above 1023
+                p.register(self.sock.fileno(), select.POLLIN)
+                if not p.poll(left * 1000):
                     raise Timeout()
             try:
                 data = self.sock.recv(65536)
             except ssl.SSLWantReadError:
+                if time.monotonic() >= deadline:
+                    raise Timeout()
                 continue
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError):
-                data = b""
-            except ssl.SSLError:
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError):
                 data = b""
             if not data:
                 self.eof = True
@@ -246,19 +246,42 @@ class Conn:
         self.send(encode_frame(opcode, payload, **kw), chop=chop)
         self.frames_sent += 1
 
-    def recv_frame(self, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        b0, b1 = self.recv_exact(2, deadline)
-        n = b1 & 0x7F
+    def _parse_frame(self):
+        """A complete frame from the front of buf (consumed), or None."""
+        b = self.buf
+        if len(b) < 2:
+            return None
+        b0, b1 = b[0], b[1]
+        n, off = b1 & 0x7F, 2
         if n == 126:
-            n = struct.unpack("!H", self.recv_exact(2, deadline))[0]
+            if len(b) < 4:
+                return None
+            n, off = struct.unpack("!H", b[2:4])[0], 4
         elif n == 127:
-            n = struct.unpack("!Q", self.recv_exact(8, deadline))[0]
-        key = self.recv_exact(4, deadline) if b1 & 0x80 else None
-        payload = self.recv_exact(n, deadline) if n else b""
+            if len(b) < 10:
+                return None
+            n, off = struct.unpack("!Q", b[2:10])[0], 10
+        key = None
+        if b1 & 0x80:
+            if len(b) < off + 4:
+                return None
+            key, off = b[off:off + 4], off + 4
+        if len(b) < off + n:
+            return None
+        payload = b[off:off + n]
+        self.buf = b[off + n:]
         if key:
             payload = mask_bytes(payload, key)
         return Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, payload, key is not None)
+
+    def recv_frame(self, timeout=5.0):
+        """The next frame; Timeout leaves a partial frame buffered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            f = self._parse_frame()
+            if f is not None:
+                return f
+            self._fill(deadline)
 
     def recv_message(self, timeout=5.0):
         """The next data message, reassembled; control frames are returned as

@@ -1,6 +1,9 @@
-# End-to-end acceptance tests of issue 3: real chatnode and chatclient
-# processes, Debian's python3 (standard library only), label integration.
-foreach(t exchange no_plaintext chat)
+# End-to-end acceptance tests of issues 3 and 4: real chatnode and
+# chatclient processes, Debian's python3 (standard library only), label
+# integration. Issue 4 (conversations): groups (3 members with one
+# offline; 200 members), devices (two devices, history on a linked
+# device), media (an interrupted 20 MiB upload resumed), presence.
+foreach(t exchange no_plaintext chat groups devices media presence)
     add_test(NAME e2e_${t}
              COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_${t}.py
                      $<TARGET_FILE:chatnode> $<TARGET_FILE:chatclient>)

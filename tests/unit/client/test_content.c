@@ -108,8 +108,8 @@ static void test_negative(void **state)
                   "00",
                   CN_EINVAL); /* text type without text */
     expect_decode("a20001"
-                  "0105",
-                  CN_OK); /* a reserved type needs no text */
+                  "0109",
+                  CN_OK); /* a reserved type needs no text (5 is keys now) */
     expect_decode("a1"
                   "0001",
                   CN_EINVAL); /* no type */
@@ -270,13 +270,136 @@ static void test_receipt_and_typing(void **state)
     cn_buf_dispose(&b);
 }
 
+/* Issue 4 content: a file message with a sync peer, a sender key, keys. */
+static void test_conversation_types(void **state)
+{
+    (void)state;
+    uint8_t mid[16], key[32], dig[32], sha[32], gid[16], hk[32], ak[32];
+    memset(mid, 1, sizeof(mid));
+    memset(key, 2, sizeof(key));
+    memset(dig, 3, sizeof(dig));
+    memset(sha, 4, sizeof(sha));
+    memset(gid, 5, sizeof(gid));
+    memset(hk, 6, sizeof(hk));
+    memset(ak, 7, sizeof(ak));
+    cn_content_t in = {.version = 1, .type = CN_CONTENT_FILE, .sent_at = 9};
+    in.media_id = mid;
+    in.media_key = key;
+    in.media_digest = dig;
+    in.file_sha256 = sha;
+    in.file_size = 12345;
+    in.file_name = "a.txt";
+    in.file_name_len = 5;
+    in.file_type = "text/plain";
+    in.file_type_len = 10;
+    in.peer = "bob";
+    in.peer_len = 3;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    assert_int_equal(cn_content_encode(&b, &in), CN_OK);
+    cn_content_t c;
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.type, CN_CONTENT_FILE);
+    assert_memory_equal(c.media_id, mid, 16);
+    assert_memory_equal(c.media_key, key, 32);
+    assert_memory_equal(c.media_digest, dig, 32);
+    assert_memory_equal(c.file_sha256, sha, 32);
+    assert_int_equal(c.file_size, 12345);
+    assert_int_equal(c.file_name_len, 5);
+    assert_memory_equal(c.file_name, "a.txt", 5);
+    assert_int_equal(c.peer_len, 3);
+    assert_memory_equal(c.peer, "bob", 3);
+    /* Truncated anywhere: refused, never a crash. */
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_not_equal(cn_content_decode(b.data, n, &c), CN_OK);
+    /* A file without its key is refused. */
+    in.media_key = NULL;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &in), CN_EINVAL);
+    /* A peer that is not a handle is refused. */
+    in.media_key = key;
+    in.peer = "Bob!";
+    in.peer_len = 4;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &in), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_EINVAL);
+
+    cn_content_t sk = {.version = 1, .type = CN_CONTENT_SENDER_KEY, .group_id = gid};
+    uint8_t dist[73];
+    memset(dist, 8, sizeof(dist));
+    sk.skdist = dist;
+    sk.skdist_len = sizeof(dist);
+    sk.group_name = "friends";
+    sk.group_name_len = 7;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &sk), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_int_equal(c.type, CN_CONTENT_SENDER_KEY);
+    assert_memory_equal(c.group_id, gid, 16);
+    assert_int_equal(c.skdist_len, sizeof(dist));
+    assert_int_equal(c.group_name_len, 7);
+    sk.skdist = NULL; /* a sender key message needs the key */
+    sk.skdist_len = 0;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &sk), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_EINVAL);
+
+    cn_content_t ks = {.version = 1, .type = CN_CONTENT_KEYS, .history_key = hk};
+    ks.archive_key = ak;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &ks), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_OK);
+    assert_memory_equal(c.history_key, hk, 32);
+    assert_memory_equal(c.archive_key, ak, 32);
+    ks.archive_key = NULL;
+    cn_buf_reset(&b);
+    assert_int_equal(cn_content_encode(&b, &ks), CN_OK);
+    assert_int_equal(cn_content_decode(b.data, b.len, &c), CN_EINVAL);
+    cn_buf_dispose(&b);
+}
+
+static void test_conversation_negative(void **state)
+{
+    (void)state;
+    expect_decode("a50001010002626869"
+                  "0741aa"
+                  "0305",
+                  CN_EINVAL); /* group id of 1 byte */
+    expect_decode("a50001010002626869"
+                  "0843626f62"
+                  "0305",
+                  CN_EINVAL); /* peer as bytes */
+    expect_decode("a50001010002626869"
+                  "08626e6f"
+                  "0305",
+                  CN_EINVAL); /* peer shorter than a handle */
+    expect_decode("a50001010002626869"
+                  "0863626f62"
+                  "0305",
+                  CN_OK); /* peer "bob" */
+    expect_decode("a40001010302626869"
+                  "0305",
+                  CN_EINVAL); /* sender key type without group and key */
+    expect_decode("a40001010402626869"
+                  "0305",
+                  CN_EINVAL); /* file type without media fields */
+    expect_decode("a30001010503"
+                  "05",
+                  CN_EINVAL); /* keys type without keys */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip),          cmocka_unit_test(test_known_encoding),
-        cmocka_unit_test(test_empty_and_max),      cmocka_unit_test(test_negative),
-        cmocka_unit_test(test_oversize_input),     cmocka_unit_test(test_bit_flips),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_known_encoding),
+        cmocka_unit_test(test_empty_and_max),
+        cmocka_unit_test(test_negative),
+        cmocka_unit_test(test_oversize_input),
+        cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_receipt_and_typing),
+        cmocka_unit_test(test_conversation_types),
+        cmocka_unit_test(test_conversation_negative),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,6 @@ foreach(t vectors)
     target_compile_definitions(test_crypto_${t}
                                PRIVATE CN_VECTORS_DIR="${CMAKE_SOURCE_DIR}/tests/vectors")
 endforeach()
-foreach(t ratchet codec senderkey media atrest)
+foreach(t ratchet codec senderkey media atrest keyring)
     cn_unit_test(crypto ${t} LIBS chatcrypto)
 endforeach()
