@@ -18,15 +18,18 @@ ROOT=$PWD
 QUICK=${BENCH_QUICK:-0}
 PROFILE=${BENCH_PROFILE:-0}
 NODE_BIN=${BENCH_NODE_BIN:-$ROOT/build/release/node/chatnode}
-BENCH_BIN=${BENCH_BIN:-$ROOT/build/release/chatbench}
+BENCH_BIN=${BENCH_BIN:-$ROOT/build/release/tests/chatbench}
 
-# Sizes (moderate, so the whole run stays well under ten minutes).
+# Sizes (moderate, so the whole run stays well under ten minutes). FAN is the
+# fanout group's size in devices, the sender's included (FAN-1 receivers, one
+# group Send per round); it must not exceed the node's --max-group-members.
 if [ "$QUICK" = 1 ]; then
     DUR=3 PAIRS=50 FAN=200 ROUNDS=10 CONN_RATE=1000 IDLE=2000 QUEUED=50000 TAIL=10
 else
     DUR=5 PAIRS=100 FAN=1000 ROUNDS=30 CONN_RATE=3000 IDLE=15000 QUEUED=200000 TAIL=20
 fi
 CMP_RATE=${BENCH_CMP_RATE:-10000} # the side-by-side rate, both servers
+MAX_GROUP=1000                    # the node's group limit (its default, stated; the protocol's hard maximum)
 
 ./scripts/install-deps.sh
 # Bench-only packages: the peer broker and the profiler.
@@ -79,7 +82,7 @@ start_node() {
     taskset -c 0 "$NODE_BIN" --listen "127.0.0.1:$PORT" --data "$WORK/data-$name" \
         --tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem" \
         --admin-socket '' --metrics '' --threads 1 --sync batch --log-level warn \
-        --max-queued-bytes 0 \
+        --max-queued-bytes 0 --max-group-members "$MAX_GROUP" \
         --ratelimit send=1000000/s:1000000 \
         --ratelimit send-bytes=100000000000/s:100000000000 \
         --ratelimit connect=1000000/s:1000000 --ratelimit register=1000000/s:1000000 \

@@ -59,8 +59,8 @@ enum bench_scenario {
 typedef struct bench_opts {
     enum bench_scenario scenario;
     const char *scenario_name;
-    char host[64];        /* server address (IPv4 literal) */
-    char sni[64];         /* TLS server name / verified host */
+    char host[64]; /* server address (IPv4 literal) */
+    char sni[64];  /* TLS server name / verified host */
     uint16_t port;
     const char *ca;       /* CA file; NULL with insecure */
     bool insecure;        /* do not verify the certificate */
@@ -70,7 +70,8 @@ typedef struct bench_opts {
     unsigned size;        /* ciphertext / payload bytes */
     double duration;      /* seconds of load */
     double warmup;        /* seconds at the start left out of the histogram */
-    unsigned members;     /* fanout */
+    unsigned members;     /* fanout: devices in the group, the sender's included */
+    bool pairwise;        /* fanout: G-1 one-to-one Sends instead of one group Send */
     unsigned rounds;      /* fanout */
     double interval_ms;   /* fanout: between rounds */
     unsigned connections; /* idle */
@@ -163,7 +164,7 @@ typedef struct bench_user {
     uint64_t auth_rid;
     bool authed;
     bool failed;
-    uint32_t index; /* scenario's own */
+    uint32_t index;  /* scenario's own */
     uint64_t expect; /* scenario's own */
 } bench_user_t;
 
@@ -190,8 +191,14 @@ bool bench_frame_scan(const uint8_t *p, size_t n, bench_frame_t *f);
 /** Unpacks a Challenge (rare: protobuf-c); false when it is not one. */
 bool bench_challenge_read(bench_conn_t *c, const uint8_t *p, size_t n);
 /** Sends Send{to, one envelope for dev} carrying ct; returns request_id. */
-uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN],
-                            char *to, uint8_t *dev, uint8_t *ct, size_t n);
+uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN], char *to,
+                            uint8_t *dev, uint8_t *ct, size_t n);
+/** Sends Send{group_id, sender_key_ciphertext = ct} (no envelopes); returns request_id. */
+uint64_t bench_send_group(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN],
+                          const uint8_t group_id[CN_GROUP_ID_LEN], uint8_t *ct, size_t n);
+/** Sends GroupCreate{group_id, members = handles[0..n) as MEMBER}; returns request_id. */
+uint64_t bench_send_group_create(bench_conn_t *c, const uint8_t group_id[CN_GROUP_ID_LEN],
+                                 char *const *handles, size_t n);
 /** Sends Ack{seqs}. */
 void bench_send_ack(bench_conn_t *c, uint64_t *seqs, size_t n);
 

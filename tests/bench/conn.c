@@ -6,9 +6,8 @@
  * connection costs one TLS record and one write.
  */
 #define _GNU_SOURCE /* memmem */
-#include "tests/bench/bench.h"
-
 #include "crypto/cn_crypto.h"
+#include "tests/bench/bench.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -8,9 +8,8 @@
  * schedules start together and the parent can read the node's RSS while
  * every connection is up); the parent merges their histograms and counts.
  */
-#include "tests/bench/bench.h"
-
 #include "crypto/cn_crypto.h"
+#include "tests/bench/bench.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -26,9 +25,9 @@
 
 bench_t g_bench;
 
-static double g_hook_extra[8]; /* set by the parent at barriers (idle: RSS) */
-static double g_node_cpu0 = -1;  /* node CPU seconds when the load started */
-static double g_loadavg;         /* 1-minute load average when the load started */
+static double g_hook_extra[8];  /* set by the parent at barriers (idle: RSS) */
+static double g_node_cpu0 = -1; /* node CPU seconds when the load started */
+static double g_loadavg;        /* 1-minute load average when the load started */
 
 /* utime + stime of pid in seconds; -1 when unavailable. */
 static double node_cpu_s(int pid)
@@ -52,7 +51,9 @@ static const char *const USAGE =
     "usage: chatbench SCENARIO [options]\n"
     "scenarios:\n"
     "  relay      --pairs N --rate R --size S --duration D   sender->receiver pairs\n"
-    "  fanout     --members G --rounds K --interval MS        one sender, G recipients per round\n"
+    "  fanout     --members G --rounds K --interval MS        a G-device group (sender + G-1):\n"
+    "             [--pairwise]                                one group Send per round (or G-1 "
+    "1:1)\n"
     "  connect    --rate R --duration D                       TLS+upgrade+auth handshakes/s\n"
     "  idle       --connections N --node-pid PID             node RSS per idle connection\n"
     "  drain      --queued M                                  queued messages on reconnect\n"
@@ -89,8 +90,8 @@ static int parse_scenario(bench_opts_t *o, const char *s)
     static const struct {
         const char *name;
         enum bench_scenario sc;
-    } names[] = {{"relay", BENCH_RELAY},     {"fanout", BENCH_FANOUT}, {"connect", BENCH_CONNECT},
-                 {"idle", BENCH_IDLE},       {"drain", BENCH_DRAIN},   {"peer-mqtt", BENCH_PEER_MQTT}};
+    } names[] = {{"relay", BENCH_RELAY}, {"fanout", BENCH_FANOUT}, {"connect", BENCH_CONNECT},
+                 {"idle", BENCH_IDLE},   {"drain", BENCH_DRAIN},   {"peer-mqtt", BENCH_PEER_MQTT}};
     for (size_t i = 0; i < CN_ARRAY_LEN(names); i++) {
         if (strcmp(s, names[i].name) == 0) {
             o->scenario = names[i].sc;
@@ -103,69 +104,159 @@ static int parse_scenario(bench_opts_t *o, const char *s)
 
 static int parse_opts(bench_opts_t *o, int argc, char **argv)
 {
-    *o = (bench_opts_t){.pairs = 100, .rate = 10000, .size = 256, .duration = 10, .warmup = 1,
-                        .members = 1000, .rounds = 50, .interval_ms = 100, .connections = 1000,
-                        .queued = 100000, .sources = 8, .procs = 1, .tick_us = 200,
-                        .ack_batch = 64, .concurrency = 64, .hold = 3, .qos = 1,
+    *o = (bench_opts_t){.pairs = 100,
+                        .rate = 10000,
+                        .size = 256,
+                        .duration = 10,
+                        .warmup = 1,
+                        .members = 1000,
+                        .rounds = 50,
+                        .interval_ms = 100,
+                        .connections = 1000,
+                        .queued = 100000,
+                        .sources = 8,
+                        .procs = 1,
+                        .tick_us = 200,
+                        .ack_batch = 64,
+                        .concurrency = 64,
+                        .hold = 3,
+                        .qos = 1,
                         .drain_timeout = 10};
     snprintf(o->sni, sizeof(o->sni), "localhost");
     if (argc < 2 || parse_scenario(o, argv[1]) < 0)
         return -1;
     if (parse_url(o, o->scenario == BENCH_PEER_MQTT ? "127.0.0.1:8883" : "127.0.0.1:8443") < 0)
         return -1;
-    enum { O_SERVER = 256, O_CA, O_INSECURE, O_JSON, O_PAIRS, O_RATE, O_SIZE, O_DURATION,
-           O_WARMUP, O_MEMBERS, O_ROUNDS, O_INTERVAL, O_CONNS, O_QUEUED, O_PID, O_SOURCES,
-           O_PROCS, O_TICK, O_ACK, O_CONC, O_HOLD, O_QOS, O_SNI, O_DRAIN };
+    enum {
+        O_SERVER = 256,
+        O_CA,
+        O_INSECURE,
+        O_JSON,
+        O_PAIRS,
+        O_RATE,
+        O_SIZE,
+        O_DURATION,
+        O_WARMUP,
+        O_MEMBERS,
+        O_ROUNDS,
+        O_INTERVAL,
+        O_CONNS,
+        O_QUEUED,
+        O_PID,
+        O_SOURCES,
+        O_PROCS,
+        O_TICK,
+        O_ACK,
+        O_CONC,
+        O_HOLD,
+        O_QOS,
+        O_SNI,
+        O_DRAIN,
+        O_PAIRWISE
+    };
     static const struct option lo[] = {
-        {"server", 1, 0, O_SERVER},   {"ca", 1, 0, O_CA},
+        {"server", 1, 0, O_SERVER},     {"ca", 1, 0, O_CA},
         {"insecure", 0, 0, O_INSECURE}, {"json", 0, 0, O_JSON},
-        {"pairs", 1, 0, O_PAIRS},     {"rate", 1, 0, O_RATE},
-        {"size", 1, 0, O_SIZE},       {"duration", 1, 0, O_DURATION},
-        {"warmup", 1, 0, O_WARMUP},   {"members", 1, 0, O_MEMBERS},
-        {"rounds", 1, 0, O_ROUNDS},   {"interval", 1, 0, O_INTERVAL},
+        {"pairs", 1, 0, O_PAIRS},       {"rate", 1, 0, O_RATE},
+        {"size", 1, 0, O_SIZE},         {"duration", 1, 0, O_DURATION},
+        {"warmup", 1, 0, O_WARMUP},     {"members", 1, 0, O_MEMBERS},
+        {"rounds", 1, 0, O_ROUNDS},     {"interval", 1, 0, O_INTERVAL},
         {"connections", 1, 0, O_CONNS}, {"queued", 1, 0, O_QUEUED},
-        {"node-pid", 1, 0, O_PID},    {"sources", 1, 0, O_SOURCES},
-        {"procs", 1, 0, O_PROCS},     {"tick-us", 1, 0, O_TICK},
-        {"ack-batch", 1, 0, O_ACK},   {"concurrency", 1, 0, O_CONC},
-        {"hold", 1, 0, O_HOLD},       {"qos", 1, 0, O_QOS},
-        {"sni", 1, 0, O_SNI},         {"drain-timeout", 1, 0, O_DRAIN},
-        {0, 0, 0, 0}};
+        {"node-pid", 1, 0, O_PID},      {"sources", 1, 0, O_SOURCES},
+        {"procs", 1, 0, O_PROCS},       {"tick-us", 1, 0, O_TICK},
+        {"ack-batch", 1, 0, O_ACK},     {"concurrency", 1, 0, O_CONC},
+        {"hold", 1, 0, O_HOLD},         {"qos", 1, 0, O_QOS},
+        {"sni", 1, 0, O_SNI},           {"drain-timeout", 1, 0, O_DRAIN},
+        {"pairwise", 0, 0, O_PAIRWISE}, {0, 0, 0, 0}};
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case O_SERVER: if (parse_url(o, optarg) < 0) return -1; break;
-        case O_CA: o->ca = optarg; break;
-        case O_INSECURE: o->insecure = true; break;
-        case O_JSON: o->json = true; break;
-        case O_PAIRS: o->pairs = (unsigned)atoi(optarg); break;
-        case O_RATE: o->rate = atof(optarg); break;
-        case O_SIZE: o->size = (unsigned)atoi(optarg); break;
-        case O_DURATION: o->duration = atof(optarg); break;
-        case O_WARMUP: o->warmup = atof(optarg); break;
-        case O_MEMBERS: o->members = (unsigned)atoi(optarg); break;
-        case O_ROUNDS: o->rounds = (unsigned)atoi(optarg); break;
-        case O_INTERVAL: o->interval_ms = atof(optarg); break;
-        case O_CONNS: o->connections = (unsigned)atoi(optarg); break;
-        case O_QUEUED: o->queued = (unsigned)atoi(optarg); break;
-        case O_PID: o->node_pid = atoi(optarg); break;
-        case O_SOURCES: o->sources = (unsigned)atoi(optarg); break;
-        case O_PROCS: o->procs = (unsigned)atoi(optarg); break;
-        case O_TICK: o->tick_us = (unsigned)atoi(optarg); break;
-        case O_ACK: o->ack_batch = (unsigned)atoi(optarg); break;
-        case O_CONC: o->concurrency = (unsigned)atoi(optarg); break;
-        case O_HOLD: o->hold = atof(optarg); break;
-        case O_QOS: o->qos = (unsigned)atoi(optarg); break;
-        case O_SNI: snprintf(o->sni, sizeof(o->sni), "%s", optarg); break;
-        case O_DRAIN: o->drain_timeout = atof(optarg); break;
-        default: return -1;
+        case O_SERVER:
+            if (parse_url(o, optarg) < 0)
+                return -1;
+            break;
+        case O_CA:
+            o->ca = optarg;
+            break;
+        case O_INSECURE:
+            o->insecure = true;
+            break;
+        case O_JSON:
+            o->json = true;
+            break;
+        case O_PAIRS:
+            o->pairs = (unsigned)atoi(optarg);
+            break;
+        case O_RATE:
+            o->rate = atof(optarg);
+            break;
+        case O_SIZE:
+            o->size = (unsigned)atoi(optarg);
+            break;
+        case O_DURATION:
+            o->duration = atof(optarg);
+            break;
+        case O_WARMUP:
+            o->warmup = atof(optarg);
+            break;
+        case O_MEMBERS:
+            o->members = (unsigned)atoi(optarg);
+            break;
+        case O_ROUNDS:
+            o->rounds = (unsigned)atoi(optarg);
+            break;
+        case O_INTERVAL:
+            o->interval_ms = atof(optarg);
+            break;
+        case O_CONNS:
+            o->connections = (unsigned)atoi(optarg);
+            break;
+        case O_QUEUED:
+            o->queued = (unsigned)atoi(optarg);
+            break;
+        case O_PID:
+            o->node_pid = atoi(optarg);
+            break;
+        case O_SOURCES:
+            o->sources = (unsigned)atoi(optarg);
+            break;
+        case O_PROCS:
+            o->procs = (unsigned)atoi(optarg);
+            break;
+        case O_TICK:
+            o->tick_us = (unsigned)atoi(optarg);
+            break;
+        case O_ACK:
+            o->ack_batch = (unsigned)atoi(optarg);
+            break;
+        case O_CONC:
+            o->concurrency = (unsigned)atoi(optarg);
+            break;
+        case O_HOLD:
+            o->hold = atof(optarg);
+            break;
+        case O_QOS:
+            o->qos = (unsigned)atoi(optarg);
+            break;
+        case O_SNI:
+            snprintf(o->sni, sizeof(o->sni), "%s", optarg);
+            break;
+        case O_DRAIN:
+            o->drain_timeout = atof(optarg);
+            break;
+        case O_PAIRWISE:
+            o->pairwise = true;
+            break;
+        default:
+            return -1;
         }
     }
     if (optind != argc || (!o->ca && !o->insecure) || o->procs == 0 || o->procs > 64 ||
         o->size < BENCH_PAYLOAD_MIN || o->size > CN_CIPHERTEXT_MAX || o->rate <= 0 ||
         o->sources == 0 || o->sources > 254 || o->ack_batch == 0 ||
-        o->ack_batch > CN_ACK_SEQS_MAX || o->concurrency == 0 || o->tick_us < 20 ||
-        o->qos > 1 || o->pairs == 0)
+        o->ack_batch > CN_ACK_SEQS_MAX || o->concurrency == 0 || o->tick_us < 20 || o->qos > 1 ||
+        o->pairs == 0)
         return -1;
     return 0;
 }
@@ -238,20 +329,25 @@ void bench_barrier(int step)
     char msg[5] = {'R'};
     memcpy(msg + 1, &step, sizeof(step));
     char go;
-    if (write_full(g_bench.up_fd, msg, sizeof(msg)) < 0 ||
-        read_full(g_bench.down_fd, &go, 1) < 0)
+    if (write_full(g_bench.up_fd, msg, sizeof(msg)) < 0 || read_full(g_bench.down_fd, &go, 1) < 0)
         _exit(3); /* the parent is gone */
 }
 
 static int run_scenario(void)
 {
     switch (g_bench.o.scenario) {
-    case BENCH_RELAY: return bench_relay();
-    case BENCH_FANOUT: return bench_fanout();
-    case BENCH_CONNECT: return bench_connect();
-    case BENCH_IDLE: return bench_idle();
-    case BENCH_DRAIN: return bench_drain();
-    case BENCH_PEER_MQTT: return bench_peer_mqtt();
+    case BENCH_RELAY:
+        return bench_relay();
+    case BENCH_FANOUT:
+        return bench_fanout();
+    case BENCH_CONNECT:
+        return bench_connect();
+    case BENCH_IDLE:
+        return bench_idle();
+    case BENCH_DRAIN:
+        return bench_drain();
+    case BENCH_PEER_MQTT:
+        return bench_peer_mqtt();
     }
     return -1;
 }
@@ -283,7 +379,8 @@ static void merge(bench_result_t *dst, const bench_result_t *src)
         /* Rates and counts add up across workers; maxima and times do not. */
         bool is_max = (len > 4 && strcmp(names[i] + len - 4, "_max") == 0) ||
                       (len > 3 && strcmp(names[i] + len - 3, "_ms") == 0);
-        dst->extra[i] = is_max ? CN_MAX(dst->extra[i], src->extra[i]) : dst->extra[i] + src->extra[i];
+        dst->extra[i] =
+            is_max ? CN_MAX(dst->extra[i], src->extra[i]) : dst->extra[i] + src->extra[i];
     }
     bench_hist_merge(&dst->hist, &src->hist);
     bench_hist_merge(&dst->hist2, &src->hist2);
@@ -353,7 +450,8 @@ static int run_workers(bench_result_t *total)
             g_bench.down_fd = down[0];
             int rc = worker_main();
             g_bench.r.errors += rc < 0;
-            if (write_full(up[1], "E", 1) < 0 || write_full(up[1], &g_bench.r, sizeof(g_bench.r)) < 0)
+            if (write_full(up[1], "E", 1) < 0 ||
+                write_full(up[1], &g_bench.r, sizeof(g_bench.r)) < 0)
                 _exit(3);
             _exit(rc < 0 ? 1 : 0);
         }
@@ -393,7 +491,8 @@ void bench_barrier_hook(int step)
     } else if (step == 2) {
         /* Let the node settle (timers, released TLS buffers) before reading. */
         struct timespec ts = {.tv_sec = (time_t)g_bench.o.hold,
-                              .tv_nsec = (long)((g_bench.o.hold - (double)(time_t)g_bench.o.hold) * 1e9)};
+                              .tv_nsec =
+                                  (long)((g_bench.o.hold - (double)(time_t)g_bench.o.hold) * 1e9)};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
         }
         g_hook_extra[1] = (double)bench_rss_kib(g_bench.o.node_pid);
@@ -431,20 +530,23 @@ static void report(const bench_result_t *r, int rc, double node_cpu)
     const char *const *names = bench_extra_names(o->scenario);
     FILE *out = stdout;
     if (o->json) {
-        fprintf(out, "{\"scenario\":\"%s\",\"ok\":%s,\"procs\":%u,\"rate\":%.0f,\"size\":%u,"
-                     "\"duration_s\":%.1f,",
+        fprintf(out,
+                "{\"scenario\":\"%s\",\"ok\":%s,\"procs\":%u,\"rate\":%.0f,\"size\":%u,"
+                "\"duration_s\":%.1f,",
                 o->scenario_name, rc == 0 ? "true" : "false", o->procs, o->rate, o->size,
                 o->duration);
-        fprintf(out, "\"sent\":%llu,\"sent_ok\":%llu,\"errors\":%llu,\"delivered\":%llu,"
-                     "\"lost\":%llu,\"unanswered\":%llu,\"duplicates\":%llu,\"late_ticks\":%llu,"
-                     "\"node_cpu_s\":%.2f,\"node_cpu_us_per_op\":%.1f,\"loadavg\":%.2f,",
+        fprintf(out,
+                "\"sent\":%llu,\"sent_ok\":%llu,\"errors\":%llu,\"delivered\":%llu,"
+                "\"lost\":%llu,\"unanswered\":%llu,\"duplicates\":%llu,\"late_ticks\":%llu,"
+                "\"node_cpu_s\":%.2f,\"node_cpu_us_per_op\":%.1f,\"loadavg\":%.2f,",
                 (unsigned long long)r->sent, (unsigned long long)r->sent_ok,
                 (unsigned long long)r->errors, (unsigned long long)r->delivered,
                 (unsigned long long)lost, (unsigned long long)unanswered,
                 (unsigned long long)r->duplicates, (unsigned long long)r->late_ticks,
                 node_cpu >= 0 ? node_cpu : 0.0, cpu_per_op, g_loadavg);
-        fprintf(out, "\"elapsed_s\":%.3f,\"delivered_per_s\":%.0f,\"p50_us\":%.0f,\"p90_us\":%.0f,"
-                     "\"p99_us\":%.0f,\"p999_us\":%.0f,\"max_us\":%.0f,\"mean_us\":%.0f",
+        fprintf(out,
+                "\"elapsed_s\":%.3f,\"delivered_per_s\":%.0f,\"p50_us\":%.0f,\"p90_us\":%.0f,"
+                "\"p99_us\":%.0f,\"p999_us\":%.0f,\"max_us\":%.0f,\"mean_us\":%.0f",
                 r->elapsed_s, per_s, US(bench_hist_quantile(h, 0.5)),
                 US(bench_hist_quantile(h, 0.9)), US(bench_hist_quantile(h, 0.99)),
                 US(bench_hist_quantile(h, 0.999)), US(h->max),
@@ -459,7 +561,8 @@ static void report(const bench_result_t *r, int rc, double node_cpu)
         fprintf(out, "}\n");
         return;
     }
-    fprintf(out, "%s: sent %llu (ok %llu, errors %llu) delivered %llu lost %llu dup %llu in %.2f s\n",
+    fprintf(out,
+            "%s: sent %llu (ok %llu, errors %llu) delivered %llu lost %llu dup %llu in %.2f s\n",
             o->scenario_name, (unsigned long long)r->sent, (unsigned long long)r->sent_ok,
             (unsigned long long)r->errors, (unsigned long long)r->delivered,
             (unsigned long long)lost, (unsigned long long)r->duplicates, r->elapsed_s);

@@ -14,7 +14,11 @@
 #include <string.h>
 
 static const char *const RELAY_EXTRA[] = {"offered_per_s", NULL};
-static const char *const FANOUT_EXTRA[] = {"complete_rounds", "members_max", NULL};
+/* members: the group's devices (sender included); receivers: members - 1;
+ * send_ok: intended time -> the group Send's OK (the whole fan-out durable). */
+static const char *const FANOUT_EXTRA[] = {
+    "complete_rounds", "members_max", "receivers_max", "pairwise_max", "send_ok_p50_ms",
+    "send_ok_p99_ms",  NULL};
 static const char *const CONNECT_EXTRA[] = {"offered_per_s", "inflight_max", NULL};
 static const char *const IDLE_EXTRA[] = {"rss_before_kib", "rss_after_kib", "rss_per_conn_bytes",
                                          "connections", NULL};
@@ -24,11 +28,16 @@ const char *const *bench_extra_names(enum bench_scenario s)
 {
     switch (s) {
     case BENCH_RELAY:
-    case BENCH_PEER_MQTT: return RELAY_EXTRA;
-    case BENCH_FANOUT: return FANOUT_EXTRA;
-    case BENCH_CONNECT: return CONNECT_EXTRA;
-    case BENCH_IDLE: return IDLE_EXTRA;
-    case BENCH_DRAIN: return DRAIN_EXTRA;
+    case BENCH_PEER_MQTT:
+        return RELAY_EXTRA;
+    case BENCH_FANOUT:
+        return FANOUT_EXTRA;
+    case BENCH_CONNECT:
+        return CONNECT_EXTRA;
+    case BENCH_IDLE:
+        return IDLE_EXTRA;
+    case BENCH_DRAIN:
+        return DRAIN_EXTRA;
     }
     return NULL;
 }
@@ -315,8 +324,8 @@ int bench_drain(void)
     bench_flush_all();
     uint64_t end = D.t_last > D.t_start ? D.t_last : bench_now_ns();
     g_bench.r.elapsed_s = (double)(end - D.t_start) / 1e9;
-    g_bench.r.extra[1] = g_bench.r.elapsed_s > 0 ? (double)g_bench.r.delivered / g_bench.r.elapsed_s
-                                                 : 0;
+    g_bench.r.extra[1] =
+        g_bench.r.elapsed_s > 0 ? (double)g_bench.r.delivered / g_bench.r.elapsed_s : 0;
     g_bench.r.extra[2] = (double)(D.t_auth - D.t_start) / 1e6;
     return g_bench.fatal ? -1 : 0;
 }

@@ -218,7 +218,8 @@ static void mq_close(bench_conn_t *c, int err)
     }
 }
 
-static const bench_conn_cbs_t mq_cbs = {.on_ready = mq_ready, .on_raw = mq_raw, .on_close = mq_close};
+static const bench_conn_cbs_t mq_cbs = {
+    .on_ready = mq_ready, .on_raw = mq_raw, .on_close = mq_close};
 
 static void publish(mq_t *s, uint64_t m, uint64_t t)
 {

@@ -4,11 +4,19 @@
  * intended time, so latency includes any time the generator itself was held
  * up (open loop, no coordinated omission). Receivers ack in batches.
  *
- * fanout: one sender, G recipient users; every round sends one message to
- * each of them at the same intended time and measures the time to the last
- * delivery of the round. (Group sends land with the groups issue; until
- * then this is G one-to-one Sends issued at once.)
+ * fanout: a group of G devices, one per user: one sender and G-1 online
+ * receivers, created with one GroupCreate (the sender, its creator, is the
+ * G-th member; the node's limit counts it, so --members 1000 is a group of
+ * 1,000 at the default --max-group-members 1000). Every round is ONE group
+ * Send (sender_key_ciphertext carrying the round's intended time), which
+ * the node fans out to the G-1 receiving devices; latency is intended time
+ * -> the round's last Deliver (hist), and -> every Deliver (hist2). With
+ * --pairwise a round is instead G-1 one-to-one Sends issued at once (the
+ * scenario before the node had group sends). In both modes sent / sent_ok
+ * / errors count per-device copies (G-1 per round), so that lost and the
+ * node's CPU per operation are per delivery.
  */
+#include "crypto/cn_crypto.h"
 #include "tests/bench/bench.h"
 
 #include <stdio.h>
@@ -39,6 +47,12 @@ static struct {
     uint64_t round_count_base; /* fanout */
     uint32_t *round_got;       /* fanout: deliveries per round */
     bool sending, finished, fanout;
+    bool group; /* fanout: one group Send per round */
+    uint8_t group_id[CN_GROUP_ID_LEN];
+    uint64_t group_rid; /* the GroupCreate in flight */
+    uint32_t group_status;
+    bool group_answered;
+    bench_hist_t send_ok; /* fanout: intended time -> SendOk */
     unsigned warned;
 } R;
 
@@ -86,8 +100,13 @@ static void on_deliver(rcv_t *r, const bench_frame_t *f)
         r->next = R.ack_list;
         R.ack_list = r;
     }
-    if (!bench_payload_read(f->ciphertext.base, f->ciphertext.len, &t, &m, &tag) ||
-        m >= R.total) {
+    if (!bench_payload_read(f->ciphertext.base, f->ciphertext.len, &t, &m, &tag)) {
+        res->errors++;
+        return;
+    }
+    if (R.group) /* the payload names the round; the copy is (round, receiver) */
+        m = m < R.total / R.n ? m * R.n + r->u->index : R.total;
+    if (m >= R.total) {
         res->errors++;
         return;
     }
@@ -113,12 +132,17 @@ static void on_response(bench_user_t *u, const bench_frame_t *f)
 {
     bench_result_t *res = &g_bench.r;
     uint64_t t = R.ring[(size_t)u->index * RING + (f->request_id % RING)];
+    uint64_t copies = R.group ? R.n : 1; /* a group Send stands for n copies */
     if (f->status == CHAT__STATUS__OK) {
-        res->sent_ok++;
-        if (!R.fanout && t >= R.t0 + R.warm_ns) /* Send -> OK (durable) */
-            bench_hist_add(&res->hist2, bench_now_ns() - t);
+        res->sent_ok += copies;
+        if (t >= R.t0 + R.warm_ns) { /* Send -> OK (durable) */
+            if (!R.fanout)
+                bench_hist_add(&res->hist2, bench_now_ns() - t);
+            else if (R.group)
+                bench_hist_add(&R.send_ok, bench_now_ns() - t);
+        }
     } else {
-        res->errors++;
+        res->errors += copies;
         if (R.warned++ < 3)
             fprintf(stderr, "chatbench: Send answered status %u\n", f->status);
     }
@@ -127,7 +151,11 @@ static void on_response(bench_user_t *u, const bench_frame_t *f)
 
 static void on_frame(bench_user_t *u, const bench_frame_t *f)
 {
-    if (f->type == CHAT__SERVER_FRAME__BODY_DELIVER && u->expect == 1)
+    if (f->type == CHAT__SERVER_FRAME__BODY_RESPONSE && u->expect == 0 && R.group_rid &&
+        f->request_id == R.group_rid) {
+        R.group_status = f->status;
+        R.group_answered = true;
+    } else if (f->type == CHAT__SERVER_FRAME__BODY_DELIVER && u->expect == 1)
         on_deliver(&R.rs[u->index], f);
     else if (f->type == CHAT__SERVER_FRAME__BODY_RESPONSE && u->expect == 0 &&
              f->request_id != u->auth_rid)
@@ -151,6 +179,24 @@ static void send_one(bench_user_t *s, bench_user_t *r, uint64_t m, uint64_t t, u
     R.ring[(size_t)s->index * RING + (rid % RING)] = t;
 }
 
+/* One group Send for round `round`: the node makes the n copies. */
+static void send_group(bench_user_t *s, uint64_t round, uint64_t t)
+{
+    bench_result_t *res = &g_bench.r;
+    res->sent += R.n;
+    if (!s->conn) {
+        res->errors += R.n;
+        return;
+    }
+    uint8_t mid[CN_MESSAGE_ID_LEN];
+    cn_store_u32be(mid, g_bench.proc);
+    cn_store_u64be(mid + 4, round);
+    memcpy(mid + 12, g_bench.run_id, 4);
+    bench_payload_fill(R.ct, g_bench.o.size, t, round, (uint32_t)round);
+    uint64_t rid = bench_send_group(s->conn, mid, R.group_id, R.ct, g_bench.o.size);
+    R.ring[(size_t)s->index * RING + (rid % RING)] = t;
+}
+
 static void tick(void)
 {
     uint64_t now = bench_now_ns();
@@ -162,6 +208,11 @@ static void tick(void)
                 uint64_t round = R.next_m / R.n, t = intended(round);
                 if (now - t > 1000000)
                     res->late_ticks++;
+                if (R.group) {
+                    send_group(&R.snd[0], round, t);
+                    R.next_m += R.n;
+                    continue;
+                }
                 for (unsigned i = 0; i < R.n; i++, R.next_m++)
                     send_one(&R.snd[0], &R.rcv[i], R.next_m, t, (uint32_t)round);
             }
@@ -261,6 +312,35 @@ int bench_relay(void)
     return g_bench.fatal ? -1 : 0;
 }
 
+/* The sender creates the group of every receiver (it joins as the admin). */
+static int group_create(void)
+{
+    bench_user_t *s = &R.snd[0];
+    char **handles = calloc(R.n, sizeof(*handles));
+    if (!handles) {
+        g_bench.fatal = "out of memory";
+        return -1;
+    }
+    for (unsigned i = 0; i < R.n; i++)
+        handles[i] = R.rcv[i].handle;
+    cn_random(R.group_id, sizeof(R.group_id));
+    R.group_rid = s->conn ? bench_send_group_create(s->conn, R.group_id, handles, R.n) : 0;
+    free(handles);
+    if (!R.group_rid) {
+        g_bench.fatal = g_bench.fatal ? g_bench.fatal : "the sender's connection is gone";
+        return -1;
+    }
+    bench_flush_all();
+    bench_run_until(&R.group_answered, bench_now_ns() + 60ull * 1000000000ull);
+    if (!R.group_answered || R.group_status != CHAT__STATUS__OK) {
+        if (R.group_answered)
+            fprintf(stderr, "chatbench: GroupCreate answered status %u\n", R.group_status);
+        g_bench.fatal = "GroupCreate failed (is --members above the node's --max-group-members?)";
+        return -1;
+    }
+    return 0;
+}
+
 int bench_fanout(void)
 {
     if (g_bench.nprocs > 1) {
@@ -268,21 +348,31 @@ int bench_fanout(void)
         return -1;
     }
     unsigned g = g_bench.o.members;
-    uint64_t total = (uint64_t)g * g_bench.o.rounds;
-    if (g == 0 || total == 0) {
-        g_bench.fatal = "fanout needs --members and --rounds";
+    if (g < 2 || g_bench.o.rounds == 0) {
+        g_bench.fatal = "fanout needs --members >= 2 (the sender counts) and --rounds";
         return -1;
     }
-    R.n = g;
+    unsigned n = g - 1; /* receiving devices: all but the sender's */
+    uint64_t total = (uint64_t)n * g_bench.o.rounds;
+    R.n = n;
     R.fanout = true;
+    R.group = !g_bench.o.pairwise;
+    bench_hist_init(&R.send_ok);
     R.round_got = calloc(g_bench.o.rounds, sizeof(*R.round_got));
-    if (!R.round_got || setup(1, g, total) < 0)
+    if (!R.round_got || setup(1, n, total) < 0)
+        return -1;
+    if (R.group && group_create() < 0)
         return -1;
     schedule_and_wait(0, g_bench.o.interval_ms * 1e6);
     unsigned complete = 0;
     for (unsigned i = 0; i < g_bench.o.rounds; i++)
-        complete += R.round_got[i] == g;
-    g_bench.r.extra[0] = complete;
-    g_bench.r.extra[1] = g;
+        complete += R.round_got[i] == n;
+    double *x = g_bench.r.extra; /* see FANOUT_EXTRA in misc.c */
+    x[0] = complete;
+    x[1] = g;
+    x[2] = n;
+    x[3] = R.group ? 0 : 1;
+    x[4] = (double)bench_hist_quantile(&R.send_ok, 0.5) / 1e6;
+    x[5] = (double)bench_hist_quantile(&R.send_ok, 0.99) / 1e6;
     return g_bench.fatal ? -1 : 0;
 }

@@ -7,9 +7,8 @@
  * sodium_malloc memory for the one signature and wiped, so 15,000
  * identities do not cost 15,000 guarded allocations.
  */
-#include "tests/bench/bench.h"
-
 #include "crypto/cn_crypto.h"
+#include "tests/bench/bench.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,9 +40,8 @@ uint64_t bench_send_auth(bench_conn_t *c, const bench_user_t *u, enum bench_open
     uint8_t sig[CN_SIGNATURE_LEN];
     uint64_t rid = 0;
     if (cn_identity_from_seed(u->seed, &id) < 0 ||
-        cn_transcript_session(&t, reg ? CN_REGISTER_CONTEXT : CN_AUTH_CONTEXT, c->nonce,
-                              c->node_id, u->pk, c->server_time, c->exporter,
-                              reg ? u->handle : NULL) < 0 ||
+        cn_transcript_session(&t, reg ? CN_REGISTER_CONTEXT : CN_AUTH_CONTEXT, c->nonce, c->node_id,
+                              u->pk, c->server_time, c->exporter, reg ? u->handle : NULL) < 0 ||
         cn_identity_sign(&id, t.data, t.len, sig) < 0) {
         g_bench.fatal = "signing the auth transcript failed";
         goto out;

@@ -7,6 +7,7 @@
  */
 #include "tests/bench/bench.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct pb {
@@ -135,8 +136,8 @@ bool bench_challenge_read(bench_conn_t *c, const uint8_t *p, size_t n)
     return ok;
 }
 
-uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN],
-                            char *to, uint8_t *dev, uint8_t *ct, size_t n)
+uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN], char *to,
+                            uint8_t *dev, uint8_t *ct, size_t n)
 {
     uint8_t mid[CN_MESSAGE_ID_LEN];
     memcpy(mid, message_id, sizeof(mid));
@@ -159,6 +160,63 @@ uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE
     f.body_case = CHAT__CLIENT_FRAME__BODY_SEND;
     f.send = &s;
     return bench_conn_send_pb(c, &f);
+}
+
+uint64_t bench_send_group(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN],
+                          const uint8_t group_id[CN_GROUP_ID_LEN], uint8_t *ct, size_t n)
+{
+    uint8_t mid[CN_MESSAGE_ID_LEN], gid[CN_GROUP_ID_LEN];
+    memcpy(mid, message_id, sizeof(mid));
+    memcpy(gid, group_id, sizeof(gid));
+    Chat__Send s;
+    chat__send__init(&s);
+    s.message_id.data = mid;
+    s.message_id.len = CN_MESSAGE_ID_LEN;
+    s.kind = CHAT__KIND__MESSAGE;
+    s.group_id.data = gid;
+    s.group_id.len = CN_GROUP_ID_LEN;
+    s.sender_key_ciphertext.data = ct;
+    s.sender_key_ciphertext.len = n;
+    Chat__ClientFrame f;
+    chat__client_frame__init(&f);
+    f.body_case = CHAT__CLIENT_FRAME__BODY_SEND;
+    f.send = &s;
+    return bench_conn_send_pb(c, &f);
+}
+
+uint64_t bench_send_group_create(bench_conn_t *c, const uint8_t group_id[CN_GROUP_ID_LEN],
+                                 char *const *handles, size_t n)
+{
+    Chat__GroupMember *m = calloc(n ? n : 1, sizeof(*m));
+    Chat__GroupMember **mp = calloc(n ? n : 1, sizeof(*mp));
+    uint64_t rid = 0;
+    if (!m || !mp) {
+        g_bench.fatal = "out of memory";
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        chat__group_member__init(&m[i]);
+        m[i].handle = handles[i];
+        m[i].role = CHAT__ROLE__MEMBER;
+        mp[i] = &m[i];
+    }
+    uint8_t gid[CN_GROUP_ID_LEN];
+    memcpy(gid, group_id, sizeof(gid));
+    Chat__GroupCreate gc;
+    chat__group_create__init(&gc);
+    gc.group_id.data = gid;
+    gc.group_id.len = CN_GROUP_ID_LEN;
+    gc.n_members = n;
+    gc.members = mp;
+    Chat__ClientFrame f;
+    chat__client_frame__init(&f);
+    f.body_case = CHAT__CLIENT_FRAME__BODY_GROUP_CREATE;
+    f.group_create = &gc;
+    rid = bench_conn_send_pb(c, &f);
+out:
+    free(m);
+    free(mp);
+    return rid;
 }
 
 void bench_send_ack(bench_conn_t *c, uint64_t *seqs, size_t n)
