@@ -112,20 +112,6 @@ void cn__admin_check_rows(cn_admin_msg_t *resp, int rc)
 
 /* -------------------------------------------------------------- devices */
 
-static void kick(cn_server_t *s, const uint8_t *device, const char *why)
-{
-    cn_route_t route;
-    if (cn__registry_get(s->registry, device, &route) < 0)
-        return;
-    size_t n = strlen(why) + 1;
-    cn_msg_t *m = cn__msg_new(CN_MSG_KICK, n);
-    if (!m)
-        return;
-    m->conn_id = route.conn_id;
-    memcpy(m->data, why, n);
-    cn__loop_post(s->loops[route.loop], m);
-}
-
 static int device_row(cn_server_t *s, cn_admin_row_t *r, const uint8_t *id,
                       const cn_rec_device_t *d)
 {
@@ -207,7 +193,7 @@ static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
                        rc == CN_ENOTFOUND ? "no such active device" : "storage unavailable");
         return;
     }
-    kick(s, op.u.revoke.device_id, "device revoked");
+    cn__kick_device(s, op.u.revoke.device_id, "device revoked");
     cn_log_info("device_revoked", "by=admin");
 }
 
@@ -285,7 +271,7 @@ static void set_disabled(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg
     cn_rec_user_t u;
     if (disabled && cn_store_user_get(s->store, op.u.user_update.handle, &u) == CN_OK)
         for (uint32_t i = 0; i < u.ndevices && i < CN_DEVICES_HARD_MAX; i++)
-            kick(s, u.devices[i], "user disabled");
+            cn__kick_device(s, u.devices[i], "user disabled");
 }
 
 static void cmd_user_disable(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)

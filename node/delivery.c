@@ -168,6 +168,20 @@ void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
     cn__loop_post(s->loops[loop], m);
 }
 
+void cn__kick_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], const char *why)
+{
+    cn_route_t route;
+    if (cn__registry_get(s->registry, device, &route) < 0)
+        return;
+    size_t n = strlen(why) + 1;
+    cn_msg_t *m = cn__msg_new(CN_MSG_KICK, n);
+    if (!m)
+        return;
+    m->conn_id = route.conn_id;
+    memcpy(m->data, why, n);
+    cn__loop_post(s->loops[route.loop], m);
+}
+
 void cn__free_op(cn_store_op_t *op)
 {
     free(op);

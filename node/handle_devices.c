@@ -166,25 +166,11 @@ void cn__handle_link_approve(cn_conn_t *c, uint64_t rid, const Chat__LinkApprove
     cn__pending_submit(c, p);
 }
 
-static void kick_device(cn_server_t *s, const uint8_t *device, const char *why)
-{
-    cn_route_t route;
-    if (cn__registry_get(s->registry, device, &route) < 0)
-        return;
-    size_t n = strlen(why) + 1;
-    cn_msg_t *m = cn__msg_new(CN_MSG_KICK, n);
-    if (!m)
-        return;
-    m->conn_id = route.conn_id;
-    memcpy(m->data, why, n);
-    cn__loop_post(s->loops[route.loop], m);
-}
-
 static void revoke_done(cn_conn_t *c, cn_pending_t *p)
 {
     cn_server_t *s = p->loop->server;
     if (p->op.result == CN_OK) {
-        kick_device(s, p->op.u.revoke.device_id, "device revoked");
+        cn__kick_device(s, p->op.u.revoke.device_id, "device revoked");
         cn__devices_changed(s, (const char *)p->extra);
     }
     if (!c)

@@ -138,12 +138,14 @@ static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_rec
     }
 }
 
-static void respond_ok(cn_conn_t *c, uint64_t rid, uint64_t server_time, bool duplicate)
+static void respond_ok(cn_conn_t *c, uint64_t rid, uint64_t server_time, bool duplicate,
+                       uint32_t delivered_online)
 {
     Chat__SendOk ok;
     chat__send_ok__init(&ok);
     ok.server_time = server_time;
     ok.duplicate = duplicate;
+    ok.delivered_online = delivered_online;
     Chat__Response r;
     chat__response__init(&r);
     r.request_id = rid;
@@ -173,7 +175,7 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
     if (!c)
         return;
     if (p->op.result == CN_OK)
-        respond_ok(c, p->request_id, p->op.u.send.env.server_time, p->op.u.send.duplicate);
+        respond_ok(c, p->request_id, p->op.u.send.env.server_time, p->op.u.send.duplicate, 0);
     else if (p->op.result == CN_ETOOBIG)
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__TOO_LARGE,
                                 "too many recipient devices");
@@ -245,16 +247,7 @@ static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
     for (uint32_t i = 0; i < p->op.u.send.n; i++)
         online += cn__registry_get(s->registry, p->op.u.send.recipients[i].device_id, &route) == 0;
     route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true, p->started_ns);
-    Chat__SendOk ok;
-    chat__send_ok__init(&ok);
-    ok.server_time = p->op.u.send.env.server_time;
-    ok.delivered_online = online;
-    Chat__Response r;
-    chat__response__init(&r);
-    r.request_id = rid;
-    r.result_case = CHAT__RESPONSE__RESULT_SEND_OK;
-    r.send_ok = &ok;
-    cn__conn_respond(c, &r);
+    respond_ok(c, rid, p->op.u.send.env.server_time, false, online);
     free(p);
 }
 

@@ -407,6 +407,8 @@ void cn__presence_set_hidden(cn_server_t *s, const char *handle, bool hidden);
 /** Pushes a ServerFrame to one connection of a loop (any thread). */
 void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
                       const Chat__ServerFrame *frame);
+/** Closes the device's connection, if any, with 1008 and why (any thread). */
+void cn__kick_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], const char *why);
 /** A store op done callback that frees a calloc'd, fire-and-forget op. */
 void cn__free_op(cn_store_op_t *op);
 
