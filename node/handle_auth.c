@@ -11,6 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* AuthOk.queued is a hint for the client's progress display: counting is a
+ * scan, so it stops here (a larger mailbox reads as this many). */
+#define CN_AUTH_QUEUED_COUNT_MAX 1000
+
 static cn_server_t *srv(const cn_conn_t *c)
 {
     return c->loop->server;
@@ -158,7 +162,7 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
     atomic_fetch_add(&s->counters.auth_ok, 1);
     uint64_t queued = 0;
     uint32_t prekeys = 0;
-    (void)cn_store_mailbox_depth(s->store, device, 100000, &queued);
+    (void)cn_store_mailbox_depth(s->store, device, CN_AUTH_QUEUED_COUNT_MAX, &queued);
     (void)cn_store_prekey_count(s->store, device, &prekeys);
 
     Chat__AuthOk ok;
