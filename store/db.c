@@ -15,11 +15,14 @@
 #include "store/store_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAILBOX_TTL_DEFAULT_MS (30ull * 24 * 3600 * 1000)
 #define DEDUPE_TTL_DEFAULT_MS  (7ull * 24 * 3600 * 1000)
@@ -283,6 +286,8 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     s->path = strdup(opts->path);
     CN_ENSURE_OUT(s->path != NULL, CN_ENOMEM);
     s->opts.path = s->path;
+    CN_ENSURE_OUT(pthread_rwlock_init(&s->db_lock, NULL) == 0, CN_EINTERNAL);
+    s->lock_ready = true;
     CN_TRY_OUT(open_db(s));
     CN_TRY_OUT(cn__keys_open(s));
     CN_TRY_OUT(cn__writer_start(s));
@@ -325,6 +330,72 @@ static void close_db(cn_store_t *s)
         rocksdb_writeoptions_destroy(s->wo);
     if (s->wo_sync)
         rocksdb_writeoptions_destroy(s->wo_sync);
+    /* A reopen follows: every handle is gone, none may be freed twice. */
+    memset(s->cf, 0, sizeof(s->cf));
+    memset(s->cfopts, 0, sizeof(s->cfopts));
+    s->db = NULL;
+    s->dbopts = NULL;
+    s->ro = NULL;
+    s->wo = s->wo_sync = NULL;
+    s->mailbox_filter = s->dedupe_filter = s->media_filter = NULL;
+}
+
+void cn__db_read_lock(cn_store_t *s)
+{
+    pthread_rwlock_rdlock(&s->db_lock);
+}
+
+void cn__db_read_unlock(cn_store_t *s)
+{
+    pthread_rwlock_unlock(&s->db_lock);
+}
+
+/* True when a small synced write into the data directory succeeds: the
+ * disk has room again and fsync works, so a reopen has a chance. */
+static bool disk_accepts_writes(const cn_store_t *s)
+{
+    char path[4096];
+    static const char block[4096];
+    snprintf(path, sizeof(path), "%s/.cn_write_probe", s->path);
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    bool ok = write(fd, block, sizeof(block)) == (ssize_t)sizeof(block) && fsync(fd) == 0;
+    close(fd);
+    unlink(path);
+    return ok;
+}
+
+#define REOPEN_INTERVAL_NS 1000000000ull /* one attempt per second at most */
+#define REOPEN_TRIES       50            /* 100 ms apart, holding out readers */
+
+int cn__db_try_reopen(cn_store_t *s)
+{
+    uint64_t now = cn_mono_ns();
+    if (now < s->reopen_after)
+        return CN_EAGAIN;
+    s->reopen_after = now + REOPEN_INTERVAL_NS;
+    if (!disk_accepts_writes(s))
+        return CN_EAGAIN;
+    pthread_rwlock_wrlock(&s->db_lock);
+    close_db(s);
+    int rc = CN_EIO;
+    for (int i = 0; i < REOPEN_TRIES && rc != CN_OK; i++) {
+        rc = open_db(s);
+        if (rc != CN_OK) {
+            close_db(s);
+            nanosleep(&(struct timespec){0, 100000000}, NULL);
+        }
+    }
+    pthread_rwlock_unlock(&s->db_lock);
+    if (rc != CN_OK) {
+        /* No database to serve from: stop, and let the supervisor restart
+         * the node (the systemd unit restarts on failure). */
+        cn_log_error("store_reopen_failed", "path=%s", s->path);
+        abort();
+    }
+    cn_log_info("store_reopened", "path=%s", s->path);
+    return CN_OK;
 }
 
 void cn_store_free(cn_store_t *s)
@@ -336,6 +407,8 @@ void cn_store_free(cn_store_t *s)
     cn__pass_dispose(s);
     cn__keys_close(s);
     close_db(s);
+    if (s->lock_ready)
+        pthread_rwlock_destroy(&s->db_lock);
     free(s->path);
     free(s);
 }
@@ -352,7 +425,7 @@ int cn__store_compact(cn_store_t *s, enum cn__cf cf)
  * holds table files only and opens without replaying a WAL. RocksDB refuses
  * an existing directory too, but checking first gives callers CN_EEXIST.
  */
-int cn_store_checkpoint(cn_store_t *s, const char *dir)
+static int checkpoint_unlocked(cn_store_t *s, const char *dir)
 {
     struct stat st;
     char *err = NULL;
@@ -368,4 +441,12 @@ int cn_store_checkpoint(cn_store_t *s, const char *dir)
     rocksdb_checkpoint_create(cp, dir, 0, &err);
     rocksdb_checkpoint_object_destroy(cp);
     return cn__rdb_err(err, "checkpoint");
+}
+
+int cn_store_checkpoint(cn_store_t *s, const char *dir)
+{
+    cn__db_read_lock(s);
+    int rc = checkpoint_unlocked(s, dir);
+    cn__db_read_unlock(s);
+    return rc;
 }

@@ -26,7 +26,8 @@ static int corrupt(const char *what, int rc)
     return CN_EIO;
 }
 
-int cn_store_device_get(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], cn_rec_device_t *out)
+static int device_get_unlocked(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN],
+                               cn_rec_device_t *out)
 {
     char *v;
     size_t vlen;
@@ -36,7 +37,15 @@ int cn_store_device_get(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], cn_re
     return rc < 0 ? corrupt("device", rc) : CN_OK;
 }
 
-int cn_store_user_get(cn_store_t *s, const char *handle, cn_rec_user_t *out)
+int cn_store_device_get(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], cn_rec_device_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = device_get_unlocked(s, id, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int user_get_unlocked(cn_store_t *s, const char *handle, cn_rec_user_t *out)
 {
     char *v;
     size_t vlen;
@@ -47,7 +56,15 @@ int cn_store_user_get(cn_store_t *s, const char *handle, cn_rec_user_t *out)
     return rc < 0 ? corrupt("user", rc) : CN_OK;
 }
 
-int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uint32_t *out)
+int cn_store_user_get(cn_store_t *s, const char *handle, cn_rec_user_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = user_get_unlocked(s, handle, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int prekey_count_unlocked(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uint32_t *out)
 {
     uint8_t prefix[CN_DEVICE_ID_LEN + 1];
     cn__iter_t it;
@@ -62,14 +79,22 @@ int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uin
     return CN_OK;
 }
 
+int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uint32_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = prekey_count_unlocked(s, id, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
 /*
  * The byte limit never stops the first entry (an envelope larger than
  * max_bytes would otherwise block its mailbox for good). A callback that
  * returns non-zero stops the read after its entry, which counts as passed.
  */
-int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t from_seq,
-                          size_t max_entries, size_t max_bytes, cn_store_mailbox_cb cb, void *ctx,
-                          uint64_t *next_seq)
+static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                                 uint64_t from_seq, size_t max_entries, size_t max_bytes,
+                                 cn_store_mailbox_cb cb, void *ctx, uint64_t *next_seq)
 {
     uint8_t seek[CN__KEY_MAILBOX];
     cn__iter_t it;
@@ -102,8 +127,18 @@ int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
     return (int)n;
 }
 
-int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t limit,
-                           uint64_t *out)
+int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t from_seq,
+                          size_t max_entries, size_t max_bytes, cn_store_mailbox_cb cb, void *ctx,
+                          uint64_t *next_seq)
+{
+    cn__db_read_lock(s);
+    int rc = mailbox_read_unlocked(s, device, from_seq, max_entries, max_bytes, cb, ctx, next_seq);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int mailbox_depth_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                                  uint64_t limit, uint64_t *out)
 {
     cn__iter_t it;
     uint64_t n = 0;
@@ -115,7 +150,16 @@ int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN]
     return CN_OK;
 }
 
-int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
+int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t limit,
+                           uint64_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = mailbox_depth_unlocked(s, device, limit, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int meta_get_unlocked(cn_store_t *s, const char *name, cn_buf_t *out)
 {
     rocksdb_pinnableslice_t *ps;
     size_t vlen;
@@ -127,7 +171,15 @@ int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
     return rc;
 }
 
-int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len)
+int cn_store_meta_get(cn_store_t *s, const char *name, cn_buf_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = meta_get_unlocked(s, name, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int meta_put_unlocked(cn_store_t *s, const char *name, const void *value, size_t len)
 {
     char *err = NULL;
     CN_TRY(cn__meta_name_ok(name));
@@ -135,4 +187,12 @@ int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t
     rocksdb_put_cf(s->db, s->wo_sync, s->cf[CN__CF_META], name, strlen(name),
                    value ? (const char *)value : "", len, &err);
     return cn__rdb_err(err, "meta_put");
+}
+
+int cn_store_meta_put(cn_store_t *s, const char *name, const void *value, size_t len)
+{
+    cn__db_read_lock(s);
+    int rc = meta_put_unlocked(s, name, value, len);
+    cn__db_read_unlock(s);
+    return rc;
 }

@@ -84,8 +84,8 @@ static int user_visit(void *st, const uint8_t *k, size_t klen, const uint8_t *v,
     return w->cb(w->ctx, handle, &user) != 0 ? V_STOP : V_NEXT;
 }
 
-int cn_store_user_list(cn_store_t *s, const char *after, uint32_t limit, cn_store_user_cb cb,
-                       void *ctx)
+static int user_list_unlocked(cn_store_t *s, const char *after, uint32_t limit, cn_store_user_cb cb,
+                              void *ctx)
 {
     CN_ENSURE(s != NULL && cb != NULL, CN_EINVAL);
     user_walk_t uw = {after ? after : "", 0, cb, ctx};
@@ -98,6 +98,15 @@ int cn_store_user_list(cn_store_t *s, const char *after, uint32_t limit, cn_stor
                 .seeklen = uw.alen,
                 .limit = limit};
     return walk(s, &w, user_visit, &uw);
+}
+
+int cn_store_user_list(cn_store_t *s, const char *after, uint32_t limit, cn_store_user_cb cb,
+                       void *ctx)
+{
+    cn__db_read_lock(s);
+    int rc = user_list_unlocked(s, after, limit, cb, ctx);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /* -------------------------------------------------------------- devices */
@@ -121,8 +130,8 @@ static int device_visit(void *st, const uint8_t *k, size_t klen, const uint8_t *
     return w->cb(w->ctx, k, &dev) != 0 ? V_STOP : V_NEXT;
 }
 
-int cn_store_device_list(cn_store_t *s, const uint8_t *after, uint32_t limit, cn_store_device_cb cb,
-                         void *ctx)
+static int device_list_unlocked(cn_store_t *s, const uint8_t *after, uint32_t limit,
+                                cn_store_device_cb cb, void *ctx)
 {
     CN_ENSURE(s != NULL && cb != NULL, CN_EINVAL);
     device_walk_t dw = {after, cb, ctx};
@@ -133,6 +142,15 @@ int cn_store_device_list(cn_store_t *s, const uint8_t *after, uint32_t limit, cn
                 .seeklen = after ? CN_DEVICE_ID_LEN : 0,
                 .limit = limit};
     return walk(s, &w, device_visit, &dw);
+}
+
+int cn_store_device_list(cn_store_t *s, const uint8_t *after, uint32_t limit, cn_store_device_cb cb,
+                         void *ctx)
+{
+    cn__db_read_lock(s);
+    int rc = device_list_unlocked(s, after, limit, cb, ctx);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /* ----------------------------------------------------------------- meta */
@@ -155,7 +173,7 @@ static int meta_visit(void *st, const uint8_t *k, size_t klen, const uint8_t *v,
 
 /* With a short prefix this steps over the writer's counters (one per device
  * and kind) without listing them: admin use only. */
-int cn_store_meta_scan(cn_store_t *s, const char *prefix, cn_store_meta_cb cb, void *ctx)
+static int meta_scan_unlocked(cn_store_t *s, const char *prefix, cn_store_meta_cb cb, void *ctx)
 {
     CN_ENSURE(s != NULL && cb != NULL, CN_EINVAL);
     if (prefix == NULL)
@@ -169,6 +187,14 @@ int cn_store_meta_scan(cn_store_t *s, const char *prefix, cn_store_meta_cb cb, v
                 .suffix_len = CN__META_NAME_MAX - plen,
                 .limit = UINT32_MAX};
     return walk(s, &w, meta_visit, &mw);
+}
+
+int cn_store_meta_scan(cn_store_t *s, const char *prefix, cn_store_meta_cb cb, void *ctx)
+{
+    cn__db_read_lock(s);
+    int rc = meta_scan_unlocked(s, prefix, cb, ctx);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /* ----------------------------------------------------------------- push */
@@ -192,8 +218,8 @@ static int push_visit(void *st, const uint8_t *k, size_t klen, const uint8_t *v,
 
 /* Events are the 8-byte keys below 0xff; the upper bound of an empty prefix
  * with no suffix is the single byte 0xff, so the markers stay out. */
-int cn_store_push_pending(cn_store_t *s, uint64_t after_seq, uint32_t limit, cn_store_push_cb cb,
-                          void *ctx)
+static int push_pending_unlocked(cn_store_t *s, uint64_t after_seq, uint32_t limit,
+                                 cn_store_push_cb cb, void *ctx)
 {
     uint8_t seek[CN__KEY_PUSH_EVENT];
     CN_ENSURE(s != NULL && cb != NULL, CN_EINVAL);
@@ -209,10 +235,19 @@ int cn_store_push_pending(cn_store_t *s, uint64_t after_seq, uint32_t limit, cn_
     return walk(s, &w, push_visit, &pw);
 }
 
+int cn_store_push_pending(cn_store_t *s, uint64_t after_seq, uint32_t limit, cn_store_push_cb cb,
+                          void *ctx)
+{
+    cn__db_read_lock(s);
+    int rc = push_pending_unlocked(s, after_seq, limit, cb, ctx);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
 /* -------------------------------------------------------------- mailbox */
 
-int cn_store_mailbox_stats(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t *depth,
-                           uint64_t *bytes, uint64_t *oldest_server_time)
+static int mailbox_stats_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
+                                  uint64_t *depth, uint64_t *bytes, uint64_t *oldest_server_time)
 {
     cn__iter_t it;
     uint64_t n = 0, sum = 0, oldest = 0;
@@ -249,4 +284,13 @@ int cn_store_mailbox_stats(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN]
     if (oldest_server_time)
         *oldest_server_time = oldest;
     return CN_OK;
+}
+
+int cn_store_mailbox_stats(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t *depth,
+                           uint64_t *bytes, uint64_t *oldest_server_time)
+{
+    cn__db_read_lock(s);
+    int rc = mailbox_stats_unlocked(s, device, depth, bytes, oldest_server_time);
+    cn__db_read_unlock(s);
+    return rc;
 }

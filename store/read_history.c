@@ -81,9 +81,9 @@ static int hist_seek(cn_store_t *s, const hist_query_t *q, uint64_t before,
     return CN_OK;
 }
 
-int cn_store_history_query(cn_store_t *s, const char *handle, const uint8_t *thread_tag,
-                           uint64_t before, const uint8_t *before_id, uint32_t limit,
-                           cn_store_history_cb cb, void *ctx, bool *more)
+static int history_query_unlocked(cn_store_t *s, const char *handle, const uint8_t *thread_tag,
+                                  uint64_t before, const uint8_t *before_id, uint32_t limit,
+                                  cn_store_history_cb cb, void *ctx, bool *more)
 {
     uint8_t user[CN__USER_KEY_LEN];
     hist_query_t q = {.tag = thread_tag, .user = user};
@@ -119,6 +119,16 @@ int cn_store_history_query(cn_store_t *s, const char *handle, const uint8_t *thr
     int crc = cn__iter_close(&it);
     CN_TRY(rc < 0 ? rc : crc);
     return n;
+}
+
+int cn_store_history_query(cn_store_t *s, const char *handle, const uint8_t *thread_tag,
+                           uint64_t before, const uint8_t *before_id, uint32_t limit,
+                           cn_store_history_cb cb, void *ctx, bool *more)
+{
+    cn__db_read_lock(s);
+    int rc = history_query_unlocked(s, handle, thread_tag, before, before_id, limit, cb, ctx, more);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -161,8 +171,8 @@ static int threads_load(cn_store_t *s, const char *handle, thread_ent_t *ents, s
     return cn__iter_close(&it);
 }
 
-int cn_store_thread_list(cn_store_t *s, const char *handle, uint32_t limit, cn_store_thread_cb cb,
-                         void *ctx)
+static int thread_list_unlocked(cn_store_t *s, const char *handle, uint32_t limit,
+                                cn_store_thread_cb cb, void *ctx)
 {
     size_t n;
     int passed = 0;
@@ -182,4 +192,13 @@ int cn_store_thread_list(cn_store_t *s, const char *handle, uint32_t limit, cn_s
     }
     free(ents);
     return rc < 0 ? rc : passed;
+}
+
+int cn_store_thread_list(cn_store_t *s, const char *handle, uint32_t limit, cn_store_thread_cb cb,
+                         void *ctx)
+{
+    cn__db_read_lock(s);
+    int rc = thread_list_unlocked(s, handle, limit, cb, ctx);
+    cn__db_read_unlock(s);
+    return rc;
 }

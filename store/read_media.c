@@ -11,7 +11,8 @@ static int corrupt(const char *what, int rc)
     return CN_EIO;
 }
 
-int cn_store_group_get(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN], cn_rec_group_t *out)
+static int group_get_unlocked(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN],
+                              cn_rec_group_t *out)
 {
     char *v;
     size_t vlen;
@@ -22,7 +23,16 @@ int cn_store_group_get(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN], c
     return rc < 0 ? corrupt("group", rc) : CN_OK;
 }
 
-int cn_store_media_info(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], cn_rec_media_t *out)
+int cn_store_group_get(cn_store_t *s, const uint8_t group_id[CN_GROUP_ID_LEN], cn_rec_group_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = group_get_unlocked(s, group_id, out);
+    cn__db_read_unlock(s);
+    return rc;
+}
+
+static int media_info_unlocked(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN],
+                               cn_rec_media_t *out)
 {
     char *v;
     size_t vlen;
@@ -35,6 +45,14 @@ int cn_store_media_info(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], 
     /* Expired: gone for readers even before compaction drops it. */
     CN_ENSURE(out->expires == 0 || out->expires > cn_now_ms(), CN_ENOTFOUND);
     return CN_OK;
+}
+
+int cn_store_media_info(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], cn_rec_media_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = media_info_unlocked(s, media_id, out);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /**
@@ -81,8 +99,8 @@ static int copy_range(cn_store_t *s, const uint8_t *id, uint64_t pos, uint64_t e
     return rc < 0 ? rc : crc;
 }
 
-int cn_store_media_read(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], uint64_t offset,
-                        uint32_t len, cn_buf_t *out)
+static int media_read_unlocked(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN],
+                               uint64_t offset, uint32_t len, cn_buf_t *out)
 {
     cn_rec_media_t m;
     CN_ENSURE(out != NULL, CN_EINVAL);
@@ -100,4 +118,13 @@ int cn_store_media_read(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], 
         return rc;
     }
     return (int)(end - offset);
+}
+
+int cn_store_media_read(cn_store_t *s, const uint8_t media_id[CN_MEDIA_ID_LEN], uint64_t offset,
+                        uint32_t len, cn_buf_t *out)
+{
+    cn__db_read_lock(s);
+    int rc = media_read_unlocked(s, media_id, offset, len, out);
+    cn__db_read_unlock(s);
+    return rc;
 }

@@ -130,7 +130,7 @@ static void scan_one(cn_store_t *s, cn__reseal_t *r, enum cn__cf cf, const char 
  * Fills r with the next records of c's column family that are not under
  * the current key; *more is false once the family is done.
  */
-static int scan_slice(cn_store_t *s, cursor_t *c, cn__reseal_t *r, bool *more)
+static int scan_slice_unlocked(cn_store_t *s, cursor_t *c, cn__reseal_t *r, bool *more)
 {
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(ro, 0); /* a full walk must not evict the hot set */
@@ -168,6 +168,14 @@ static int scan_slice(cn_store_t *s, cursor_t *c, cn__reseal_t *r, bool *more)
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return cn__rdb_err(err, "reseal_scan");
+}
+
+static int scan_slice(cn_store_t *s, cursor_t *c, cn__reseal_t *r, bool *more)
+{
+    cn__db_read_lock(s);
+    int rc = scan_slice_unlocked(s, c, r, more);
+    cn__db_read_unlock(s);
+    return rc;
 }
 
 /** Books the writer's outcomes into the counts. */

@@ -154,6 +154,12 @@ typedef struct cn__ttl {
 
 struct cn_store {
     rocksdb_t *db;
+    /* Readers hold it shared for the length of one public read; the writer
+     * takes it exclusively to reopen the database after a storage fault. */
+    pthread_rwlock_t db_lock;
+    bool lock_ready;
+    bool need_reopen;      /* writer thread only: the last batch failed */
+    uint64_t reopen_after; /* writer thread only: next attempt (cn_mono_ns) */
     rocksdb_column_family_handle_t *cf[CN__CF_COUNT];
     rocksdb_options_t *dbopts;
     rocksdb_options_t *cfopts[CN__CF_COUNT];
@@ -202,6 +208,16 @@ typedef struct cn__iter {
 /* db.c */
 /** Logs and frees a RocksDB error string; returns CN_EIO (CN_OK for NULL). */
 int cn__rdb_err(char *err, const char *what);
+/** Shared hold on the database for one public read (see db_lock). */
+void cn__db_read_lock(cn_store_t *s);
+void cn__db_read_unlock(cn_store_t *s);
+/**
+ * Writer thread, after a failed batch: when the data directory accepts a
+ * synced write again, closes and reopens RocksDB (which keeps a background
+ * error until reopened). CN_OK when reopened, CN_EAGAIN when it is too
+ * early or the fault persists.
+ */
+CN_MUST_USE int cn__db_try_reopen(cn_store_t *s);
 /** Test hook: flushes and compacts one column family (runs the TTL filters). */
 CN_MUST_USE int cn__store_compact(cn_store_t *s, enum cn__cf cf);
 

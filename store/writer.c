@@ -175,6 +175,8 @@ static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool wrote, bool f
     /* RocksDB keeps failing after a background error (disk full, fsync
      * failure) until reopened: readiness reports it (the node's /readyz). */
     s->stats.write_failing = failed;
+    if (failed)
+        s->need_reopen = true;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -240,6 +242,9 @@ static void *writer_main(void *arg)
         size_t n;
         cn_store_op_t *ops = take_batch(s, max, &n);
         pthread_mutex_unlock(&s->mu);
+        /* After a storage fault RocksDB refuses every write until reopened. */
+        if (s->need_reopen && cn__db_try_reopen(s) == CN_OK)
+            s->need_reopen = false;
         run_batch(s, ops, n);
         pthread_mutex_lock(&s->mu);
     }
