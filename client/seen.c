@@ -139,7 +139,11 @@ static int replay(cn__seen_t *s, bool *rewrite)
         *rewrite = (img.len - SEEN_HDR) % CN__SEEN_KEY_LEN != 0 || n > 2 * s->cap;
         rc = CN_OK;
     } else if (rc == CN_ENOTFOUND || rc == CN_OK || rc == CN_ETOOBIG) {
-        cn_log_warn("client.seen_reset", "reason=%s", rc == CN_ENOTFOUND ? "missing" : "invalid");
+        /* A new home has no seen-set yet: only a damaged one is worth a warning. */
+        if (rc == CN_ENOTFOUND)
+            cn_log_debug("client.seen_reset", "reason=missing");
+        else
+            cn_log_warn("client.seen_reset", "reason=invalid");
         rc = CN_OK;
     }
     cn_buf_dispose(&img);
