@@ -1340,3 +1340,26 @@ int h_teardown(void **state)
     g_nusers = 0;
     return rc;
 }
+
+void h_queue_messages(h_client_t *a, const h_user_t *u, int count, size_t size)
+{
+    enum { WINDOW = 50 };
+    static uint8_t ct[CN_CIPHERTEXT_MAX];
+    assert_true(size <= sizeof(ct));
+    for (int i = 0; i < count; i += WINDOW) {
+        uint64_t rids[WINDOW];
+        int k = CN_MIN(WINDOW, count - i);
+        for (int j = 0; j < k; j++) {
+            uint8_t id[CN_MESSAGE_ID_LEN];
+            h_msg_id(id);
+            h_pattern(ct, size, (uint32_t)(i + j));
+            rids[j] = h_send_nowait(a, u, id, CHAT__KIND__MESSAGE, ct, size);
+        }
+        for (int j = 0; j < k; j++) {
+            Chat__Response *r = h_wait_response(a, rids[j], H_WAIT_MS);
+            assert_non_null(r);
+            assert_int_equal(r->status, CHAT__STATUS__OK);
+        }
+        h_clear_queue(a);
+    }
+}

@@ -249,4 +249,7 @@ void h_sleep_ms(unsigned ms);
 
 #define H_TEST(fn) cmocka_unit_test_teardown(fn, h_teardown)
 
+/** Sends count messages of size bytes to u, 50 in flight, asserting every OK. */
+void h_queue_messages(h_client_t *a, const h_user_t *u, int count, size_t size);
+
 #endif /* CN_TEST_HARNESS_H */

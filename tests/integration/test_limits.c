@@ -21,30 +21,6 @@ static bool peer_gone(int fd)
     return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
-/* Sends count messages of size bytes to u, pipelined, and checks every OK. */
-static void queue_messages(h_client_t *a, const h_user_t *u, int count, size_t size)
-{
-    enum { WINDOW = 50 };
-    static uint8_t ct[CN_CIPHERTEXT_MAX];
-    assert_true(size <= sizeof(ct));
-    for (int i = 0; i < count; i += WINDOW) {
-        uint64_t rids[WINDOW];
-        int k = CN_MIN(WINDOW, count - i);
-        for (int j = 0; j < k; j++) {
-            uint8_t id[CN_MESSAGE_ID_LEN];
-            h_msg_id(id);
-            h_pattern(ct, size, (uint32_t)(i + j));
-            rids[j] = h_send_nowait(a, u, id, CHAT__KIND__MESSAGE, ct, size);
-        }
-        for (int j = 0; j < k; j++) {
-            Chat__Response *r = h_wait_response(a, rids[j], H_WAIT_MS);
-            assert_non_null(r);
-            assert_int_equal(r->status, CHAT__STATUS__OK);
-        }
-        h_clear_queue(a);
-    }
-}
-
 /* Reads Delivers until MailboxDrained; asserts seqs 1..count, contiguous, intact. */
 static void drain_all(h_client_t *b, int count, size_t size)
 {
@@ -107,7 +83,7 @@ static void test_slow_reader(void **state)
     h_client_t *b = h_register(n, "bob");
     h_user_t *bob = b->user;
     h_client_free(b);
-    queue_messages(a, bob, count, SIZE);
+    h_queue_messages(a, bob, count, SIZE);
 
     double closes0 = h_metric(n, "chatnode_errors_total{class=\"slow_reader\"}");
     double out0 = h_metric(n, "chatnode_bytes_out_total");

@@ -9,29 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void queue_messages(h_client_t *a, const h_user_t *u, int count, size_t size)
-{
-    enum { WINDOW = 50 };
-    static uint8_t ct[CN_CIPHERTEXT_MAX];
-    assert_true(size <= sizeof(ct));
-    for (int i = 0; i < count; i += WINDOW) {
-        uint64_t rids[WINDOW];
-        int k = CN_MIN(WINDOW, count - i);
-        for (int j = 0; j < k; j++) {
-            uint8_t id[CN_MESSAGE_ID_LEN];
-            h_msg_id(id);
-            h_pattern(ct, size, (uint32_t)(i + j));
-            rids[j] = h_send_nowait(a, u, id, CHAT__KIND__MESSAGE, ct, size);
-        }
-        for (int j = 0; j < k; j++) {
-            Chat__Response *r = h_wait_response(a, rids[j], H_WAIT_MS);
-            assert_non_null(r);
-            assert_int_equal(r->status, CHAT__STATUS__OK);
-        }
-        h_clear_queue(a);
-    }
-}
-
 /* Reads until MailboxDrained; returns how many contiguous Delivers came. */
 static uint64_t drain(h_client_t *b, size_t size, uint64_t *drained_last_seq)
 {
@@ -68,7 +45,7 @@ static void test_large_entries_drain_completely(void **state)
     h_client_t *b = h_register(n, "bob");
     h_user_t *bob = b->user;
     h_client_free(b);
-    queue_messages(a, bob, COUNT, SIZE);
+    h_queue_messages(a, bob, COUNT, SIZE);
 
     b = h_connect(n);
     Chat__Response *r = h_try_auth(b, bob);
@@ -95,7 +72,7 @@ static void test_small_output_limits_prompt_reader(void **state)
     h_client_t *b = h_register(n, "bob");
     h_user_t *bob = b->user;
     h_client_free(b);
-    queue_messages(a, bob, COUNT, SIZE);
+    h_queue_messages(a, bob, COUNT, SIZE);
     double closes0 = h_metric(n, "chatnode_errors_total{class=\"slow_reader\"}");
 
     b = h_login(n, bob);
