@@ -11,6 +11,9 @@
 #   BENCH_NO_DOC=1    do not touch docs/PERFORMANCE.md
 #   BENCH_NODE_BIN=…, BENCH_BIN=…  use these binaries and skip the build
 #   BENCH_COMMIT=…    the commit named in the table (with prebuilt binaries)
+#   BENCH_ONLY="fanout drain"  run only these scenarios (names as in the
+#                     JSON files: relay-80k relay-50k relay-cmp fanout connect
+#                     idle drain peer-mqtt-cmp peer-mqtt-50k); no doc update
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,6 +31,7 @@ if [ "$QUICK" = 1 ]; then
 else
     DUR=5 PAIRS=100 FAN=1000 ROUNDS=30 CONN_RATE=3000 IDLE=15000 QUEUED=200000 TAIL=20
 fi
+ONLY=${BENCH_ONLY:-}
 CMP_RATE=${BENCH_CMP_RATE:-10000} # the side-by-side rate, both servers
 MAX_GROUP=1000                    # the node's group limit (its default, stated; the protocol's hard maximum)
 
@@ -143,9 +147,12 @@ run() {
     fi
 }
 
+wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
 scenario() { # scenario NAME ARGS...: a fresh node for each
     local name=$1
     shift
+    wanted "$name" || return 0
     start_node "$name"
     run "$name" wss "$@"
     stop_server
@@ -160,14 +167,15 @@ scenario connect connect --rate "$CONN_RATE" --duration "$DUR" --warmup 0.5
 scenario idle idle --connections "$IDLE" --concurrency 128 --hold 3
 scenario drain drain --queued "$QUEUED" --size 256 --ack-batch 256 --drain-timeout "$TAIL"
 
-start_mosquitto
-run peer-mqtt-cmp mqtts peer-mqtt --pairs "$PAIRS" --rate "$CMP_RATE" --size 256 --duration "$DUR" \
-    --qos 1 --drain-timeout "$TAIL"
-stop_server
-start_mosquitto
-run peer-mqtt-50k mqtts peer-mqtt --pairs "$PAIRS" --rate 50000 --size 256 --duration "$DUR" \
-    --qos 1 --drain-timeout "$TAIL"
-stop_server
+mqtt() { # mqtt NAME RATE: the relay load on a fresh mosquitto
+    wanted "$1" || return 0
+    start_mosquitto
+    run "$1" mqtts peer-mqtt --pairs "$PAIRS" --rate "$2" --size 256 --duration "$DUR" \
+        --qos 1 --drain-timeout "$TAIL"
+    stop_server
+}
+mqtt peer-mqtt-cmp "$CMP_RATE"
+mqtt peer-mqtt-50k 50000
 echo "bench: all scenarios ran in $(($(date +%s) - t0)) s"
 
 MACHINE="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
@@ -175,6 +183,6 @@ COMMIT=${BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -z "${BENCH_COMMIT:-}" ] && [ -n "$(git status --porcelain -- node store proto common crypto 2>/dev/null)" ]; then
     COMMIT="$COMMIT+local changes"
 fi
-if [ "${BENCH_NO_DOC:-0}" = 1 ]; then exit 0; fi
+if [ "${BENCH_NO_DOC:-0}" = 1 ] || [ -n "$ONLY" ]; then exit 0; fi
 python3 "$ROOT/tests/bench/report.py" "$WORK" "$ROOT/docs/PERFORMANCE.md" "$MACHINE" "$COMMIT"
 echo "bench: docs/PERFORMANCE.md updated"
