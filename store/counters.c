@@ -3,11 +3,18 @@
  * one-time prekey upload order and the queued mailbox bytes, the per-user
  * media bytes (keyed by the 32-byte user key, the width of a device id),
  * plus the one global push event seq. Persisted in meta (mseq/, oseq/,
- * qbytes/ ‖ device, mbytes/ ‖ user and pushseq, u64be) inside the same
- * WriteBatch as the records that use them, cached here after the first use
- * so a send does not read meta. When a batch fails, the values it changed
- * are dropped and reloaded from disk on next use, so seqs stay contiguous
- * and byte counts match the disk.
+ * mbytes/ ‖ user and pushseq, u64be) inside the same WriteBatch as the
+ * records that use them, cached here after the first use so a send does
+ * not read meta. When a batch fails, the values it changed are dropped and
+ * reloaded from disk on next use, so seqs stay contiguous and byte counts
+ * match the disk.
+ *
+ * The queued bytes are the exception: they are only ever kept here,
+ * computed from the device's mailbox on first use (one scan per device per
+ * process), because writing them with every send and every ack cost a
+ * memtable insert per device per batch on the hottest path for a number
+ * the mailbox itself holds. A qbytes/ value left by an older version is
+ * deleted when its device is first used.
  */
 #include "store/store_internal.h"
 
@@ -107,22 +114,24 @@ static int mark_touched(cn__counters_t *c, cn__counter_t *e)
 }
 
 /*
- * Seqs and upload orders start at 1. A queued-bytes counter that was never
- * written (a mailbox from before the counter existed) is computed from the
- * mailbox, a media-bytes counter from the owner index, both through the
- * batch: the first use of a counter in a batch always comes before the
- * batch changes what it counts.
+ * Seqs and upload orders start at 1. A queued-bytes counter is computed
+ * from the mailbox, a media-bytes counter that was never written from the
+ * owner index, both through the batch: the first use of a counter in a
+ * batch always comes before the batch changes what it counts.
  */
 static int load(cn__batch_t *b, cn__counter_t *e, enum cn__ctr which)
 {
     uint8_t key[CN__META_CTR_MAX];
     size_t klen = cn__key_counter_any(key, which, e->id);
+    if (which == CN__CTR_QBYTES) {
+        CN_TRY(cn__mailbox_bytes(b, e->id, &e->next[which]));
+        cn__batch_delete(b, CN__CF_META, key, klen); /* a stale persisted value */
+        e->valid[which] = true;
+        return CN_OK;
+    }
     int rc = meta_u64(b->s, key, klen, &e->next[which]);
-    if (rc == CN_ENOTFOUND && (which == CN__CTR_QBYTES || which == CN__CTR_MBYTES)) {
-        if (which == CN__CTR_QBYTES)
-            CN_TRY(cn__mailbox_bytes(b, e->id, &e->next[which]));
-        else
-            CN_TRY(cn__media_owner_bytes(b, e->id, &e->next[which]));
+    if (rc == CN_ENOTFOUND && which == CN__CTR_MBYTES) {
+        CN_TRY(cn__media_owner_bytes(b, e->id, &e->next[which]));
         CN_TRY(mark_touched(&b->s->counters, e));
         e->dirty[which] = true;
     } else if (rc == CN_ENOTFOUND) {
@@ -198,7 +207,7 @@ int cn__counters_flush(cn__batch_t *b)
     for (size_t i = 0; i < c->ntouched; i++) {
         cn__counter_t *e = c->touched[i];
         for (int w = 0; w < CN__CTR_COUNT; w++) {
-            if (!e->dirty[w])
+            if (!e->dirty[w] || w == CN__CTR_QBYTES)
                 continue;
             cn_buf_reset(&b->v1);
             CN_TRY(cn_buf_put_u64be(&b->v1, e->next[w]));
