@@ -16,13 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PUMP_SLICE_ENTRIES 64
+#define PUMP_SLICE_ENTRIES 256 /* one iterator per slice: fewer, longer slices drain faster */
 #define PUMP_SLICE_BYTES   (256u * 1024u)
 
 int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value, size_t len)
 {
     cn_rec_envelope_t env;
     CN_TRY(cn_rec_envelope_decode(value, len, &env));
+    if (env.shared)
+        return CN_ENOTFOUND; /* a group message whose body expired */
     Chat__Deliver d;
     chat__deliver__init(&d);
     d.seq = seq;
@@ -45,7 +47,11 @@ int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value, s
 static int pump_entry(void *ctx, uint64_t seq, const uint8_t *value, size_t len)
 {
     cn_conn_t *c = ctx;
-    if (cn__delivery_send_record(c, seq, value, len) < 0)
+    int rc = cn__delivery_send_record(c, seq, value, len);
+    if (rc == CN_ENOTFOUND)
+        cn_log_debug("mailbox_body_expired", "conn=%llu seq=%llu", (unsigned long long)c->id,
+                     (unsigned long long)seq);
+    else if (rc < 0)
         cn_log_error("mailbox_record_corrupt", "conn=%llu seq=%llu", (unsigned long long)c->id,
                      (unsigned long long)seq);
     else

@@ -1,10 +1,10 @@
 /*
  * A group send (DESIGN section 4): one sender-key ciphertext that the node
  * fans out to every device of every member (the sender's other devices
- * included, the sending device not). Every mailbox gets its own entry, all
- * pointing at the one copy of the ciphertext held by the request, and the
- * whole fan-out is one store operation: one batch, one fsync, then one
- * OK. docs/PERFORMANCE.md measures what per-device entries cost.
+ * included, the sending device not). The store keeps the envelope once
+ * and gives every mailbox a small reference to it (cn_store.h, send.shared);
+ * the whole fan-out is one store operation: one batch, one fsync, then one
+ * OK. docs/PERFORMANCE.md measures the fan-out.
  */
 #include "node/node_internal.h"
 
@@ -89,5 +89,6 @@ void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     for (size_t i = 0; i < n; i++)
         cn__send_recipient(c, &p->op.u.send.recipients[i], ids[i], cn_slice(data, len));
     free(ids);
+    p->op.u.send.shared = true; /* stored once, a reference per mailbox */
     cn__send_submit(c, rid, p, m->ephemeral || m->kind == CHAT__KIND__TYPING);
 }

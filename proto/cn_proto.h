@@ -107,6 +107,9 @@ typedef struct cn_rec_envelope {
     bool has_group;
     uint8_t group_id[CN_GROUP_ID_LEN];
     cn_slice_t ciphertext; /* decode: borrows the input */
+    /* A mailbox reference to a group message stored once (store gmsg CF,
+     * keyed by from_device ‖ message_id): no ciphertext of its own. */
+    bool shared;
 } cn_rec_envelope_t;
 
 /** dedupe CF value: the first result of a send, returned to retries. */

@@ -34,6 +34,7 @@ enum {
     KE_KIND,
     KE_GROUP_ID,
     KE_CIPHERTEXT,
+    KE_SHARED, /* after the ciphertext: only references carry it */
 };
 enum { KX_SERVER_TIME = 1, KX_RECIPIENTS };
 enum { KP_KEY_ID = 1, KP_PUBLIC_KEY, KP_SIGNATURE };
@@ -188,12 +189,14 @@ static int envelope_check(const cn_rec_envelope_t *r)
     CN_ENSURE(r->kind <= CHAT__KIND__CONTROL, CN_EINVAL);
     CN_ENSURE(r->ciphertext.len <= CN_CIPHERTEXT_MAX, CN_ETOOBIG);
     CN_ENSURE(r->ciphertext.base != NULL || r->ciphertext.len == 0, CN_EINVAL);
+    /* A reference names the shared body; it carries no ciphertext itself. */
+    CN_ENSURE(!r->shared || r->ciphertext.len == 0, CN_EINVAL);
     return CN_OK;
 }
 
 static int envelope_write(const cn_rec_envelope_t *r, cn_buf_t *b)
 {
-    CN_TRY(wr_begin(b, r->has_group ? 7 : 6));
+    CN_TRY(wr_begin(b, 6 + r->has_group + r->shared));
     CN_TRY(wr_kuint(b, KE_SERVER_TIME, r->server_time));
     CN_TRY(wr_kbytes(b, KE_MESSAGE_ID, r->message_id, CN_MESSAGE_ID_LEN));
     CN_TRY(wr_ktext(b, KE_FROM, r->from));
@@ -202,7 +205,8 @@ static int envelope_write(const cn_rec_envelope_t *r, cn_buf_t *b)
     if (r->has_group) {
         CN_TRY(wr_kbytes(b, KE_GROUP_ID, r->group_id, CN_GROUP_ID_LEN));
     }
-    return wr_kbytes(b, KE_CIPHERTEXT, r->ciphertext.base, r->ciphertext.len);
+    CN_TRY(wr_kbytes(b, KE_CIPHERTEXT, r->ciphertext.base, r->ciphertext.len));
+    return r->shared ? wr_kbool(b, KE_SHARED, true) : CN_OK;
 }
 
 int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out)
@@ -232,6 +236,10 @@ static int envelope_field(rd_t *r, uint64_t key, void *o)
         return rd_fixed(r, out->group_id, CN_GROUP_ID_LEN);
     case KE_CIPHERTEXT:
         return rd_bytes(r, CN_CIPHERTEXT_MAX, &out->ciphertext);
+    case KE_SHARED:
+        CN_TRY(rd_bool(r, &out->shared));
+        CN_ENSURE(out->shared, CN_EINVAL); /* written only when true */
+        return CN_OK;
     default:
         return CN_EINVAL;
     }
@@ -244,6 +252,7 @@ int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out)
     memset(out, 0, sizeof(*out));
     CN_TRY(rd_record(p, n, envelope_field, out, &seen));
     CN_ENSURE((seen & req) == req, CN_EINVAL);
+    CN_ENSURE(!out->shared || out->ciphertext.len == 0, CN_EINVAL);
     return CN_OK;
 }
 

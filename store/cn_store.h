@@ -3,7 +3,7 @@
  *
  * One database, column families created in a fixed order (so that a replica
  * fed shipped WAL batches has the same ids): default, devices, users,
- * prekeys, mailbox, dedupe, groups, media, history, meta, push. New column
+ * prekeys, mailbox, dedupe, groups, media, history, meta, push, gmsg. New column
  * families are only ever appended.
  *
  * Reads (cn_store_*_get, cn_store_mailbox_read, the media and history
@@ -107,7 +107,10 @@ CN_MUST_USE int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_
  * order, until max_entries or max_bytes (of values) were passed or cb
  * returns non-zero. value borrows store memory valid during the call only.
  * *next_seq is set to the seq after the last entry passed (or from_seq).
- * Returns the number of entries passed, or a negative error.
+ * Returns the number of entries passed, or a negative error. An entry of a
+ * shared (group) send is passed as its whole envelope; one whose stored
+ * body expired is passed as the reference itself (cn_rec_envelope_t.shared
+ * set, no ciphertext): skip it, do not deliver it.
  */
 typedef int (*cn_store_mailbox_cb)(void *ctx, uint64_t seq, const uint8_t *value, size_t len);
 CN_MUST_USE int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
@@ -424,6 +427,13 @@ typedef struct cn_store_op {
             bool duplicate;                   /* result */
             uint64_t max_queued_bytes;        /* input; 0 = unlimited */
             uint32_t limited_index;           /* result, with CN_ELIMIT */
+            /* Input: a group send, every recipient carries the same
+             * ciphertext slice (else CN_EINVAL). With two or more
+             * recipients the envelope is stored once and each mailbox
+             * gets a small reference to it (the queued-bytes cap counts
+             * the reference); mailbox reads return the whole envelope, and
+             * the body is deleted with the last acked reference. */
+            bool shared;
         } send;
         struct {
             uint8_t device_id[CN_DEVICE_ID_LEN];

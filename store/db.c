@@ -32,6 +32,7 @@
 #define MAX_BATCH_DEFAULT      4096
 #define BLOOM_BITS_PER_KEY     10
 #define MEDIA_MIN_BLOB_SIZE    4096 /* smaller media values (state, index) stay in the tables */
+#define MEMTABLE_BLOOM_RATIO   0.02 /* of the memtable size, for whole-key filters */
 
 /*
  * The order is the column family ids, which replicas fed shipped WAL
@@ -42,7 +43,7 @@
  */
 static const char *const cf_names[CN__CF_COUNT] = {
     "default", "devices", "users",   "prekeys", "mailbox", "dedupe",
-    "groups",  "media",   "history", "meta",    "push",
+    "groups",  "media",   "history", "meta",    "push",    "gmsg",
 };
 
 int cn__rdb_err(char *err, const char *what)
@@ -114,7 +115,11 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
     *changed = 0;
     if (cn_atrest_header((const uint8_t *)val, vlen, NULL, &server_time) == CN_OK) {
         /* sealed: the hint is the server_time */
-    } else if (t->cf == CN__CF_MAILBOX) {
+    } else if (t->cf == CN__CF_GMSG && klen == CN__KEY_GMSG_REFS) {
+        if (vlen != CN__GMSG_REFS_VAL)
+            return 0;
+        server_time = cn_load_u64be((const uint8_t *)val + 8);
+    } else if (t->cf == CN__CF_MAILBOX || t->cf == CN__CF_GMSG) {
         cn_rec_envelope_t env;
         if (cn_rec_envelope_decode((const uint8_t *)val, vlen, &env) != CN_OK)
             return 0;
@@ -132,6 +137,8 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
 static const char *ttl_filter_name(void *state)
 {
     const cn__ttl_t *t = state;
+    if (t->cf == CN__CF_GMSG)
+        return "cn.gmsg_ttl";
     return t->cf == CN__CF_MAILBOX ? "cn.mailbox_ttl" : "cn.dedupe_ttl";
 }
 
@@ -192,6 +199,10 @@ static void make_cf_options(cn_store_t *s)
                                                         ttl_filter, ttl_filter_name);
     s->dedupe_filter = rocksdb_compactionfilter_create(&s->dedupe_ttl, ttl_filter_destroy,
                                                        ttl_filter, ttl_filter_name);
+    /* Bodies live as long as the references pointing at them. */
+    s->gmsg_ttl = (cn__ttl_t){CN__CF_GMSG, s->opts.mailbox_ttl_ms};
+    s->gmsg_filter = rocksdb_compactionfilter_create(&s->gmsg_ttl, ttl_filter_destroy, ttl_filter,
+                                                     ttl_filter_name);
     s->media_ttl = (cn__ttl_t){CN__CF_MEDIA, 0};
     s->media_filter = rocksdb_compactionfilter_create(&s->media_ttl, ttl_filter_destroy,
                                                       media_filter, media_filter_name);
@@ -199,6 +210,13 @@ static void make_cf_options(cn_store_t *s)
         s->cfopts[i] = rocksdb_options_create_copy(s->dbopts);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MAILBOX], s->mailbox_filter);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_DEDUPE], s->dedupe_filter);
+    rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_GMSG], s->gmsg_filter);
+    /* Every Send looks its (device, message id) up in dedupe, and almost
+     * always misses: a bloom filter in the memtable answers that without a
+     * skip-list descent (the SST files have theirs already). */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->cfopts[CN__CF_DEDUPE],
+                                                         MEMTABLE_BLOOM_RATIO);
+    rocksdb_options_set_memtable_whole_key_filtering(s->cfopts[CN__CF_DEDUPE], 1);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MEDIA], s->media_filter);
     rocksdb_options_set_enable_blob_files(s->cfopts[CN__CF_MEDIA], 1);
     /* Chunks go to blob files; the small records stay in the tables, and
@@ -216,7 +234,7 @@ static int set_periodic_compaction(cn_store_t *s)
     char value[24];
     const char *values[] = {value};
     snprintf(value, sizeof(value), "%u", (unsigned)CN__PERIODIC_COMPACTION_S);
-    enum cn__cf cfs[] = {CN__CF_MAILBOX, CN__CF_DEDUPE, CN__CF_MEDIA};
+    enum cn__cf cfs[] = {CN__CF_MAILBOX, CN__CF_DEDUPE, CN__CF_MEDIA, CN__CF_GMSG};
     for (size_t i = 0; i < CN_ARRAY_LEN(cfs); i++) {
         char *err = NULL;
         rocksdb_set_options_cf(s->db, s->cf[cfs[i]], 1, keys, values, &err);
@@ -320,6 +338,8 @@ static void close_db(cn_store_t *s)
         rocksdb_compactionfilter_destroy(s->mailbox_filter);
     if (s->dedupe_filter)
         rocksdb_compactionfilter_destroy(s->dedupe_filter);
+    if (s->gmsg_filter)
+        rocksdb_compactionfilter_destroy(s->gmsg_filter);
     if (s->media_filter)
         rocksdb_compactionfilter_destroy(s->media_filter);
     if (s->dbopts)
@@ -337,7 +357,7 @@ static void close_db(cn_store_t *s)
     s->dbopts = NULL;
     s->ro = NULL;
     s->wo = s->wo_sync = NULL;
-    s->mailbox_filter = s->dedupe_filter = s->media_filter = NULL;
+    s->mailbox_filter = s->dedupe_filter = s->media_filter = s->gmsg_filter = NULL;
 }
 
 void cn__db_read_lock(cn_store_t *s)

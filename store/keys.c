@@ -20,9 +20,9 @@
 
 _Static_assert(CN_STORE_KEYS_MAX == CN_KEYRING_MAX, "the store's key limit is the ring's");
 
-static const enum cn__cf sealed_cfs[] = {CN__CF_DEVICES, CN__CF_USERS,   CN__CF_PREKEYS,
-                                         CN__CF_MAILBOX, CN__CF_DEDUPE,  CN__CF_GROUPS,
-                                         CN__CF_MEDIA,   CN__CF_HISTORY, CN__CF_PUSH};
+static const enum cn__cf sealed_cfs[] = {
+    CN__CF_DEVICES, CN__CF_USERS, CN__CF_PREKEYS, CN__CF_MAILBOX, CN__CF_DEDUPE,
+    CN__CF_GROUPS,  CN__CF_MEDIA, CN__CF_HISTORY, CN__CF_PUSH,    CN__CF_GMSG};
 
 /** Reads the stored ring: CN_OK with *val (rocksdb_free), CN_ENOTFOUND, CN_EIO. */
 static int ring_get(cn_store_t *s, char **val, size_t *vlen)

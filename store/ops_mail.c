@@ -1,7 +1,12 @@
 /*
  * Mailbox ops: SEND (dedupe, the queued-bytes cap, then one envelope per
  * recipient mailbox under the device's next seq, and notification events
- * for offline recipients) and ACK (delete delivered entries). Both keep
+ * for offline recipients) and ACK (delete delivered entries). A group send
+ * stores its envelope once in the gmsg column family with a count of
+ * references, and each mailbox gets a reference (an envelope record with
+ * shared set and no ciphertext); the ack of the last reference deletes
+ * the body. References dropped otherwise (revoke, TTL) leave the body to
+ * its TTL, which is the mailbox TTL. Both keep
  * the per-device queued-bytes counter (quota.c); it is read before the
  * mailbox changes, since a counter loaded for the first time is computed
  * from the mailbox through the batch.
@@ -9,7 +14,31 @@
 #include "store/store_internal.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
+
+static int cmp_device(const void *a, const void *b)
+{
+    return memcmp(*(const uint8_t *const *)a, *(const uint8_t *const *)b, CN_DEVICE_ID_LEN);
+}
+
+/* A shared send names each device once: the references' seqs and byte
+ * counts assume it. Sorted copy, O(n log n). */
+static int devices_distinct(const cn_store_op_t *op)
+{
+    uint32_t n = op->u.send.n;
+    const uint8_t **ids = malloc(n * sizeof(*ids));
+    CN_ENSURE(ids != NULL, CN_ENOMEM);
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = op->u.send.recipients[i].device_id;
+    qsort(ids, n, sizeof(*ids), cmp_device);
+    int rc = CN_OK;
+    for (uint32_t i = 1; i < n && rc == CN_OK; i++)
+        if (memcmp(ids[i - 1], ids[i], CN_DEVICE_ID_LEN) == 0)
+            rc = CN_EINVAL;
+    free(ids);
+    return rc;
+}
 
 static int send_check(cn__batch_t *b, cn_store_op_t *op)
 {
@@ -21,10 +50,16 @@ static int send_check(cn__batch_t *b, cn_store_op_t *op)
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         CN_ENSURE(r[i].ciphertext.len <= CN_CIPHERTEXT_MAX, CN_ETOOBIG);
         CN_ENSURE(r[i].ciphertext.base != NULL || r[i].ciphertext.len == 0, CN_EINVAL);
+        CN_ENSURE(!op->u.send.shared || (r[i].ciphertext.base == r[0].ciphertext.base &&
+                                         r[i].ciphertext.len == r[0].ciphertext.len),
+                  CN_EINVAL);
     }
+    if (cn__send_is_shared(op))
+        CN_TRY(devices_distinct(op));
     /* Checks the header (handle, kind) once, with an empty ciphertext. */
     cn_rec_envelope_t env = op->u.send.env;
     env.ciphertext = cn_slice(NULL, 0);
+    env.shared = false;
     cn_buf_reset(&b->v1);
     return cn_rec_envelope_encode(&env, &b->v1);
 }
@@ -50,11 +85,80 @@ static int dedupe_lookup(cn__batch_t *b, const uint8_t key[CN__KEY_DEDUPE], bool
     return CN_OK;
 }
 
+bool cn__send_is_shared(const cn_store_op_t *op)
+{
+    return op->u.send.shared && op->u.send.n >= CN__SHARED_MIN_DEVICES;
+}
+
+int cn__ref_encode(const cn_store_op_t *op, cn_buf_t *out)
+{
+    cn_rec_envelope_t ref = op->u.send.env;
+    ref.ciphertext = cn_slice(NULL, 0);
+    ref.shared = true;
+    cn_buf_reset(out);
+    return cn_rec_envelope_encode(&ref, out);
+}
+
+static void refs_key(uint8_t out[CN__KEY_GMSG_REFS], const uint8_t body[CN__KEY_GMSG])
+{
+    memcpy(out, body, CN__KEY_GMSG);
+    out[CN__KEY_GMSG] = CN__GMSG_REFS;
+}
+
+static void put_refs(cn__batch_t *b, const uint8_t body[CN__KEY_GMSG], uint64_t refs,
+                     uint64_t server_time)
+{
+    uint8_t key[CN__KEY_GMSG_REFS], v[CN__GMSG_REFS_VAL];
+    refs_key(key, body);
+    cn_store_u64be(v, refs);
+    cn_store_u64be(v + 8, server_time);
+    cn__batch_put_raw(b, CN__CF_GMSG, key, sizeof(key), v, sizeof(v));
+}
+
+/* The body once (its key is the dedupe key: from_device ‖ message_id),
+ * then one reference per mailbox. */
+static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t body[CN__KEY_GMSG])
+{
+    cn_rec_envelope_t env = op->u.send.env;
+    env.ciphertext = op->u.send.recipients[0].ciphertext;
+    env.shared = false;
+    cn_buf_reset(&b->v1);
+    CN_TRY(cn_rec_envelope_encode(&env, &b->v1));
+    cn__batch_put(b, CN__CF_GMSG, body, CN__KEY_GMSG, &b->v1);
+    put_refs(b, body, op->u.send.n, env.server_time);
+    CN_TRY(cn__ref_encode(op, &b->v1));
+    size_t vlen = cn_buf_unread(&b->v1).len;
+    uint8_t key[CN__KEY_MAILBOX];
+    for (uint32_t i = 0; i < op->u.send.n; i++) {
+        cn_store_recipient_t *r = &op->u.send.recipients[i];
+        CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
+        if (!cn__batch_revoked(b, r->device_id))
+            CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
+        cn__key_mailbox(key, r->device_id, r->seq);
+        cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+    }
+    return CN_OK;
+}
+
+static int store_dedupe(cn__batch_t *b, const cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE])
+{
+    cn_rec_dedupe_t d = {.server_time = op->u.send.env.server_time, .recipients = op->u.send.n};
+    cn_buf_reset(&b->v1);
+    CN_TRY(cn_rec_dedupe_encode(&d, &b->v1));
+    cn__batch_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1);
+    return CN_OK;
+}
+
 static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE],
                       size_t header_len)
 {
     cn_rec_envelope_t env = op->u.send.env;
     uint8_t key[CN__KEY_MAILBOX];
+    _Static_assert(CN__KEY_DEDUPE == CN__KEY_GMSG, "a body is keyed like its dedupe record");
+    if (cn__send_is_shared(op)) {
+        CN_TRY(send_store_shared(b, op, dkey));
+        return store_dedupe(b, op, dkey);
+    }
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         cn_store_recipient_t *r = &op->u.send.recipients[i];
         env.ciphertext = r->ciphertext;
@@ -70,11 +174,7 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
     }
-    cn_rec_dedupe_t d = {.server_time = env.server_time, .recipients = op->u.send.n};
-    cn_buf_reset(&b->v1);
-    CN_TRY(cn_rec_dedupe_encode(&d, &b->v1));
-    cn__batch_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1);
-    return CN_OK;
+    return store_dedupe(b, op, dkey);
 }
 
 int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
@@ -105,6 +205,68 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     return CN_OK;
 }
 
+/* One reference of a body is gone: the last one deletes the body. A
+ * missing count means the body expired or was never there. */
+static int release_ref(cn__batch_t *b, const uint8_t body[CN__KEY_GMSG])
+{
+    uint8_t key[CN__KEY_GMSG_REFS];
+    char *v;
+    size_t vlen;
+    refs_key(key, body);
+    int rc = cn__batch_get(b, CN__CF_GMSG, key, sizeof(key), &v, &vlen);
+    if (rc == CN_ENOTFOUND)
+        return CN_OK;
+    CN_TRY(rc);
+    uint64_t refs = vlen == CN__GMSG_REFS_VAL ? cn_load_u64be((const uint8_t *)v) : 0;
+    uint64_t server_time = vlen == CN__GMSG_REFS_VAL ? cn_load_u64be((const uint8_t *)v + 8) : 0;
+    rocksdb_free(v);
+    if (refs > 1) {
+        put_refs(b, body, refs - 1, server_time);
+        return CN_OK;
+    }
+    if (vlen != CN__GMSG_REFS_VAL)
+        cn_log_error("store_corrupt", "what=gmsg_refs len=%zu", vlen);
+    cn__batch_delete(b, CN__CF_GMSG, body, CN__KEY_GMSG);
+    cn__batch_delete(b, CN__CF_GMSG, key, sizeof(key));
+    return CN_OK;
+}
+
+/* Deletes one mailbox entry of device (CN_ENOTFOUND: none) and takes its
+ * plaintext bytes off the device's queued bytes, before the mailbox
+ * changes (a counter loaded for the first time is computed from it). A
+ * reference also releases its body. An entry that does not open or decode
+ * is deleted all the same (nobody can read it; the failure is logged and
+ * counted where it happens). */
+static int ack_entry(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN__KEY_MAILBOX])
+{
+    char *v;
+    size_t vlen;
+    CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
+    size_t size = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
+    int rc = cn__quota_adjust(b, device, size, false);
+    if (rc < 0) {
+        rocksdb_free(v);
+        return rc;
+    }
+    cn_rec_envelope_t env;
+    rc = cn__open_inplace(b->s, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, (uint8_t *)v, &vlen);
+    if (rc == CN_OK)
+        rc = cn_rec_envelope_decode((const uint8_t *)v, vlen, &env);
+    if (rc == CN_OK && env.shared) {
+        uint8_t body[CN__KEY_GMSG];
+        memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
+        memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
+        rc = release_ref(b, body);
+    } else if (rc < 0) {
+        cn_log_error("store_corrupt", "what=mailbox_ack rc=%s", cn_strerror(rc));
+        rc = CN_OK;
+    }
+    rocksdb_free(v);
+    CN_TRY(rc);
+    cn__batch_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+    return CN_OK;
+}
+
 int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
 {
     const uint8_t *id = op->u.ack.device_id;
@@ -116,18 +278,11 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
     if (cn__batch_revoked(b, id))
         return CN_OK;
     for (uint32_t i = 0; i < op->u.ack.n; i++) {
-        char *v;
-        size_t vlen;
         cn__key_mailbox(key, id, op->u.ack.seqs[i]);
-        /* Only the size counts: the value is not opened. */
-        int rc = cn__batch_get_raw(b, CN__CF_MAILBOX, key, sizeof(key), &v, &vlen);
+        int rc = ack_entry(b, id, key);
         if (rc == CN_ENOTFOUND)
             continue;
         CN__APPLY(b, rc);
-        vlen = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
-        rocksdb_free(v);
-        CN__APPLY(b, cn__quota_adjust(b, id, vlen, false));
-        cn__batch_delete(b, CN__CF_MAILBOX, key, sizeof(key));
         op->u.ack.deleted++;
     }
     return CN_OK;

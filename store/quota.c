@@ -1,7 +1,7 @@
 /*
  * The per-recipient queued-bytes cap. Each device has a counter of the
- * bytes of its stored mailbox values (meta qbytes/ ‖ device, cached by the
- * writer like the seq counters): a send adds each appended value's size,
+ * bytes of its stored mailbox values (kept by the writer in memory only,
+ * computed from the mailbox on first use, see counters.c): a send adds each appended value's size,
  * an ACK subtracts the deleted values' sizes, a REVOKE resets it. The TTL
  * compaction filter drops entries without touching it, so the counter is
  * an upper bound; before a send is refused for passing the cap, the exact
@@ -51,11 +51,18 @@ size_t cn__envelope_size(size_t header_len, size_t len)
     return header_len - 1 + cbor_head_len(len) + len;
 }
 
-/** Bytes that recipients 0..i of the op append to recipient i's device. */
-static uint64_t bytes_for_device(const cn_store_op_t *op, uint32_t i, size_t header_len)
+/**
+ * Bytes that recipients 0..i of the op append to recipient i's device:
+ * whole envelopes, or for a shared send references of ref_len bytes.
+ */
+static uint64_t bytes_for_device(const cn_store_op_t *op, uint32_t i, size_t header_len,
+                                 size_t ref_len)
 {
     const cn_store_recipient_t *r = op->u.send.recipients;
     uint64_t sum = 0;
+    /* The devices of a shared send are distinct (checked by the send). */
+    if (ref_len)
+        return ref_len;
     for (uint32_t j = 0; j <= i; j++) {
         if (memcmp(r[j].device_id, r[i].device_id, CN_DEVICE_ID_LEN) == 0)
             sum += cn__envelope_size(header_len, r[j].ciphertext.len);
@@ -83,14 +90,20 @@ int cn__quota_check(cn__batch_t *b, cn_store_op_t *op, size_t header_len)
 {
     uint64_t cap = op->u.send.max_queued_bytes;
     const cn_store_recipient_t *r = op->u.send.recipients;
+    size_t ref_len = 0;
     if (cap == 0)
         return CN_OK;
+    if (cn__send_is_shared(op)) {
+        CN_TRY(cn__ref_encode(op, &b->v2));
+        ref_len = cn_buf_unread(&b->v2).len;
+    }
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         bool fits;
         /* Appends to a device revoked earlier in the batch vanish at commit. */
         if (cn__batch_revoked(b, r[i].device_id))
             continue;
-        CN_TRY(device_fits(b, r[i].device_id, bytes_for_device(op, i, header_len), cap, &fits));
+        uint64_t add = bytes_for_device(op, i, header_len, ref_len);
+        CN_TRY(device_fits(b, r[i].device_id, add, cap, &fits));
         if (!fits) {
             op->u.send.limited_index = i;
             return CN_ELIMIT;

@@ -88,6 +88,32 @@ int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uin
 }
 
 /*
+ * A reference (a group message stored once) is replaced by its body, the
+ * whole envelope: *body is set to a value to free (rocksdb_free) and *v,
+ * *vlen point into it. A reference whose body is gone (expired: bodies and
+ * references share the mailbox TTL) is passed on as it is, shared set and
+ * no ciphertext, for the caller to skip.
+ */
+static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **body)
+{
+    cn_rec_envelope_t env;
+    uint8_t key[CN__KEY_GMSG];
+    *body = NULL;
+    if (cn_rec_envelope_decode(*v, *vlen, &env) != CN_OK || !env.shared)
+        return CN_OK; /* the caller decodes (and reports) it */
+    memcpy(key, env.from_device, CN_DEVICE_ID_LEN);
+    memcpy(key + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
+    size_t n;
+    int rc = cn__db_get(s, CN__CF_GMSG, key, sizeof(key), body, &n);
+    if (rc == CN_ENOTFOUND)
+        return CN_OK;
+    CN_TRY(rc);
+    *v = (const uint8_t *)*body;
+    *vlen = n;
+    return CN_OK;
+}
+
+/*
  * The byte limit never stops the first entry (an envelope larger than
  * max_bytes would otherwise block its mailbox for good). A callback that
  * returns non-zero stops the read after its entry, which counts as passed.
@@ -99,6 +125,7 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
     uint8_t seek[CN__KEY_MAILBOX];
     cn__iter_t it;
     size_t n = 0, bytes = 0;
+    int rc = CN_OK;
     CN_ENSURE(cb != NULL && next_seq != NULL, CN_EINVAL);
     *next_seq = from_seq;
     if (max_entries > INT_MAX)
@@ -112,18 +139,28 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
         if (klen != CN__KEY_MAILBOX)
             continue;
         const uint8_t *v = cn__iter_value(&it, &vlen);
+        char *body;
         if (v == NULL)
             break; /* did not open: cn__iter_close reports it */
-        if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen))
+        rc = resolve_ref(s, &v, &vlen, &body);
+        if (rc < 0)
             break;
+        if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen)) {
+            rocksdb_free(body);
+            break;
+        }
         uint64_t seq = cn_load_u64be(k + CN_DEVICE_ID_LEN);
         n++;
         bytes += vlen;
         *next_seq = seq + 1;
-        if (cb(ctx, seq, v, vlen) != 0)
+        int stop = cb(ctx, seq, v, vlen);
+        rocksdb_free(body);
+        if (stop != 0)
             break;
     }
-    CN_TRY(cn__iter_close(&it));
+    int crc = cn__iter_close(&it);
+    CN_TRY(rc);
+    CN_TRY(crc);
     return (int)n;
 }
 

@@ -27,9 +27,9 @@
 #define PACE_MS        2    /* pause between slices */
 #define SCAN_PER_SLICE 4096 /* records looked at per slice at most */
 
-static const enum cn__cf pass_cfs[] = {CN__CF_DEVICES, CN__CF_USERS,   CN__CF_PREKEYS,
-                                       CN__CF_MAILBOX, CN__CF_DEDUPE,  CN__CF_GROUPS,
-                                       CN__CF_MEDIA,   CN__CF_HISTORY, CN__CF_PUSH};
+static const enum cn__cf pass_cfs[] = {
+    CN__CF_DEVICES, CN__CF_USERS, CN__CF_PREKEYS, CN__CF_MAILBOX, CN__CF_DEDUPE,
+    CN__CF_GROUPS,  CN__CF_MEDIA, CN__CF_HISTORY, CN__CF_PUSH,    CN__CF_GMSG};
 
 /** Adds d to the count of key id (creating it). Called with mu held. */
 static void count_add(cn__pass_t *p, uint32_t id, int64_t d)

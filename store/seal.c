@@ -26,7 +26,7 @@
 
 static const char *const cf_label[CN__CF_COUNT] = {
     "default", "devices", "users",   "prekeys", "mailbox", "dedupe",
-    "groups",  "media",   "history", "meta",    "push",
+    "groups",  "media",   "history", "meta",    "push",    "gmsg",
 };
 
 bool cn__cf_sealed(const cn_store_t *s, enum cn__cf cf)
@@ -48,7 +48,9 @@ uint64_t cn__expires_hint(enum cn__cf cf, const uint8_t *key, size_t klen, const
                           size_t n)
 {
     /* Undecodable mailbox and dedupe values keep UINT64_MAX: never "old". */
-    if (cf == CN__CF_MAILBOX) {
+    if (cf == CN__CF_GMSG && klen == CN__KEY_GMSG_REFS)
+        return n == CN__GMSG_REFS_VAL ? cn_load_u64be(v + 8) : UINT64_MAX;
+    if (cf == CN__CF_MAILBOX || cf == CN__CF_GMSG) {
         cn_rec_envelope_t env;
         return cn_rec_envelope_decode(v, n, &env) == CN_OK ? env.server_time : UINT64_MAX;
     }

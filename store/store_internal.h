@@ -26,6 +26,7 @@ enum cn__cf {
     CN__CF_HISTORY,
     CN__CF_META,
     CN__CF_PUSH, /* appended later: new column families only ever go last */
+    CN__CF_GMSG, /* group message bodies stored once, with their reference counts */
     CN__CF_COUNT
 };
 
@@ -38,7 +39,7 @@ enum cn__cf {
 #define CN__KEY_MAX               (CN__META_NAME_MAX + 9) /* meta names with their scan bound */
 #define CN__META_MSEQ             "mseq/" /* meta: mseq/ ‖ device → u64be next mailbox seq */
 #define CN__META_OSEQ             "oseq/" /* meta: oseq/ ‖ device → u64be next one-time prekey order */
-#define CN__META_QBYTES           "qbytes/" /* meta: qbytes/ ‖ device → u64be queued value bytes */
+#define CN__META_QBYTES           "qbytes/" /* meta: no longer written (counters.c), reserved */
 #define CN__META_PUSHSEQ          "pushseq" /* meta: u64be next push event seq */
 #define CN__META_MBYTES           "mbytes/" /* meta: mbytes/ ‖ user key → u64be media bytes */
 #define CN__META_KEYRING          "keyring" /* meta: the key ring, sealed under the master key */
@@ -55,6 +56,17 @@ enum cn__cf {
 #define CN__PUSH_PENDING     0xff
 #define CN__KEY_PUSH_PENDING (1 + CN_DEVICE_ID_LEN)
 #define CN__PUSH_SEQ_LIMIT   (0xffull << 56)
+
+/* gmsg CF: a group message's envelope (with its ciphertext) under
+ * from_device ‖ message_id; its count of mailbox references that are not
+ * acked yet under the same key ‖ 'r' (u64be count ‖ u64be server_time).
+ * Mailbox entries of the members are references (cn_rec_envelope_t.shared).
+ * Bodies expire with the mailbox TTL, like the references. */
+#define CN__KEY_GMSG           (CN_DEVICE_ID_LEN + CN_MESSAGE_ID_LEN)
+#define CN__KEY_GMSG_REFS      (CN__KEY_GMSG + 1)
+#define CN__GMSG_REFS          'r'
+#define CN__GMSG_REFS_VAL      16
+#define CN__SHARED_MIN_DEVICES 2 /* a group send to fewer devices stores copies */
 
 /* A user as a fixed-width key part: the handle zero-padded to 32 bytes
  * (as wide as a device id, so the per-device counters serve users too). */
@@ -163,8 +175,8 @@ struct cn_store {
     rocksdb_column_family_handle_t *cf[CN__CF_COUNT];
     rocksdb_options_t *dbopts;
     rocksdb_options_t *cfopts[CN__CF_COUNT];
-    rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter, *media_filter;
-    cn__ttl_t mailbox_ttl, dedupe_ttl, media_ttl;
+    rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter, *media_filter, *gmsg_filter;
+    cn__ttl_t mailbox_ttl, dedupe_ttl, media_ttl, gmsg_ttl;
     rocksdb_readoptions_t *ro;
     rocksdb_writeoptions_t *wo;      /* the writer's, per the sync policy */
     rocksdb_writeoptions_t *wo_sync; /* meta_put: always durable */
@@ -407,6 +419,11 @@ CN_MUST_USE int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_
  * with an empty ciphertext); CN_ELIMIT sets limited_index.
  */
 CN_MUST_USE int cn__quota_check(cn__batch_t *b, cn_store_op_t *op, size_t header_len);
+/* ops_mail.c */
+/** True when a send stores its envelope once (a group send to enough devices). */
+bool cn__send_is_shared(const cn_store_op_t *op);
+/** Encodes the mailbox reference of a shared send into out (reset first). */
+CN_MUST_USE int cn__ref_encode(const cn_store_op_t *op, cn_buf_t *out);
 /** Adds (or with add false, subtracts, saturating at 0) n bytes. */
 CN_MUST_USE int cn__quota_adjust(cn__batch_t *b, const uint8_t *device, uint64_t n, bool add);
 /** The encoded size of an envelope whose empty-ciphertext form is header_len

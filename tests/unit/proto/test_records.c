@@ -84,7 +84,7 @@ static bool envelope_eq(const cn_rec_envelope_t *a, const cn_rec_envelope_t *b)
            memcmp(a->message_id, b->message_id, CN_MESSAGE_ID_LEN) == 0 &&
            strcmp(a->from, b->from) == 0 &&
            memcmp(a->from_device, b->from_device, CN_DEVICE_ID_LEN) == 0 && a->kind == b->kind &&
-           a->has_group == b->has_group &&
+           a->has_group == b->has_group && a->shared == b->shared &&
            (!a->has_group || memcmp(a->group_id, b->group_id, CN_GROUP_ID_LEN) == 0) &&
            a->ciphertext.len == b->ciphertext.len &&
            (a->ciphertext.len == 0 ||
@@ -184,6 +184,39 @@ static void test_envelope_max_ciphertext(void **state)
     assert_int_equal(out.ciphertext.len, 0);
     cn_buf_dispose(&b);
     free(ct);
+}
+
+/* A reference (shared) round-trips, carries no ciphertext, and a shared
+ * field that is false or comes with a ciphertext is refused. */
+static void test_envelope_reference(void **state)
+{
+    (void)state;
+    cn_rec_envelope_t in = sample_envelope(true), out;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    in.shared = true;
+    assert_int_equal(cn_rec_envelope_encode(&in, &b), CN_EINVAL);
+    in.ciphertext = cn_slice(NULL, 0);
+    assert_int_equal(cn_rec_envelope_encode(&in, &b), CN_OK);
+    assert_int_equal(cn_rec_envelope_decode(b.data, b.len, &out), CN_OK);
+    assert_true(out.shared);
+    assert_true(envelope_eq(&in, &out));
+    /* The last byte is the shared field's value, true (0xf5): make it false. */
+    assert_int_equal(b.data[b.len - 1], 0xf5);
+    b.data[b.len - 1] = 0xf4;
+    assert_int_equal(cn_rec_envelope_decode(b.data, b.len, &out), CN_EINVAL);
+    /* A reference with a ciphertext: rewrite the empty byte string head
+     * (0x40, just before the shared key and value) to a one-byte one. */
+    b.data[b.len - 1] = 0xf5;
+    cn_buf_t c;
+    cn_buf_init(&c);
+    assert_int_equal(cn_buf_append(&c, b.data, b.len - 3), CN_OK);
+    assert_int_equal(b.data[b.len - 3], 0x40);
+    const uint8_t tail[] = {0x41, 'x', b.data[b.len - 2], 0xf5};
+    assert_int_equal(cn_buf_append(&c, tail, sizeof(tail)), CN_OK);
+    assert_int_equal(cn_rec_envelope_decode(c.data, c.len, &out), CN_EINVAL);
+    cn_buf_dispose(&c);
+    cn_buf_dispose(&b);
 }
 
 static void test_dedupe_prekey_roundtrip(void **state)
@@ -770,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_user_roundtrip),
         cmocka_unit_test(test_envelope_roundtrip_borrows),
         cmocka_unit_test(test_envelope_max_ciphertext),
+        cmocka_unit_test(test_envelope_reference),
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
         cmocka_unit_test(test_push_roundtrip_and_negative),
         cmocka_unit_test(test_encode_appends),

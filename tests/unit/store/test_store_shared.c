@@ -1,0 +1,246 @@
+/*
+ * Group messages stored once (CN_OP_SEND with shared): one body in the gmsg
+ * column family with a count of references, a small reference in each
+ * mailbox, whole envelopes out of cn_store_mailbox_read, the body deleted
+ * with the last acked reference, and the checks that refuse a shared send
+ * whose recipients differ or repeat.
+ */
+#include "tests/unit/store/store_test_util.h"
+
+#define NDEV 5
+/* Longer than a reference (the envelope header, about 100 bytes). */
+#define BODY                                                                                       \
+    "group ciphertext of a sender key, long enough to tell apart from the reference that "         \
+    "points at it: one hundred and fifty bytes or so, well above the header of a reference"
+
+static const uint8_t SENDER[CN_DEVICE_ID_LEN] = {0xee};
+
+static void body_key(uint8_t out[CN__KEY_GMSG], uint8_t msg)
+{
+    memcpy(out, SENDER, CN_DEVICE_ID_LEN);
+    memset(out + CN_DEVICE_ID_LEN, msg, CN_MESSAGE_ID_LEN);
+}
+
+/** The stored reference count of message msg (UINT64_MAX: none stored). */
+static uint64_t refs(cn_store_t *s, uint8_t msg)
+{
+    uint8_t key[CN__KEY_GMSG_REFS];
+    char *v;
+    size_t vlen;
+    body_key(key, msg);
+    key[CN__KEY_GMSG] = CN__GMSG_REFS;
+    int rc = cn__db_get(s, CN__CF_GMSG, key, sizeof(key), &v, &vlen);
+    if (rc == CN_ENOTFOUND)
+        return UINT64_MAX;
+    assert_int_equal(rc, CN_OK);
+    assert_int_equal(vlen, CN__GMSG_REFS_VAL);
+    uint64_t n = cn_load_u64be((const uint8_t *)v);
+    rocksdb_free(v);
+    return n;
+}
+
+static bool has_body(cn_store_t *s, uint8_t msg)
+{
+    uint8_t key[CN__KEY_GMSG];
+    char *v;
+    size_t vlen;
+    body_key(key, msg);
+    int rc = cn__db_get(s, CN__CF_GMSG, key, sizeof(key), &v, &vlen);
+    if (rc == CN_ENOTFOUND)
+        return false;
+    assert_int_equal(rc, CN_OK);
+    rocksdb_free(v);
+    return true;
+}
+
+static void devices(uint8_t ids[NDEV][CN_DEVICE_ID_LEN], cn_store_recipient_t *r, const char *ct)
+{
+    for (int i = 0; i < NDEV; i++) {
+        make_id(ids[i], 7, (uint8_t)i);
+        recipient(&r[i], ids[i], "");
+        r[i].ciphertext = cn_slice(ct, strlen(ct));
+    }
+}
+
+static int send_shared(cn_store_t *s, uint8_t msg, cn_store_recipient_t *r, uint32_t n,
+                       uint64_t server_time)
+{
+    cn_store_op_t op;
+    op_send(&op, SENDER, msg, r, n, server_time);
+    op.u.send.env.has_group = true;
+    memset(op.u.send.env.group_id, 0x42, CN_GROUP_ID_LEN);
+    op.u.send.shared = true;
+    return run_op(s, &op);
+}
+
+typedef struct whole {
+    size_t n;
+    cn_rec_envelope_t env[4];
+    char ct[4][256];
+} whole_t;
+
+static int whole_cb(void *ctx, uint64_t seq, const uint8_t *value, size_t len)
+{
+    whole_t *w = ctx;
+    (void)seq;
+    assert_true(w->n < 4);
+    assert_int_equal(cn_rec_envelope_decode(value, len, &w->env[w->n]), CN_OK);
+    cn_slice_t ct = w->env[w->n].ciphertext;
+    assert_true(ct.len < sizeof(w->ct[0]));
+    memcpy(w->ct[w->n], ct.base, ct.len);
+    w->ct[w->n][ct.len] = '\0';
+    w->n++;
+    return 0;
+}
+
+static void test_stored_once_read_whole(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 1, r, NDEV, 1000), CN_OK);
+    assert_true(has_body(f->s, 1));
+    assert_int_equal(refs(f->s, 1), NDEV);
+    for (int i = 0; i < NDEV; i++) {
+        whole_t w = {0};
+        uint64_t next;
+        assert_int_equal(r[i].seq, 1);
+        /* The mailbox holds a reference, far smaller than the message. */
+        assert_true(queued_bytes(f->s, ids[i]) < strlen(BODY));
+        assert_int_equal(cn_store_mailbox_read(f->s, ids[i], 0, 10, 1 << 20, whole_cb, &w, &next),
+                         1);
+        assert_string_equal(w.ct[0], BODY);
+        assert_false(w.env[0].shared);
+        assert_true(w.env[0].has_group);
+        assert_int_equal(w.env[0].server_time, 1000);
+        assert_memory_equal(w.env[0].from_device, SENDER, CN_DEVICE_ID_LEN);
+    }
+}
+
+static void test_last_ack_deletes_body(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    uint64_t one = 1;
+    uint32_t deleted;
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 2, r, NDEV, 1000), CN_OK);
+    for (int i = 0; i < NDEV - 1; i++) {
+        assert_int_equal(ack_seqs(f->s, ids[i], &one, 1, &deleted), CN_OK);
+        assert_int_equal(deleted, 1);
+        assert_int_equal(refs(f->s, 2), NDEV - 1 - i);
+        assert_int_equal(queued_bytes(f->s, ids[i]), 0);
+    }
+    /* A repeated ack releases nothing more. */
+    assert_int_equal(ack_seqs(f->s, ids[0], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(refs(f->s, 2), 1);
+    assert_true(has_body(f->s, 2));
+    assert_int_equal(ack_seqs(f->s, ids[NDEV - 1], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 1);
+    assert_false(has_body(f->s, 2));
+    assert_int_equal(refs(f->s, 2), UINT64_MAX);
+}
+
+/* Acks of every reference in one batch leave nothing behind either. */
+static void test_acks_in_one_batch(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    cn_store_op_t acks[NDEV], *ops[NDEV];
+    uint64_t one = 1;
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 3, r, NDEV, 1000), CN_OK);
+    for (int i = 0; i < NDEV; i++) {
+        memset(&acks[i], 0, sizeof(acks[i]));
+        acks[i].type = CN_OP_ACK;
+        memcpy(acks[i].u.ack.device_id, ids[i], CN_DEVICE_ID_LEN);
+        acks[i].u.ack.n = 1;
+        acks[i].u.ack.seqs = &one;
+        ops[i] = &acks[i];
+    }
+    run_batch_of(f->s, ops, NDEV);
+    for (int i = 0; i < NDEV; i++) {
+        assert_int_equal(acks[i].result, CN_OK);
+        assert_int_equal(acks[i].u.ack.deleted, 1);
+    }
+    assert_false(has_body(f->s, 3));
+    assert_int_equal(refs(f->s, 3), UINT64_MAX);
+}
+
+static void test_refused_shapes(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    char other[] = BODY;
+    devices(ids, r, BODY);
+    /* Same bytes, another buffer: not one ciphertext. */
+    r[3].ciphertext = cn_slice(other, strlen(other));
+    assert_int_equal(send_shared(f->s, 4, r, NDEV, 1000), CN_EINVAL);
+    devices(ids, r, BODY);
+    memcpy(r[4].device_id, r[1].device_id, CN_DEVICE_ID_LEN);
+    assert_int_equal(send_shared(f->s, 4, r, NDEV, 1000), CN_EINVAL);
+    assert_false(has_body(f->s, 4));
+    assert_int_equal(depth(f->s, ids[0]), 0);
+}
+
+static void test_retry_and_single_device(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 5, r, NDEV, 1000), CN_OK);
+    assert_int_equal(send_shared(f->s, 5, r, NDEV, 2000), CN_OK);
+    assert_int_equal(refs(f->s, 5), NDEV);
+    assert_int_equal(depth(f->s, ids[0]), 1);
+    /* One device: an ordinary copy, no body. */
+    assert_int_equal(send_shared(f->s, 6, r, 1, 1000), CN_OK);
+    assert_false(has_body(f->s, 6));
+    assert_true(queued_bytes(f->s, ids[0]) > strlen(BODY));
+}
+
+/* A reference whose body is gone comes out as the reference; TTL
+ * compaction drops expired bodies and counts. */
+static void test_expired_body(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN], key[CN__KEY_GMSG];
+    cn_store_recipient_t r[NDEV];
+    char *err = NULL;
+    uint64_t old = cn_now_ms() - 31ull * 24 * 3600 * 1000;
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 7, r, NDEV, old), CN_OK);
+    assert_int_equal(send_shared(f->s, 8, r, NDEV, cn_now_ms()), CN_OK);
+    assert_int_equal(cn__store_compact(f->s, CN__CF_GMSG), CN_OK);
+    assert_false(has_body(f->s, 7));
+    assert_int_equal(refs(f->s, 7), UINT64_MAX);
+    assert_true(has_body(f->s, 8));
+    assert_int_equal(refs(f->s, 8), NDEV);
+    body_key(key, 8);
+    rocksdb_delete_cf(f->s->db, f->s->wo_sync, f->s->cf[CN__CF_GMSG], (const char *)key,
+                      sizeof(key), &err);
+    assert_null(err);
+    whole_t w = {0};
+    uint64_t next;
+    assert_int_equal(cn_store_mailbox_read(f->s, ids[0], 0, 10, 1 << 20, whole_cb, &w, &next), 2);
+    assert_true(w.env[0].shared && w.env[1].shared);
+    assert_int_equal(w.env[0].ciphertext.len, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stored_once_read_whole, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_last_ack_deletes_body, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_acks_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_shapes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_retry_and_single_device, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_expired_body, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
