@@ -99,22 +99,6 @@ int cn__ref_encode(const cn_store_op_t *op, cn_buf_t *out)
     return cn_rec_envelope_encode(&ref, out);
 }
 
-static void refs_key(uint8_t out[CN__KEY_GMSG_REFS], const uint8_t body[CN__KEY_GMSG])
-{
-    memcpy(out, body, CN__KEY_GMSG);
-    out[CN__KEY_GMSG] = CN__GMSG_REFS;
-}
-
-static void put_refs(cn__batch_t *b, const uint8_t body[CN__KEY_GMSG], uint64_t refs,
-                     uint64_t server_time)
-{
-    uint8_t key[CN__KEY_GMSG_REFS], v[CN__GMSG_REFS_VAL];
-    refs_key(key, body);
-    cn_store_u64be(v, refs);
-    cn_store_u64be(v + 8, server_time);
-    cn__batch_put_raw(b, CN__CF_GMSG, key, sizeof(key), v, sizeof(v));
-}
-
 /* The body once (its key is the dedupe key: from_device ‖ message_id),
  * then one reference per mailbox. */
 static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t body[CN__KEY_GMSG])
@@ -125,7 +109,7 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t bo
     cn_buf_reset(&b->v1);
     CN_TRY(cn_rec_envelope_encode(&env, &b->v1));
     cn__batch_put(b, CN__CF_GMSG, body, CN__KEY_GMSG, &b->v1);
-    put_refs(b, body, op->u.send.n, env.server_time);
+    CN_TRY(cn__refs_set(b, body, op->u.send.n, env.server_time));
     CN_TRY(cn__ref_encode(op, &b->v1));
     size_t vlen = cn_buf_unread(&b->v1).len;
     uint8_t key[CN__KEY_MAILBOX];
@@ -205,32 +189,6 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     return CN_OK;
 }
 
-/* One reference of a body is gone: the last one deletes the body. A
- * missing count means the body expired or was never there. */
-static int release_ref(cn__batch_t *b, const uint8_t body[CN__KEY_GMSG])
-{
-    uint8_t key[CN__KEY_GMSG_REFS];
-    char *v;
-    size_t vlen;
-    refs_key(key, body);
-    int rc = cn__batch_get(b, CN__CF_GMSG, key, sizeof(key), &v, &vlen);
-    if (rc == CN_ENOTFOUND)
-        return CN_OK;
-    CN_TRY(rc);
-    uint64_t refs = vlen == CN__GMSG_REFS_VAL ? cn_load_u64be((const uint8_t *)v) : 0;
-    uint64_t server_time = vlen == CN__GMSG_REFS_VAL ? cn_load_u64be((const uint8_t *)v + 8) : 0;
-    rocksdb_free(v);
-    if (refs > 1) {
-        put_refs(b, body, refs - 1, server_time);
-        return CN_OK;
-    }
-    if (vlen != CN__GMSG_REFS_VAL)
-        cn_log_error("store_corrupt", "what=gmsg_refs len=%zu", vlen);
-    cn__batch_delete(b, CN__CF_GMSG, body, CN__KEY_GMSG);
-    cn__batch_delete(b, CN__CF_GMSG, key, sizeof(key));
-    return CN_OK;
-}
-
 /* Deletes one mailbox entry of device (CN_ENOTFOUND: none) and takes its
  * plaintext bytes off the device's queued bytes, before the mailbox
  * changes (a counter loaded for the first time is computed from it). A
@@ -256,7 +214,7 @@ static int ack_entry(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN
         uint8_t body[CN__KEY_GMSG];
         memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
         memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
-        rc = release_ref(b, body);
+        rc = cn__refs_release(b, body);
     } else if (rc < 0) {
         cn_log_error("store_corrupt", "what=mailbox_ack rc=%s", cn_strerror(rc));
         rc = CN_OK;

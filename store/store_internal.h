@@ -123,6 +123,14 @@ typedef struct cn__counters {
     bool push_valid, push_dirty;
 } cn__counters_t;
 
+/** The reference counts a batch changed (store/refs.c): open addressing. */
+typedef struct cn__ref cn__ref_t;
+typedef struct cn__refs {
+    cn__ref_t *slots;
+    bool *used;
+    size_t cap, count;
+} cn__refs_t;
+
 /** The writer's per-batch state, reused from batch to batch. */
 typedef struct cn__batch {
     cn_store_t *s;
@@ -133,6 +141,7 @@ typedef struct cn__batch {
     int fatal;                    /* an internal failure: the whole batch fails */
     cn_rec_group_t *group;        /* scratch of the group ops (heap, lazily) */
     cn_buf_t seal;                /* scratch of the sealed values */
+    cn__refs_t refs;              /* group message bodies' counts changed by this batch */
     /* Key ring changes of this batch (store/ops_keys.c), settled by
      * cn__keys_end once the batch is written or failed. */
     uint32_t rotated[CN__BATCH_ROTATE_MAX]; /* keys added, in order */
@@ -419,6 +428,18 @@ CN_MUST_USE int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_
  * with an empty ciphertext); CN_ELIMIT sets limited_index.
  */
 CN_MUST_USE int cn__quota_check(cn__batch_t *b, cn_store_op_t *op, size_t header_len);
+/* refs.c (writer thread only) */
+/** Sets the count of a body stored by this batch. */
+CN_MUST_USE int cn__refs_set(cn__batch_t *b, const uint8_t *body, uint64_t refs,
+                             uint64_t server_time);
+/** Takes one reference off a body (none stored: nothing to do). */
+CN_MUST_USE int cn__refs_release(cn__batch_t *b, const uint8_t *body);
+/** Puts each changed count into the batch, or deletes body and count at zero. */
+CN_MUST_USE int cn__refs_flush(cn__batch_t *b);
+/** Forgets the batch's entries (start of a batch). */
+void cn__refs_reset(cn__refs_t *t);
+void cn__refs_dispose(cn__refs_t *t);
+
 /* ops_mail.c */
 /** True when a send stores its envelope once (a group send to enough devices). */
 bool cn__send_is_shared(const cn_store_op_t *op);

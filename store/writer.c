@@ -187,10 +187,13 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     uint64_t ns = 0;
     bool wrote = false;
     rocksdb_writebatch_wi_clear(b->wb);
+    cn__refs_reset(&b->refs);
     b->nrevoked = 0;
     b->fatal = CN_OK;
     for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next)
         op->result = apply_op(b, op);
+    if (b->fatal == CN_OK)
+        b->fatal = cn__refs_flush(b);
     if (b->fatal == CN_OK)
         b->fatal = cn__counters_flush(b);
     if (b->fatal == CN_OK)
@@ -297,4 +300,5 @@ void cn__writer_stop(cn_store_t *s)
     free(s->batch.group);
     s->batch.group = NULL;
     cn__counters_dispose(&s->counters);
+    cn__refs_dispose(&s->batch.refs);
 }
