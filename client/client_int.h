@@ -356,6 +356,13 @@ typedef struct cn__skreq_in {
  */
 CN_MUST_USE int cn__skreq_pend(cn_client_t *c, const cn__pending_msg_t *m, const uint8_t *ct,
                                size_t n);
+/**
+ * Whether a sender key request from device dev of handle from may be
+ * answered: from must be a member in the node's group record gi and dev
+ * one of its current devices. Returns why not (a static string), or NULL.
+ */
+const char *cn__skreq_refusal(const char *from, const uint8_t dev[CN_DEVICE_ID_LEN],
+                              const Chat__GroupInfo *gi, const cn__devices_t *devices);
 /** The pending set (loaded from the home on first use). */
 CN_MUST_USE int cn__skreq_pending(cn_client_t *c, cn__pending_t **out);
 /** Writes the pending set when it changed (before acks go out). */

@@ -167,33 +167,42 @@ static bool has_device(const cn__devices_t *d, const uint8_t *dev)
     return false;
 }
 
-/* Why a request must not be answered (a static string), or NULL. */
+const char *cn__skreq_refusal(const char *from, const uint8_t dev[CN_DEVICE_ID_LEN],
+                              const Chat__GroupInfo *gi, const cn__devices_t *devices)
+{
+    bool member = false;
+    for (size_t i = 0; gi != NULL && i < gi->n_members && !member; i++)
+        member = gi->members[i]->handle != NULL && strcmp(gi->members[i]->handle, from) == 0;
+    if (!member)
+        return "not a member of the group";
+    if (devices == NULL || !has_device(devices, dev))
+        return "not a current device of the member";
+    return NULL;
+}
+
+/* Why a request must not be answered (a static string), or NULL. The
+ * node's group record decides membership; the cached device list of the
+ * member is asked for again when it does not know the device. */
 static const char *refusal(cn_client_t *c, const cn__skreq_in_t *r, uint64_t deadline, int *err)
 {
     Chat__ServerFrame *g = NULL;
     *err = cn__group_get(c, r->gid, deadline, &g);
     if (*err < 0)
         return "group unknown to the node or not reachable";
-    const Chat__GroupInfo *gi = g->response->group;
-    bool member = false;
-    for (size_t i = 0; i < gi->n_members && !member; i++)
-        member = gi->members[i]->handle != NULL && strcmp(gi->members[i]->handle, r->from) == 0;
-    chat__server_frame__free_unpacked(g, NULL);
-    if (!member)
-        return "not a member of the group";
-    /* The cached list first; a device it does not know is asked for. */
     cn__devices_t d;
-    *err = cn__devices_load(c->home, r->from, &d);
-    if (*err == CN_OK && !has_device(&d, r->dev)) {
-        *err = cn__devices_get(c, r->from, deadline, &d);
-        if (*err == CN_OK)
-            *err = cn__devices_save(c->home, r->from, &d);
+    const char *why = cn__skreq_refusal(r->from, r->dev, g->response->group, NULL);
+    if (strcmp(why, "not a member of the group") != 0) {
+        *err = cn__devices_load(c->home, r->from, &d);
+        if (*err == CN_OK && !has_device(&d, r->dev)) {
+            *err = cn__devices_get(c, r->from, deadline, &d);
+            if (*err == CN_OK)
+                *err = cn__devices_save(c->home, r->from, &d);
+        }
+        why = *err < 0 ? "device list not available"
+                       : cn__skreq_refusal(r->from, r->dev, g->response->group, &d);
     }
-    if (*err < 0)
-        return "device list not available";
-    if (!has_device(&d, r->dev))
-        return "not a current device of the member";
-    return NULL;
+    chat__server_frame__free_unpacked(g, NULL);
+    return why;
 }
 
 static int answer_one(cn_client_t *c, const cn__skreq_in_t *r, uint64_t deadline, bool *queued)
