@@ -201,12 +201,9 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d, bool from_pending)
     /* No key from this device yet, or not this key id, or beyond reach. */
     if (m.has_group && (rc == CN_ENOTFOUND || rc == CN_ELIMIT)) {
         bool pended = from_pending;
-        if (!from_pending)
-            rc = pend(c, d, &pended);
-        if (rc < 0 && rc != CN_ENOTFOUND && rc != CN_ELIMIT)
-            goto out;
-        if (pended) {
-            rc = from_pending ? CN_EAGAIN : CN_OK;
+        int prc = from_pending ? CN_OK : pend(c, d, &pended);
+        if (prc < 0 || pended) {
+            rc = prc < 0 ? prc : from_pending ? CN_EAGAIN : CN_OK;
             goto out;
         }
     }

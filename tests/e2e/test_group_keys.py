@@ -11,7 +11,9 @@ at once, through a sender key request, without any membership change.
    the group field, each exactly once. bob's first device sees each once.
 3. The reverse: the phone sends to the group; alice and bob's first
    device read it.
-4. A request from a device of a user who is no longer a member (bob,
+4. A device of the sender's own user linked later gets the key with the
+   next group message, without a request.
+5. A request from a device of a user who is no longer a member (bob,
    removed before alice saw the request) is ignored.
 
 usage: test_group_keys.py CHATNODE CHATCLIENT
@@ -91,6 +93,24 @@ def reverse(alice, bob, phone, gid):
     print("reverse: the new device's group message reached alice and bob's other device")
 
 
+def own_device(chatclient, node, work, alice, bob, phone, gid):
+    """A device of the sender's own user linked later gets the key before
+    the next group message (proactively: the approving device's cache
+    knows it), so it needs no request."""
+    tablet = convproc.link(chatclient, node, alice, os.path.join(work, "alice-tablet"), "tablet")
+    tablet.env.update(LOG)
+    alice.run("group", "send", gid, "hello from the laptop")
+    msgs, _, err = tablet.recv()
+    got = [m for m in msgs if m.get("group") == gid and m["kind"] == "message"]
+    assert [(m["from"], m["text"]) for m in got] == [("alice", "hello from the laptop")], \
+        (msgs, err[-3000:])
+    assert "event=client.sender_key_request " not in err, err[-3000:]
+    for dev in (bob, phone):
+        msgs, _, err = dev.recv()
+        assert group_texts(msgs, gid) == ["hello from the laptop"], (msgs, err[-2000:])
+    print("own device: a device of the sender's user linked later got the key with the message")
+
+
 def refusal(chatclient, node, work, alice, bob):
     """A request from a device whose user is no longer a member is not
     answered: bob links a tablet after alice's key went out; alice removes
@@ -121,6 +141,7 @@ def main():
         node.start()
         alice, bob, phone, gid = late_device(chatclient, node, work)
         reverse(alice, bob, phone, gid)
+        own_device(chatclient, node, work, alice, bob, phone, gid)
         refusal(chatclient, node, work, alice, bob)
         assert node.stop() == 0
         ok = True
