@@ -379,12 +379,14 @@ void cn__skreq_received(cn_client_t *c, const char *from, const uint8_t dev[CN_D
 CN_MUST_USE int cn__skreq_answer(cn_client_t *c, uint64_t deadline_ms, size_t *queued);
 /**
  * The distribution of this device's sender key of gid for a request
- * (key_id, iteration) from a member: at the requested iteration when it
- * is within the window this device keeps, else the oldest it can give.
+ * (key_id, iteration) from member from: at the requested iteration when
+ * it is within the window this device keeps, else the oldest it can give;
+ * at the current one for a member this device has not sent its key to.
  * CN_ENOTFOUND when this device has no sender key for the group.
  */
 CN_MUST_USE int cn__group_distribution_for(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
-                                           uint32_t key_id, uint32_t iteration, cn_buf_t *dist);
+                                           const char *from, uint32_t key_id, uint32_t iteration,
+                                           cn_buf_t *dist);
 /** GroupGet: the node's record of gid. Returns owned (free_unpacked). */
 CN_MUST_USE int cn__group_get(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
                               uint64_t deadline_ms, Chat__ServerFrame **out);

@@ -437,8 +437,8 @@ int cn__group_queue_distribution(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_L
     return rc;
 }
 
-int cn__group_distribution_for(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN], uint32_t key_id,
-                               uint32_t iteration, cn_buf_t *dist)
+int cn__group_distribution_for(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN], const char *from,
+                               uint32_t key_id, uint32_t iteration, cn_buf_t *dist)
 {
     grp_t g;
     cn_senderkey_t *k = NULL;
@@ -455,6 +455,10 @@ int cn__group_distribution_for(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN
         /* The requested iteration when it is in the window; for another
          * key (an older one, gone) the oldest this device can give. */
         uint32_t want = key_id == id ? CN_MIN(CN_MAX(iteration, bit), it) : bit;
+        /* A member this device has not sent its key to joined after its
+         * last send (another admin added it): nothing from before. */
+        if (!has_handle(g.dist, g.ndist, from))
+            want = it;
         rc = cn_senderkey_clone(g.base != NULL && want < it ? g.base : g.own, &k);
         if (rc == CN_OK && want < it)
             rc = cn_senderkey_advance(k, want);

@@ -221,7 +221,7 @@ static int answer_one(cn_client_t *c, const cn__skreq_in_t *r, uint64_t deadline
     }
     cn_buf_t dist;
     cn_buf_init(&dist);
-    int rc = cn__group_distribution_for(c, r->gid, r->key_id, r->iteration, &dist);
+    int rc = cn__group_distribution_for(c, r->gid, r->from, r->key_id, r->iteration, &dist);
     if (rc == CN_OK)
         rc = cn__group_queue_distribution(c, r->gid, r->from, &dist);
     cn_buf_wipe(&dist);
