@@ -102,8 +102,13 @@ void cn_client_free(cn_client_t *c)
         return;
     cn__client_disconnect(c);
     int rc = c->home_key ? cn__e2e_save(c) : CN_OK;
+    if (rc == CN_OK && c->home_key)
+        rc = cn__skreq_save(c);
     if (rc < 0)
         cn_log_warn("client.save_failed", "err=%s", cn_strerror(rc));
+    if (c->pending != NULL)
+        cn__pending_dispose(c->pending);
+    free(c->pending);
     cn__e2e_dispose(c);
     sodium_free(c->home_key);
     cn_identity_dispose(&c->id);

@@ -285,6 +285,118 @@ CN_MUST_USE int cn__history_queue(cn_client_t *c, const char *from,
                                   const uint8_t *gid, const uint8_t *content, size_t n,
                                   uint64_t time);
 
+/* ------------------------------------------- sender key requests (pending) */
+
+#define CN__SKREQ_SENT_MAX  64 /* (group, device) pairs whose last request is remembered */
+#define CN__SKREQ_INBOX_MAX 16 /* requests to answer, collected while receiving */
+
+/** A group message waiting for its sender key (client/pending.c). */
+typedef struct cn__pending_msg {
+    uint8_t gid[CN_GROUP_ID_LEN];
+    uint8_t dev[CN_DEVICE_ID_LEN];
+    uint8_t message_id[CN_MESSAGE_ID_LEN];
+    char from[CN_HANDLE_MAX + 1];
+    uint8_t kind;
+    uint64_t seq, server_time;
+    uint32_t key_id, iteration; /* from the message header */
+    uint8_t *ct;                /* owned by the set */
+    size_t ct_len;
+} cn__pending_msg_t;
+
+typedef struct cn__skreq_sent {
+    uint8_t gid[CN_GROUP_ID_LEN];
+    uint8_t dev[CN_DEVICE_ID_LEN];
+    uint64_t at_ms; /* wall clock of the last request */
+} cn__skreq_sent_t;
+
+/** The pending set, in arrival order, and the requests' rate-limit records. */
+typedef struct cn__pending {
+    cn__pending_msg_t *v;
+    size_t n, cap, bytes;
+    cn__skreq_sent_t sent[CN__SKREQ_SENT_MAX];
+    size_t nsent;
+    uint64_t dropped; /* entries dropped by a bound since init */
+    bool dirty;       /* changed since loaded or saved */
+} cn__pending_t;
+
+void cn__pending_init(cn__pending_t *p);
+void cn__pending_dispose(cn__pending_t *p);
+/**
+ * Adds a copy of m with ciphertext ct (copied), first dropping the oldest
+ * entry of the same sender at CN_CLIENT_PENDING_PER_SENDER_MAX and the
+ * oldest entries at CN_CLIENT_PENDING_MAX / CN_CLIENT_PENDING_BYTES_MAX
+ * (each drop logged with its reason). m->ct is ignored.
+ */
+CN_MUST_USE int cn__pending_add(cn__pending_t *p, const cn__pending_msg_t *m, const uint8_t *ct,
+                                size_t n);
+/** Removes entry i (its ciphertext freed). */
+void cn__pending_remove(cn__pending_t *p, size_t i);
+/** Entries of (gid, dev). */
+size_t cn__pending_count(const cn__pending_t *p, const uint8_t *gid, const uint8_t *dev);
+/** True (and recorded) when no request went to (gid, dev) within
+ * CN_CLIENT_SKREQ_INTERVAL_MS of now_ms. */
+bool cn__pending_request_due(cn__pending_t *p, const uint8_t *gid, const uint8_t *dev,
+                             uint64_t now_ms);
+CN_MUST_USE int cn__pending_encode(const cn__pending_t *p, cn_buf_t *out);
+/** Decodes into p (initialized here; disposed on failure). Strict, bounded. */
+CN_MUST_USE int cn__pending_decode(const uint8_t *b, size_t n, cn__pending_t *p);
+
+/** A sender key request received, to be answered after receiving (skreq.c). */
+typedef struct cn__skreq_in {
+    uint8_t gid[CN_GROUP_ID_LEN];
+    uint8_t dev[CN_DEVICE_ID_LEN]; /* the requesting device */
+    char from[CN_HANDLE_MAX + 1];
+    uint32_t key_id, iteration;
+} cn__skreq_in_t;
+
+/**
+ * A group message from (gid, dev) could not be opened for want of a key:
+ * keeps it (bounded) and queues a sender key request to its sender
+ * device unless one went out within CN_CLIENT_SKREQ_INTERVAL_MS.
+ */
+CN_MUST_USE int cn__skreq_pend(cn_client_t *c, const cn__pending_msg_t *m, const uint8_t *ct,
+                               size_t n);
+/**
+ * Whether a sender key request from device dev of handle from may be
+ * answered: from must be a member in the node's group record gi and dev
+ * one of its current devices. Returns why not (a static string), or NULL.
+ */
+const char *cn__skreq_refusal(const char *from, const uint8_t dev[CN_DEVICE_ID_LEN],
+                              const Chat__GroupInfo *gi, const cn__devices_t *devices);
+/** The pending set (loaded from the home on first use). */
+CN_MUST_USE int cn__skreq_pending(cn_client_t *c, cn__pending_t **out);
+/** Writes the pending set when it changed (before acks go out). */
+CN_MUST_USE int cn__skreq_save(cn_client_t *c);
+/** Records a request received from (from, dev) for answering later. */
+void cn__skreq_received(cn_client_t *c, const char *from, const uint8_t dev[CN_DEVICE_ID_LEN],
+                        const cn_content_t *ct);
+/**
+ * Answers the requests received: for a current device of a current
+ * member (GroupGet, GetDevices) queues this device's sender key at the
+ * requested iteration; others are ignored with a log line. Returns the
+ * number queued in *queued.
+ */
+CN_MUST_USE int cn__skreq_answer(cn_client_t *c, uint64_t deadline_ms, size_t *queued);
+/**
+ * The distribution of this device's sender key of gid for a request
+ * (key_id, iteration) from member from: at the requested iteration when
+ * it is within the window this device keeps, else the oldest it can give;
+ * at the current one for a member this device has not sent its key to.
+ * CN_ENOTFOUND when this device has no sender key for the group.
+ */
+CN_MUST_USE int cn__group_distribution_for(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
+                                           const char *from, uint32_t key_id, uint32_t iteration,
+                                           cn_buf_t *dist);
+/** GroupGet: the node's record of gid. Returns owned (free_unpacked). */
+CN_MUST_USE int cn__group_get(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
+                              uint64_t deadline_ms, Chat__ServerFrame **out);
+/** Queues a sender key distribution message of gid to every device of to. */
+CN_MUST_USE int cn__group_queue_distribution(cn_client_t *c, const uint8_t gid[CN_GROUP_ID_LEN],
+                                             const char *to, const cn_buf_t *dist);
+/** The device list of handle as the node has it now (GetDevices). */
+CN_MUST_USE int cn__devices_get(cn_client_t *c, const char *handle, uint64_t deadline,
+                                cn__devices_t *out);
+
 /** Applies a DevicesChanged push to the device cache. */
 CN_MUST_USE int cn__devices_on_changed(cn_client_t *c, const Chat__DevicesChanged *dc);
 
@@ -363,6 +475,11 @@ struct cn_client {
     uint8_t *hkeys;    /* history key ‖ archive key (sodium memory) or NULL */
     bool outbox_added; /* flush queued more entries (history): flush again */
     bool got_keys;     /* a keys message from another own device arrived */
+    /* Sender key requests (client/skreq.c): group messages waiting for a
+     * key (loaded on first use) and requests received, to be answered. */
+    cn__pending_t *pending;
+    cn__skreq_in_t skreq_in[CN__SKREQ_INBOX_MAX];
+    size_t nskreq_in;
 };
 
 /** A fresh non-zero request id. */

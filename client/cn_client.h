@@ -40,6 +40,10 @@
  *                     the plaintext (32)
  *   type 5 = keys:    17: history key (32), 18: archive key (32), sent by a
  *                     user's device to its own new device
+ *   type 6 = sender key request (kind CONTROL, docs/E2E.md): 7: group id
+ *                     (16), 21: key id (uint32) and 22: iteration (uint32)
+ *                     of the first group message that could not be opened,
+ *                     23: the sender device whose key is asked for (32)
  * Optional on any type: 7: group id (a group message carries its group),
  *   8: peer (text, a handle: the conversation partner, set in the "sync"
  *   copies a device sends to its user's other devices), 20: from (text, a
@@ -70,6 +74,15 @@
 #define CN_CLIENT_DIGEST_LEN      32
 #define CN_CLIENT_HISTORY_KEY_LEN 32
 #define CN_CLIENT_FILE_MAX        (100u * 1024u * 1024u) /* largest file send-file takes */
+/* Sender key requests (docs/E2E.md): group messages kept until their key
+ * comes, per (group, sender device) and in total, and how often one
+ * (group, sender device) is asked. A sender answers requests for up to
+ * CN_CLIENT_SKREQ_WINDOW of its latest messages. */
+#define CN_CLIENT_PENDING_PER_SENDER_MAX 64
+#define CN_CLIENT_PENDING_MAX            256
+#define CN_CLIENT_PENDING_BYTES_MAX      (4u * 1024u * 1024u)
+#define CN_CLIENT_SKREQ_INTERVAL_MS      30000
+#define CN_CLIENT_SKREQ_WINDOW           1000
 
 /* ------------------------------------------------------------ pure parts */
 
@@ -91,6 +104,7 @@ enum cn_content_type {
     CN_CONTENT_SENDER_KEY = 3,
     CN_CONTENT_FILE = 4,
     CN_CONTENT_KEYS = 5,
+    CN_CONTENT_SENDER_KEY_REQUEST = 6,
 };
 
 enum cn_receipt_status { CN_RECEIPT_DELIVERED = 1, CN_RECEIPT_READ = 2 };
@@ -122,6 +136,10 @@ typedef struct cn_content {
     const char *file_type, *file_name;
     size_t file_type_len, file_name_len;
     const uint8_t *history_key, *archive_key; /* keys */
+    /* sender key request: the key id and iteration seen, and the sender
+     * device (CN_DEVICE_ID_LEN bytes) whose key is asked for */
+    uint32_t skreq_key_id, skreq_iteration;
+    const uint8_t *skreq_device;
 } cn_content_t;
 
 /** Appends the CBOR encoding of every field set in c (pointers borrowed). */

@@ -31,6 +31,9 @@ enum {
     KEY_ARCHIVE_KEY = 18,
     KEY_FILE_SHA256 = 19,
     KEY_FROM = 20,
+    KEY_SKREQ_KEY_ID = 21,
+    KEY_SKREQ_ITERATION = 22,
+    KEY_SKREQ_DEVICE = 23,
 };
 
 #define CONTENT_KEYS_MAX 16 /* entries in one map, known or not */
@@ -157,6 +160,7 @@ static size_t count_fields(const cn_content_t *c)
     n += c->file_sha256 != NULL;
     n += c->history_key != NULL;
     n += c->archive_key != NULL;
+    n += c->type == CN_CONTENT_SENDER_KEY_REQUEST ? 3 : 0; /* key id, iteration, device */
     return n;
 }
 
@@ -170,6 +174,9 @@ int cn_content_encode(cn_buf_t *out, const cn_content_t *c)
     CN_ENSURE(c->skdist_len <= CN_CLIENT_SKDIST_MAX, CN_ETOOBIG);
     CN_ENSURE(c->type != CN_CONTENT_RECEIPT ||
                   (c->ids != NULL && c->n_ids >= 1 && c->n_ids <= CN_CLIENT_RECEIPT_IDS_MAX),
+              CN_EINVAL);
+    CN_ENSURE(c->type != CN_CONTENT_SENDER_KEY_REQUEST ||
+                  (c->group_id != NULL && c->skreq_device != NULL),
               CN_EINVAL);
     CN_TRY(put_common(out, count_fields(c), c->type));
     if (c->text != NULL)
@@ -208,6 +215,11 @@ int cn_content_encode(cn_buf_t *out, const cn_content_t *c)
         CN_TRY(put_bytes_field(out, KEY_HISTORY_KEY, c->history_key, CN_CLIENT_HISTORY_KEY_LEN));
     if (c->archive_key != NULL)
         CN_TRY(put_bytes_field(out, KEY_ARCHIVE_KEY, c->archive_key, CN_CLIENT_HISTORY_KEY_LEN));
+    if (c->type == CN_CONTENT_SENDER_KEY_REQUEST) {
+        CN_TRY(put_uint_field(out, KEY_SKREQ_KEY_ID, c->skreq_key_id));
+        CN_TRY(put_uint_field(out, KEY_SKREQ_ITERATION, c->skreq_iteration));
+        CN_TRY(put_bytes_field(out, KEY_SKREQ_DEVICE, c->skreq_device, CN_DEVICE_ID_LEN));
+    }
     return CN_OK;
 }
 
@@ -365,6 +377,10 @@ static int apply_bytes(cn_content_t *out, uint64_t key, const item_t *v)
         CN_ENSURE(v->len == CN_CLIENT_MEDIA_KEY_LEN, CN_EINVAL);
         out->media_key = v->s;
         return CN_OK;
+    case KEY_SKREQ_DEVICE:
+        CN_ENSURE(v->len == CN_DEVICE_ID_LEN, CN_EINVAL);
+        out->skreq_device = v->s;
+        return CN_OK;
     case KEY_MEDIA_DIGEST:
     case KEY_FILE_SHA256:
         CN_ENSURE(v->len == CN_CLIENT_DIGEST_LEN, CN_EINVAL);
@@ -446,11 +462,17 @@ static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
         return CN_OK;
     case KEY_STATUS:
     case KEY_TYPING:
+    case KEY_SKREQ_KEY_ID:
+    case KEY_SKREQ_ITERATION:
         CN_ENSURE(v->kind == IT_UINT && v->u <= UINT32_MAX, CN_EINVAL);
         if (key == KEY_STATUS)
             out->receipt_status = (uint32_t)v->u;
-        else
+        else if (key == KEY_TYPING)
             out->typing = (uint32_t)v->u;
+        else if (key == KEY_SKREQ_KEY_ID)
+            out->skreq_key_id = (uint32_t)v->u;
+        else
+            out->skreq_iteration = (uint32_t)v->u;
         return CN_OK;
     case KEY_IDS:
         CN_ENSURE(v->kind == IT_BYTES && v->len % CN_MESSAGE_ID_LEN == 0, CN_EINVAL);
@@ -466,6 +488,7 @@ static int apply_field(cn_content_t *out, uint64_t key, const item_t *v)
     case KEY_FILE_SHA256:
     case KEY_HISTORY_KEY:
     case KEY_ARCHIVE_KEY:
+    case KEY_SKREQ_DEVICE:
         return apply_bytes(out, key, v);
     case KEY_PEER:
     case KEY_FROM:
@@ -528,5 +551,9 @@ int cn_content_decode(const uint8_t *p, size_t n, cn_content_t *out)
                   CN_EINVAL);
     if (out->type == CN_CONTENT_KEYS)
         CN_ENSURE(out->history_key != NULL && out->archive_key != NULL, CN_EINVAL);
+    if (out->type == CN_CONTENT_SENDER_KEY_REQUEST)
+        CN_ENSURE(out->group_id != NULL && out->skreq_device != NULL &&
+                      (seen & (1u << KEY_SKREQ_KEY_ID)) && (seen & (1u << KEY_SKREQ_ITERATION)),
+                  CN_EINVAL);
     return CN_OK;
 }

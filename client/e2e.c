@@ -408,7 +408,7 @@ int cn__trust_check(cn_client_t *c, const char *handle, const uint8_t *devs, siz
 
 /* ---------------------------------------------------------- safety number */
 
-static int get_devices(cn_client_t *c, const char *handle, uint64_t deadline, cn__devices_t *out)
+int cn__devices_get(cn_client_t *c, const char *handle, uint64_t deadline, cn__devices_t *out)
 {
     Chat__GetDevices g;
     chat__get_devices__init(&g);
@@ -447,9 +447,9 @@ int cn_client_fingerprint(cn_client_t *c, const char *handle, char *out, size_t 
     cn__devices_t mine, theirs;
     for (;;) {
         CN_TRY(cn__client_connect(c, &auth, deadline));
-        int rc = get_devices(c, c->handle, deadline, &mine);
+        int rc = cn__devices_get(c, c->handle, deadline, &mine);
         if (rc == CN_OK)
-            rc = get_devices(c, norm, deadline, &theirs);
+            rc = cn__devices_get(c, norm, deadline, &theirs);
         if (rc == CN_ECLOSED)
             continue;
         CN_TRY(rc);

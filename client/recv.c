@@ -3,7 +3,10 @@
  * then live deliveries. Each new message is decrypted (client/e2e.c),
  * decoded, handed to the caller, remembered in the seen-set and only then
  * acked, in batches. A message that does not decrypt is handed out with an
- * error and acked like any other: it can never decrypt later.
+ * error and acked like any other: it can never decrypt later. The one
+ * exception is a group message whose sender key has not come yet: it
+ * waits in the pending set (client/skreq.c) and is handed out when the
+ * key comes.
  *
  * Test-only faults (CHATCLIENT_TEST_FAULTS="drop=N,reorder=N,dup=N", per
  * mille): before decryption a delivery may be dropped (acked unseen), held
@@ -42,6 +45,7 @@ int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms)
     /* What was shown must be remembered before the node may forget it;
      * then the sessions and prekeys it changed (client/e2e.c explains the
      * order). */
+    CN_TRY(cn__skreq_save(c)); /* what waits for a key outlives the ack */
     CN_TRY(cn__seen_sync(c->seen));
     CN_TRY(cn__e2e_save(c));
     cn__client_release_prekeys(c);
@@ -109,6 +113,10 @@ static int digest_content(cn_client_t *c, const Chat__Deliver *d, cn_client_mess
             cn_log_warn("client.sender_key_refused", "err=%s", cn_strerror(rc));
         return rc == CN_EIO || rc == CN_ENOMEM ? rc : CN_OK;
     }
+    if (ct->type == CN_CONTENT_SENDER_KEY_REQUEST && d->kind == CHAT__KIND__CONTROL) {
+        cn__skreq_received(c, d->from, m->from_device, ct);
+        return CN_OK;
+    }
     if (ct->type == CN_CONTENT_KEYS && mine) {
         c->got_keys = true;
         return cn__history_adopt(c, ct->history_key, ct->archive_key);
@@ -134,8 +142,34 @@ static int digest_content(cn_client_t *c, const Chat__Deliver *d, cn_client_mess
     return rc == CN_EIO || rc == CN_ENOMEM ? rc : CN_OK;
 }
 
-/* Hands one new message to the caller. */
-static int hand_out(cn_client_t *c, const Chat__Deliver *d)
+/* A group message that its sender key has not reached yet: kept, and the
+ * key asked for. False when it cannot wait (ephemeral, malformed). */
+static int pend(cn_client_t *c, const Chat__Deliver *d, bool *pended)
+{
+    cn__pending_msg_t m;
+    memset(&m, 0, sizeof(m));
+    *pended = false;
+    if (d->ephemeral || cn_senderkey_message_info(d->ciphertext.data, d->ciphertext.len, &m.key_id,
+                                                  &m.iteration) != CN_OK)
+        return CN_OK;
+    memcpy(m.gid, d->group_id.data, CN_GROUP_ID_LEN);
+    memcpy(m.dev, d->from_device.data, CN_DEVICE_ID_LEN);
+    memcpy(m.message_id, d->message_id.data, CN_MESSAGE_ID_LEN);
+    if (cn_handle_normalize(d->from, m.from) != CN_OK)
+        return CN_OK;
+    m.kind = (uint8_t)d->kind;
+    m.seq = d->seq;
+    m.server_time = d->server_time;
+    CN_TRY(cn__skreq_pend(c, &m, d->ciphertext.data, d->ciphertext.len));
+    *pended = true;
+    return CN_OK;
+}
+
+static int release_pending(cn_client_t *c, const uint8_t *gid, const uint8_t *dev);
+
+/* Hands one new message to the caller. A message from the pending set
+ * (from_pending) that still has no key returns CN_EAGAIN and stays. */
+static int hand_out(cn_client_t *c, const Chat__Deliver *d, bool from_pending)
 {
     cn_client_message_t m;
     char peer[CN_HANDLE_MAX + 1], gname[CN_CLIENT_NAME_MAX + 1];
@@ -164,6 +198,15 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d)
     }
     if (rc < 0 && local_failure(rc))
         goto out;
+    /* No key from this device yet, or not this key id, or beyond reach. */
+    if (m.has_group && (rc == CN_ENOTFOUND || rc == CN_ELIMIT)) {
+        bool pended = from_pending;
+        int prc = from_pending ? CN_OK : pend(c, d, &pended);
+        if (prc < 0 || pended) {
+            rc = prc < 0 ? prc : from_pending ? CN_EAGAIN : CN_OK;
+            goto out;
+        }
+    }
     if (rc == CN_OK) {
         m.decoded = cn_content_decode(pt.data, pt.len, &m.content) == CN_OK;
         /* The group a message claims must be the group it came through. */
@@ -186,10 +229,45 @@ static int hand_out(cn_client_t *c, const Chat__Deliver *d)
         m.group_name = gname[0] ? gname : NULL;
     }
     rc = c->msg_cb(c->msg_ud, &m);
+    /* A sender key that came: what waited for it is opened now, in order. */
+    if (rc == CN_OK && m.decoded && m.content.type == CN_CONTENT_SENDER_KEY)
+        rc = release_pending(c, m.group_id, m.from_device);
 out:
     cn_buf_wipe(&pt);
     free(path);
     return rc;
+}
+
+static int release_pending(cn_client_t *c, const uint8_t *gid, const uint8_t *dev)
+{
+    cn__pending_t *p;
+    CN_TRY(cn__skreq_pending(c, &p));
+    for (size_t i = 0; i < p->n;) {
+        cn__pending_msg_t *m = &p->v[i];
+        if (memcmp(m->gid, gid, CN_GROUP_ID_LEN) != 0 ||
+            memcmp(m->dev, dev, CN_DEVICE_ID_LEN) != 0) {
+            i++;
+            continue;
+        }
+        Chat__Deliver d;
+        chat__deliver__init(&d);
+        d.seq = m->seq;
+        d.message_id = cn__bin(m->message_id, CN_MESSAGE_ID_LEN);
+        d.from = m->from;
+        d.from_device = cn__bin(m->dev, CN_DEVICE_ID_LEN);
+        d.kind = (Chat__Kind)m->kind;
+        d.server_time = m->server_time;
+        d.group_id = cn__bin(m->gid, CN_GROUP_ID_LEN);
+        d.ciphertext = cn__bin(m->ct, m->ct_len);
+        int rc = hand_out(c, &d, true);
+        if (rc == CN_EAGAIN) {
+            i++; /* still no key for it (another key id): it waits on */
+            continue;
+        }
+        CN_TRY(rc);
+        cn__pending_remove(p, i); /* handed out (opened, or with its error) */
+    }
+    return CN_OK;
 }
 
 /* Test faults: a second decryption of a delivered envelope must fail. */
@@ -218,7 +296,7 @@ static int deliver_one(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline
     }
     const uint8_t *dev = d->from_device.data, *id = d->message_id.data;
     if (!cn__seen_has(c->seen, dev, id)) {
-        int rc = hand_out(c, d);
+        int rc = hand_out(c, d, false);
         if (rc == CN_ECLOSED)
             return rc; /* not acked: it comes again on the next connection */
         if (rc < 0) {
@@ -340,8 +418,24 @@ static bool acks_answered(const cn_client_t *c)
     return c->nacks == 0 && c->nack_rids == 0;
 }
 
+/* Answers the sender key requests that came while receiving (they need
+ * requests of their own, so not from inside a push). */
+static int answer_requests(cn_client_t *c, uint64_t deadline, size_t *queued)
+{
+    *queued = 0;
+    if (c->nskreq_in == 0)
+        return CN_OK;
+    int rc = cn__skreq_answer(c, deadline, queued);
+    if (rc < 0 && !local_failure(rc)) {
+        cn_log_warn("client.sender_key_request_unanswered", "err=%s", cn_strerror(rc));
+        rc = CN_OK;
+    }
+    return rc;
+}
+
 static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
 {
+    size_t answered;
     cn__login_t auth = {0};
     CN_TRY(cn__client_connect(c, &auth, deadline));
     int rc = cn__client_flush_until(c, deadline, NULL, NULL);
@@ -352,8 +446,9 @@ static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
     rc = pump_until(c, cn__now_ms() + wait_ms, never);
     CN_ENSURE(rc == CN_ETIMEDOUT, rc);
     CN_TRY(release_held(c, deadline));
-    /* History entries of what arrived go out (best effort), then the
-     * acks are confirmed (briefly). */
+    CN_TRY(answer_requests(c, deadline, &answered));
+    /* History entries of what arrived and sender key requests and answers
+     * go out (best effort), then the acks are confirmed (briefly). */
     rc = cn__client_flush_until(c, deadline, NULL, NULL);
     if (rc < 0 && rc != CN_ENOTFOUND && rc != CN_EINVAL && rc != CN_ETOOBIG)
         return rc;
@@ -401,6 +496,15 @@ int cn_client_poll(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, vo
     }
     if (rc == CN_OK)
         rc = release_held(c, deadline);
+    size_t answered = 0;
+    if (rc == CN_OK)
+        rc = answer_requests(c, deadline, &answered);
+    /* Answers go out now, not at the next poll. */
+    if (rc == CN_OK && answered > 0) {
+        rc = cn__client_flush_until(c, deadline, NULL, NULL);
+        if (rc == CN_ENOTFOUND || rc == CN_EINVAL || rc == CN_ETOOBIG)
+            rc = CN_OK;
+    }
     if (rc == CN_OK)
         rc = cn__client_send_acks(c, deadline);
     c->msg_cb = NULL;

@@ -259,6 +259,21 @@ CN_MUST_USE int cn_senderkey_encrypt(cn_senderkey_t *k, const void *pt, size_t n
 CN_MUST_USE int cn_senderkey_decrypt(cn_senderkey_t *k, const uint8_t *msg, size_t n, cn_buf_t *pt);
 CN_MUST_USE int cn_senderkey_encode(const cn_senderkey_t *k, cn_buf_t *out);
 CN_MUST_USE int cn_senderkey_decode(const uint8_t *p, size_t n, cn_senderkey_t **out);
+/** The key id and the next iteration (chain position) of k. */
+void cn_senderkey_info(const cn_senderkey_t *k, uint32_t *key_id, uint32_t *iteration);
+/**
+ * The key id and iteration a group message claims (its header only; not
+ * verified). CN_EINVAL when too short, CN_EVERSION for another version.
+ */
+CN_MUST_USE int cn_senderkey_message_info(const uint8_t *msg, size_t n, uint32_t *key_id,
+                                          uint32_t *iteration);
+/**
+ * Moves k's chain forward to iteration without keeping the keys it
+ * passes (they are gone for good). CN_EINVAL when iteration is behind.
+ */
+CN_MUST_USE int cn_senderkey_advance(cn_senderkey_t *k, uint32_t iteration);
+/** A copy of k (sodium memory). Returns owned; free with cn_senderkey_free. */
+CN_MUST_USE int cn_senderkey_clone(const cn_senderkey_t *k, cn_senderkey_t **out);
 
 /* ----------------------------------------------------------- media */
 

@@ -280,3 +280,40 @@ int cn_senderkey_decode(const uint8_t *p, size_t n, cn_senderkey_t **out)
     *out = k;
     return CN_OK;
 }
+
+void cn_senderkey_info(const cn_senderkey_t *k, uint32_t *key_id, uint32_t *iteration)
+{
+    *key_id = k->key_id;
+    *iteration = k->iteration;
+}
+
+int cn_senderkey_message_info(const uint8_t *msg, size_t n, uint32_t *key_id, uint32_t *iteration)
+{
+    CN_ENSURE(msg != NULL && n >= MSG_HDR, CN_EINVAL);
+    CN_ENSURE(msg[0] == DIST_VER, CN_EVERSION);
+    *key_id = cn_load_u32be(msg + 1);
+    *iteration = cn_load_u32be(msg + 5);
+    return CN_OK;
+}
+
+int cn_senderkey_advance(cn_senderkey_t *k, uint32_t iteration)
+{
+    CN_ENSURE(k != NULL && iteration >= k->iteration, CN_EINVAL);
+    uint8_t mk[CN__KEY];
+    int rc = CN_OK;
+    while (rc == CN_OK && k->iteration < iteration) {
+        rc = cn__kdf_ck(k->ck, mk);
+        k->iteration++;
+    }
+    sodium_memzero(mk, sizeof(mk));
+    /* Skipped keys below the new position stay usable; none are added. */
+    return rc;
+}
+
+int cn_senderkey_clone(const cn_senderkey_t *k, cn_senderkey_t **out)
+{
+    CN_ENSURE(k != NULL && out != NULL, CN_EINVAL);
+    CN_TRY(sk_alloc(out));
+    memcpy(*out, k, sizeof(**out));
+    return CN_OK;
+}

@@ -17,7 +17,8 @@ static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
 }
 
 /* Whatever decodes re-encodes with cn_content_encode to the same fields
- * (groups, sync peers, files, sender keys, keys of issue 4). */
+ * (groups, sync peers, files, sender keys, keys, sender key requests of
+ * issue 4). */
 static void generic_roundtrip(const cn_content_t *c)
 {
     cn_buf_t b;
@@ -33,6 +34,11 @@ static void generic_roundtrip(const cn_content_t *c)
         !same_bytes(d.skdist, c->skdist, c->skdist_len) ||
         !same_bytes(d.history_key, c->history_key, CN_CLIENT_HISTORY_KEY_LEN) ||
         !same_bytes((const uint8_t *)d.peer, (const uint8_t *)c->peer, c->peer_len))
+        abort();
+    /* A sender key request keeps its group, key id, iteration and device. */
+    if (c->type == CN_CONTENT_SENDER_KEY_REQUEST &&
+        (d.skreq_key_id != c->skreq_key_id || d.skreq_iteration != c->skreq_iteration ||
+         !same_bytes(d.skreq_device, c->skreq_device, CN_DEVICE_ID_LEN) || d.group_id == NULL))
         abort();
     cn_buf_dispose(&b);
 }
