@@ -91,8 +91,7 @@ struct cn_ws {
     bool dead;                  /* on_output failed: nothing more at all */
     uint16_t peer_code;
     uint16_t sent_code;
-    int status; /* CN_OK, or the feed result that ended the session */
-    int out_err;
+    int status; /* CN_OK, or what ended the session (on_output's error wins) */
 };
 
 /* A parsed frame header. */
@@ -112,7 +111,7 @@ static int emit(cn_ws_t *ws, const uint8_t *p, size_t n)
     int rc = ws->cb.on_output(ws->cb_ctx, p, n);
     if (rc < 0) {
         ws->dead = true;
-        ws->out_err = rc;
+        ws->status = rc;
     }
     return rc < 0 ? rc : CN_OK;
 }
@@ -472,7 +471,9 @@ static void frame_whole(cn_ws_t *ws, const uint8_t *p, uint8_t *wp, size_t n)
     if (!dst && (op & OP_CONTROL)) {
         dst = ctl;
     } else if (!dst) {
-        /* Read-only input: pend is empty here and serves as scratch. */
+        /* Read-only input: pend is empty here (no message is open) and
+         * serves as scratch until the feed returns. */
+        assert(ws->pend_len == 0);
         if (pend_reserve(ws, n) < 0) {
             fail(ws, CN_WS_CLOSE_INTERNAL, CN_ENOMEM);
             return;
@@ -518,23 +519,22 @@ static size_t frame_start(cn_ws_t *ws, const uint8_t *p, uint8_t *wp, size_t n)
 /** Both feeds; wp is p when the caller lets us unmask in place, else NULL. */
 static int feed(cn_ws_t *ws, const uint8_t *p, uint8_t *wp, size_t n)
 {
-    CN_ENSURE(!ws->dead, ws->out_err);
     CN_ENSURE(ws->status == CN_OK, ws->status);
     size_t off = 0;
-    while (off < n && ws->status == CN_OK && !ws->dead) {
+    while (off < n && ws->status == CN_OK) {
         if (ws->in_payload)
             off += pend_take(ws, p + off, n - off);
         else
             off += frame_start(ws, p + off, wp ? wp + off : NULL, n - off);
     }
     /* A finished session keeps nothing; nor does one with nothing split. */
-    if (ws->status != CN_OK || ws->dead) {
+    if (ws->status != CN_OK) {
         pend_release(ws);
         ws->msg_len = ws->hdr_len = 0;
     } else if (ws->pend_len == 0) {
         pend_release(ws);
     }
-    return ws->dead ? ws->out_err : ws->status;
+    return ws->status;
 }
 
 /* ---------------------------------------------------------------- API */
