@@ -398,7 +398,8 @@ static void on_plaintext(cn_conn_t *c)
         c->ws) {
         cn_slice_t in = cn_buf_unread(&c->plain_in);
         if (in.len) {
-            int rc = cn_ws_feed(c->ws, in.base, in.len);
+            /* plain_in is ours: complete frames are unmasked in place. */
+            int rc = cn_ws_feed_inplace(c->ws, in.base, in.len);
             cn_buf_consume(&c->plain_in, in.len);
             /* Any non-OK: the session already queued its close frame (1002,
              * 1003, 1009, or the echo of the peer's close); flush and close. */

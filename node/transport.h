@@ -4,7 +4,7 @@
  * tested and fuzzed on its own.
  *
  *   TCP bytes -> cn_tls (OpenSSL over memory BIOs) -> plaintext
- *   plaintext -> cn_http_request (the upgrade) -> cn_ws (RFC 6455 via wslay)
+ *   plaintext -> cn_http_request (the upgrade) -> cn_ws (RFC 6455 frames)
  */
 #ifndef CN_NODE_TRANSPORT_H
 #define CN_NODE_TRANSPORT_H
@@ -94,47 +94,87 @@ typedef struct cn_ws cn_ws_t;
 #define CN_WS_CLOSE_GOING_AWAY  1001
 #define CN_WS_CLOSE_PROTOCOL    1002
 #define CN_WS_CLOSE_UNSUPPORTED 1003
+#define CN_WS_CLOSE_BAD_DATA    1007 /* e.g. a close reason that is not UTF-8 */
 #define CN_WS_CLOSE_POLICY      1008
 #define CN_WS_CLOSE_TOO_BIG     1009
 #define CN_WS_CLOSE_INTERNAL    1011
 
+/* The largest max_message a session accepts (its counters are 32-bit). */
+#define CN_WS_MESSAGE_LIMIT (1u << 30)
+
 typedef struct cn_ws_callbacks {
     /** A complete binary message (reassembled); p borrowed for the call. */
     void (*on_message)(void *ctx, const uint8_t *p, size_t n);
-    /** Bytes to send to the peer (to be TLS-encrypted); copy them. */
+    /**
+     * Bytes to send to the peer (to be TLS-encrypted); copy them. A frame
+     * arrives as its header, then its payload (one call when it is small).
+     * A negative return ends the session and is returned by the call that
+     * was writing.
+     */
     int (*on_output)(void *ctx, const uint8_t *p, size_t n);
-    /** Any frame arrived (for idle timers); may be NULL. */
+    /** Any valid frame header arrived (for idle timers); may be NULL. */
     void (*on_activity)(void *ctx);
 } cn_ws_callbacks_t;
 
 /**
- * A server-side RFC 6455 session (wslay underneath): requires masked client
- * frames (else 1002), answers pings, reassembles fragments, refuses text
- * frames with 1003 and messages over max_message with 1009.
- * Returns owned; cn_ws_free.
+ * A server-side RFC 6455 session (node/ws.c, sans-I/O): requires masked
+ * client frames (else 1002), answers pings, reassembles fragments, refuses
+ * text frames with 1003 and messages over max_message with 1009 (from the
+ * header, before the payload), fails the connection with 1002 for every
+ * other framing error and 1007 for a close reason that is not UTF-8.
+ * An idle session holds no buffer; input is buffered only for a frame split
+ * across feeds, growing as its bytes arrive, at most max_message + 125.
+ * max_message is 1..CN_WS_MESSAGE_LIMIT; cb is copied.
+ * Returns owned (NULL on bad arguments or no memory); cn_ws_free.
  */
 cn_ws_t *cn_ws_new(const cn_ws_callbacks_t *cb, void *ctx, size_t max_message);
+/** Frees the session and any buffered input; accepts NULL. */
 void cn_ws_free(cn_ws_t *ws);
 
-/** Feeds received plaintext bytes; calls on_message / on_output. */
+/**
+ * Feeds received plaintext bytes (borrowed, read only); calls on_message,
+ * on_activity and on_output (pongs, close frames) from inside. A frame that
+ * is complete in p is unmasked into a session buffer, freed before return.
+ * Returns CN_OK while the session is usable (also after cn_ws_close while
+ * the peer's close is awaited); CN_ECLOSED once the peer's close arrived and
+ * was answered; CN_EPROTO after a protocol violation (our close with its
+ * code was handed to on_output); otherwise on_output's error or CN_ENOMEM.
+ * After a non-OK return nothing more is parsed and every feed returns the
+ * same value. Not reentrant: callbacks must not feed the same session.
+ */
 CN_MUST_USE int cn_ws_feed(cn_ws_t *ws, const uint8_t *p, size_t n);
 
-/** Queues one binary message and flushes it through on_output. */
+/**
+ * As cn_ws_feed, but p is the caller's own buffer and complete frames are
+ * unmasked in place and handed to on_message without a copy: p's bytes are
+ * modified. The caller may discard all n bytes afterwards (a split frame's
+ * bytes were copied into the session).
+ */
+CN_MUST_USE int cn_ws_feed_inplace(cn_ws_t *ws, uint8_t *p, size_t n);
+
+/** Writes one binary message (p borrowed) as one frame through on_output. */
 CN_MUST_USE int cn_ws_send(cn_ws_t *ws, const uint8_t *p, size_t n);
 
 /** Sends a ping (keep-alive). */
 CN_MUST_USE int cn_ws_ping(cn_ws_t *ws);
 
-/** Starts the closing handshake with code and a short reason. */
+/**
+ * Starts the closing handshake with code and a short reason (cut to 123
+ * bytes). CN_EINVAL for a code nobody may send (RFC 6455 7.4), CN_ECLOSED
+ * when our close went out already.
+ */
 CN_MUST_USE int cn_ws_close(cn_ws_t *ws, uint16_t code, const char *reason);
 
-/** True once a close frame was sent and/or received and nothing more may be sent. */
+/** True once a close frame was sent (or on_output failed): nothing more may be sent. */
 bool cn_ws_closed(const cn_ws_t *ws);
-/** The close code the peer sent (0 when none), and ours (0 when none). */
+/** The close code the peer sent (1005 when its close had none, 0 before it). */
 uint16_t cn_ws_peer_close_code(const cn_ws_t *ws);
+/** The close code we sent (1005 when our echo had none, 0 before it). */
 uint16_t cn_ws_sent_close_code(const cn_ws_t *ws);
 
-/** Bytes queued inside the session and not yet handed to on_output. */
-size_t cn_ws_queued(const cn_ws_t *ws);
+/** Input bytes held between feeds (a split header or frame, open fragments). */
+size_t cn_ws_buffered(const cn_ws_t *ws);
+/** Bytes allocated for held input (0 when nothing is held). */
+size_t cn_ws_buffer_capacity(const cn_ws_t *ws);
 
 #endif /* CN_NODE_TRANSPORT_H */

@@ -7,7 +7,7 @@ PACKAGES=(
     build-essential cmake ninja-build pkg-config
     libuv1-dev libsodium-dev librocksdb-dev
     libprotobuf-c-dev protobuf-c-compiler libcbor-dev libssl-dev
-    libwslay-dev libinih-dev libcmocka-dev libjansson-dev
+    libwslay-dev libinih-dev libcmocka-dev libjansson-dev # wslay: client/ only (node has node/ws.c)
     clang libclang-rt-14-dev clang-format
     openssl ca-certificates python3 prometheus
     testssl.sh fiu-utils libfiu0

@@ -533,7 +533,7 @@ static void test_server_frames_parse_back(void **state)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         assert_int_equal(cn_ws_send(r->ws, payload, sizes[i]), CN_OK);
     assert_int_equal(cn_ws_ping(r->ws), CN_OK);
-    assert_int_equal(cn_ws_queued(r->ws), 0);
+    assert_int_equal(cn_ws_buffered(r->ws), 0);
     size_t off = 0;
     srv_frame_t f;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {

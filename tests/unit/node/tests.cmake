@@ -1,5 +1,6 @@
 cn_unit_test(node http LIBS chatnode_transport)
 cn_unit_test(node ws LIBS chatnode_transport)
+cn_unit_test(node ws_split LIBS chatnode_transport)
 cn_unit_test(node tls LIBS chatnode_transport)
 cn_unit_test(node config LIBS chatnode_core)
 cn_unit_test(node ratelimit LIBS chatnode_core)
