@@ -92,8 +92,9 @@ typedef struct group_entry {
     char members[][CN_HANDLE_MAX + 1];
 } group_entry_t;
 
+/* A cache line of its own per shard: loops on other cores lock neighbours. */
 typedef struct shard {
-    uv_mutex_t lock;
+    _Alignas(64) uv_mutex_t lock;
     node_t **buckets;
     size_t mask;
     node_t lru; /* lru.next: most recently used */
@@ -280,9 +281,11 @@ cn_usercache_t *cn__usercache_new(const cn_usercache_limits_t *limits)
         lim.groups = CN_USERCACHE_GROUPS_MAX;
     if (!lim.group_members)
         lim.group_members = CN_USERCACHE_GROUP_MEMBERS_MAX;
-    cn_usercache_t *uc = calloc(1, sizeof(*uc));
+    size_t size = (sizeof(cn_usercache_t) + 63) / 64 * 64;
+    cn_usercache_t *uc = aligned_alloc(_Alignof(cn_usercache_t), size);
     if (!uc)
         return NULL;
+    memset(uc, 0, size);
     crypto_shorthash_keygen(uc->key);
     if (table_init(&uc->users, lim.users, lim.users, user_drop) < 0 ||
         table_init(&uc->groups, lim.groups, lim.group_members, group_drop) < 0) {
