@@ -194,7 +194,7 @@ static int render_usercache(cn_server_t *s, cn_buf_t *b)
         {"chatnode_usercache_misses_total", "User and group lookups that read the store.",
          "counter"},
         {"chatnode_usercache_evictions_total",
-         "Entries dropped to stay within the cache's limits (least recently used first).",
+         "Entries dropped for room (least recently used first) or after a minute cached.",
          "counter"},
         {"chatnode_usercache_entries", "Entries cached now.", "gauge"},
     };

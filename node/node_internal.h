@@ -174,6 +174,7 @@ typedef struct cn_server {
 #define CN_USERCACHE_GROUPS_MAX        4096u         /* cached groups */
 #define CN_USERCACHE_GROUP_MEMBERS_MAX (256u * 1024) /* member handles held by cached groups (33 B each) */
 #define CN_USERCACHE_SHARDS            16u           /* lock stripes (power of two) */
+#define CN_USERCACHE_MAX_AGE_MS        60000u        /* an entry is reloaded this long after its load */
 /* clang-format on */
 
 /** What the hot paths need of a user record (not created, last_seen, presence_hidden). */
@@ -193,10 +194,12 @@ typedef struct cn_cached_group {
 /** Bounds of a cache (0: the CN_USERCACHE_* default). */
 typedef struct cn_usercache_limits {
     uint32_t users, groups, group_members;
+    uint32_t max_age_ms;
 } cn_usercache_limits_t;
 
 /** Counters and sizes, summed over the shards (metrics, tests). */
 typedef struct cn_usercache_stats {
+    /* Evictions: dropped for room (least recently used) or for age. */
     uint64_t user_hits, user_misses, user_evictions, user_entries;
     uint64_t group_hits, group_misses, group_evictions, group_entries, group_members;
     uint64_t invalidations;   /* invalidate calls (users and groups) */

@@ -59,12 +59,20 @@
  * The epoch is per shard, not per entry, so an invalidation also refuses
  * concurrent inserts of other keys of its shard: that costs those keys a
  * later miss, never a wrong answer (counted in inserts_refused).
+ *
+ * A safety net, not part of the argument: an entry is dropped
+ * CN_USERCACHE_MAX_AGE_MS after it was cached, so a change whose
+ * invalidation never ran is still seen within that time. The one known
+ * way for that to happen: node/dispatch.c cannot allocate the message
+ * that runs a request's completion on its loop (ENOMEM), so the
+ * completion, its invalidation and its answer are all lost.
  */
 #include "node/node_internal.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KEY_MAX (CN_HANDLE_MAX + 1)
 
@@ -73,7 +81,8 @@ typedef struct node {
     struct node *hnext;
     struct node *prev, *next; /* LRU: the shard's sentinel is both ends */
     uint64_t hash;
-    uint32_t cost; /* 1 per user; members per group */
+    uint64_t born_ms; /* when it was cached (coarse monotonic clock) */
+    uint32_t cost;    /* 1 per user; members per group */
     uint8_t klen;
     uint8_t key[KEY_MAX];
 } node_t;
@@ -106,7 +115,8 @@ typedef struct shard {
 typedef struct table {
     shard_t shards[CN_USERCACHE_SHARDS];
     size_t max_entries, max_cost; /* per shard */
-    void (*drop)(node_t *n);      /* the table lets go of an entry */
+    uint64_t max_age_ms;
+    void (*drop)(node_t *n); /* the table lets go of an entry */
 } table_t;
 
 struct cn_usercache {
@@ -151,6 +161,14 @@ static node_t *shard_find(shard_t *sh, uint64_t hash, const void *key, size_t kl
         if (n->hash == hash && n->klen == klen && memcmp(n->key, key, klen) == 0)
             return n;
     return NULL;
+}
+
+/* Milliseconds of a clock that only moves forward; a few ms coarse, cheap. */
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void lru_unlink(node_t *n)
@@ -204,6 +222,19 @@ static void shard_add(table_t *t, shard_t *sh, node_t *n)
     }
 }
 
+/* shard_find, but an entry older than the table's max age is dropped (a miss). */
+static node_t *shard_lookup(table_t *t, shard_t *sh, uint64_t hash, const void *key, size_t klen)
+{
+    node_t *n = shard_find(sh, hash, key, klen);
+    if (n && coarse_ms() - n->born_ms > t->max_age_ms) {
+        shard_remove(sh, n);
+        t->drop(n);
+        sh->evictions++;
+        n = NULL;
+    }
+    return n;
+}
+
 static size_t pow2_at_least(size_t n)
 {
     size_t p = 1;
@@ -212,8 +243,10 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
-static int table_init(table_t *t, size_t max_entries, size_t max_cost, void (*drop)(node_t *))
+static int table_init(table_t *t, size_t max_entries, size_t max_cost, uint64_t max_age_ms,
+                      void (*drop)(node_t *))
 {
+    t->max_age_ms = max_age_ms;
     t->max_entries = CN_MAX(max_entries / CN_USERCACHE_SHARDS, 1);
     t->max_cost = CN_MAX(max_cost / CN_USERCACHE_SHARDS, 1);
     t->drop = drop;
@@ -281,14 +314,16 @@ cn_usercache_t *cn__usercache_new(const cn_usercache_limits_t *limits)
         lim.groups = CN_USERCACHE_GROUPS_MAX;
     if (!lim.group_members)
         lim.group_members = CN_USERCACHE_GROUP_MEMBERS_MAX;
+    if (!lim.max_age_ms)
+        lim.max_age_ms = CN_USERCACHE_MAX_AGE_MS;
     size_t size = (sizeof(cn_usercache_t) + 63) / 64 * 64;
     cn_usercache_t *uc = aligned_alloc(_Alignof(cn_usercache_t), size);
     if (!uc)
         return NULL;
     memset(uc, 0, size);
     crypto_shorthash_keygen(uc->key);
-    if (table_init(&uc->users, lim.users, lim.users, user_drop) < 0 ||
-        table_init(&uc->groups, lim.groups, lim.group_members, group_drop) < 0) {
+    if (table_init(&uc->users, lim.users, lim.users, lim.max_age_ms, user_drop) < 0 ||
+        table_init(&uc->groups, lim.groups, lim.group_members, lim.max_age_ms, group_drop) < 0) {
         cn__usercache_free(uc);
         return NULL;
     }
@@ -340,7 +375,7 @@ int cn__usercache_user_find(cn_usercache_t *uc, const char *handle, cn_cached_us
     shard_t *sh = shard_of(&uc->users, hash);
     int rc = CN_ENOTFOUND;
     uv_mutex_lock(&sh->lock);
-    node_t *n = shard_find(sh, hash, handle, klen);
+    node_t *n = shard_lookup(&uc->users, sh, hash, handle, klen);
     if (n) {
         const user_entry_t *e = (const user_entry_t *)n;
         out->disabled = e->disabled;
@@ -368,6 +403,7 @@ bool cn__usercache_user_insert(cn_usercache_t *uc, const char *handle, const cn_
     if (!e)
         return false;
     e->node.hash = hash_key(uc, handle, klen);
+    e->node.born_ms = coarse_ms();
     e->node.cost = 1;
     e->node.klen = (uint8_t)klen;
     memcpy(e->node.key, handle, klen);
@@ -379,7 +415,7 @@ bool cn__usercache_user_insert(cn_usercache_t *uc, const char *handle, const cn_
     uv_mutex_lock(&sh->lock);
     if (sh->epoch != epoch) {
         sh->refused++; /* an invalidation raced the load: the value may be stale */
-    } else if (!shard_find(sh, e->node.hash, handle, klen)) {
+    } else if (!shard_lookup(&uc->users, sh, e->node.hash, handle, klen)) {
         shard_add(&uc->users, sh, &e->node);
         inserted = true;
     } /* else another reader of the same epoch cached it first: as fresh */
@@ -426,7 +462,7 @@ int cn__usercache_group_find(cn_usercache_t *uc, const uint8_t id[CN_GROUP_ID_LE
     shard_t *sh = shard_of(&uc->groups, hash);
     int rc = CN_ENOTFOUND;
     uv_mutex_lock(&sh->lock);
-    node_t *n = shard_find(sh, hash, id, CN_GROUP_ID_LEN);
+    node_t *n = shard_lookup(&uc->groups, sh, hash, id, CN_GROUP_ID_LEN);
     if (n) {
         group_entry_t *e = (group_entry_t *)n;
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
@@ -450,6 +486,7 @@ static group_entry_t *group_entry_new(const uint8_t id[CN_GROUP_ID_LEN], uint64_
     if (!e)
         return NULL;
     e->node.hash = hash;
+    e->node.born_ms = coarse_ms();
     e->node.cost = CN_MAX(n, 1);
     e->node.klen = CN_GROUP_ID_LEN;
     memcpy(e->node.key, id, CN_GROUP_ID_LEN);
@@ -474,7 +511,7 @@ int cn__usercache_group_insert(cn_usercache_t *uc, const uint8_t id[CN_GROUP_ID_
     if (sh->epoch != epoch)
         sh->refused++;
     else if (e->node.cost <= uc->groups.max_cost &&
-             !shard_find(sh, e->node.hash, id, CN_GROUP_ID_LEN)) {
+             !shard_lookup(&uc->groups, sh, e->node.hash, id, CN_GROUP_ID_LEN)) {
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed); /* the table's */
         shard_add(&uc->groups, sh, &e->node);
     }

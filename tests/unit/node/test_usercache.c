@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 static cn_rec_user_t user_with(uint32_t ndevices, uint8_t fill)
 {
@@ -67,6 +68,42 @@ static void test_miss_then_hit(void **state)
     cn__usercache_stats(uc, &st);
     assert_int_equal(st.user_entries, 0);
     assert_int_equal(st.invalidations, 1);
+    cn__usercache_free(uc);
+}
+
+/* The safety net: an entry is reloaded once it is older than max_age_ms. */
+static void test_max_age(void **state)
+{
+    (void)state;
+    cn_usercache_limits_t lim = {.max_age_ms = 30};
+    cn_usercache_t *uc = cn__usercache_new(&lim);
+    cn_cached_user_t got;
+    uint64_t e;
+    cn_rec_user_t u = user_with(1, 3);
+    assert_int_equal(cn__usercache_user_find(uc, "dave", &got, &e), CN_ENOTFOUND);
+    assert_true(cn__usercache_user_insert(uc, "dave", &u, e));
+    uint8_t id[CN_GROUP_ID_LEN] = {9};
+    cn_rec_group_t *rec = calloc(1, sizeof(*rec));
+    assert_non_null(rec);
+    rec->n = 1;
+    snprintf(rec->members[0].handle, sizeof(rec->members[0].handle), "dave");
+    const cn_cached_group_t *g;
+    assert_int_equal(cn__usercache_group_find(uc, id, &g, &e), CN_ENOTFOUND);
+    assert_int_equal(cn__usercache_group_insert(uc, id, rec, e, &g), CN_OK);
+    cn__usercache_group_release(g);
+    assert_int_equal(cn__usercache_user_find(uc, "dave", &got, &e), CN_OK);
+    assert_int_equal(cn__usercache_group_find(uc, id, &g, &e), CN_OK);
+    cn__usercache_group_release(g);
+    struct timespec pause = {0, 100 * 1000000};
+    nanosleep(&pause, NULL);
+    assert_int_equal(cn__usercache_user_find(uc, "dave", &got, &e), CN_ENOTFOUND);
+    assert_int_equal(cn__usercache_group_find(uc, id, &g, &e), CN_ENOTFOUND);
+    cn_usercache_stats_t st;
+    cn__usercache_stats(uc, &st);
+    assert_int_equal(st.user_evictions, 1);
+    assert_int_equal(st.group_evictions, 1);
+    assert_int_equal(st.user_entries + st.group_entries, 0);
+    free(rec);
     cn__usercache_free(uc);
 }
 
@@ -512,9 +549,13 @@ int main(void)
 {
     assert_int_equal(cn_crypto_init(), CN_OK);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_miss_then_hit),        cmocka_unit_test(test_lru_eviction),
-        cmocka_unit_test(test_stale_insert_refused), cmocka_unit_test(test_groups),
-        cmocka_unit_test(test_threads_never_stale),  cmocka_unit_test(test_threads_group_refs),
+        cmocka_unit_test(test_miss_then_hit),
+        cmocka_unit_test(test_lru_eviction),
+        cmocka_unit_test(test_max_age),
+        cmocka_unit_test(test_stale_insert_refused),
+        cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_threads_never_stale),
+        cmocka_unit_test(test_threads_group_refs),
         cmocka_unit_test(test_through_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
