@@ -180,6 +180,21 @@ static void cmd_device_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_
     cn__admin_check_rows(resp, rc);
 }
 
+/*
+ * The revoked device's user has a new device list: drop it from the user
+ * cache before the command is answered (node/usercache.c). The device
+ * record names the user; when it cannot be read, every user goes.
+ */
+static void revoked_invalidate(cn_server_t *s, const uint8_t id[CN_DEVICE_ID_LEN])
+{
+    cn_rec_device_t d;
+    int rc = cn_store_device_get(s->store, id, &d);
+    if (rc == CN_OK)
+        cn__usercache_user_invalidate(s->usercache, d.user);
+    else if (rc != CN_ENOTFOUND) /* an unknown device: nothing was revoked */
+        cn__usercache_users_clear(s->usercache);
+}
+
 static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
 {
     cn_store_op_t op;
@@ -188,6 +203,7 @@ static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
     if (!cn__admin_arg_device(req, resp, "id", op.u.revoke.device_id))
         return;
     int rc = cn__admin_submit_wait(s, &op);
+    revoked_invalidate(s, op.u.revoke.device_id);
     if (rc < 0) {
         cn__admin_fail(resp, cn__admin_status_of(rc),
                        rc == CN_ENOTFOUND ? "no such active device" : "storage unavailable");
@@ -263,6 +279,8 @@ static void set_disabled(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg
     op.u.user_update.mask = CN_USER_SET_DISABLED;
     op.u.user_update.disabled = disabled;
     int rc = cn__admin_submit_wait(s, &op);
+    /* Before the kicks and the answer (node/usercache.c). */
+    cn__usercache_user_invalidate(s->usercache, op.u.user_update.handle);
     if (rc < 0) {
         cn__admin_fail(resp, cn__admin_status_of(rc),
                        rc == CN_ENOTFOUND ? "no such user" : "storage unavailable");

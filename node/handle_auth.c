@@ -211,8 +211,8 @@ void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m)
         return;
     }
     const char *why = verify_session(c, CN_AUTH_CONTEXT, m->device_id, m->signature, NULL);
-    cn_rec_user_t user;
-    if (!why && cn_store_user_get(srv(c)->store, dev.user, &user) == CN_OK && user.disabled)
+    cn_cached_user_t user;
+    if (!why && cn__user_get(srv(c), dev.user, &user) == CN_OK && user.disabled)
         why = "user disabled";
     if (why) {
         refuse(c, rid, why);
@@ -223,6 +223,8 @@ void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m)
 
 static void register_done(cn_conn_t *c, cn_pending_t *p)
 {
+    /* Unknown users are never cached; invalidate anyway (usercache.c). */
+    cn__usercache_user_invalidate(p->loop->server->usercache, p->op.u.reg.handle);
     if (!c)
         return;
     c->auth_pending = false;
@@ -341,7 +343,7 @@ void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m)
 void cn__handle_link_device(cn_conn_t *c, uint64_t rid, const Chat__LinkDevice *m)
 {
     char handle[CN_HANDLE_MAX + 1];
-    cn_rec_user_t user;
+    cn_cached_user_t user;
     cn_rec_device_t dev;
     if (c->state == CN_CONN_AUTHED || c->auth_pending) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "already authenticated");
@@ -358,7 +360,7 @@ void cn__handle_link_device(cn_conn_t *c, uint64_t rid, const Chat__LinkDevice *
         refuse(c, rid, why);
         return;
     }
-    if (cn_store_user_get(srv(c)->store, handle, &user) < 0 || user.disabled) {
+    if (cn__user_get(srv(c), handle, &user) < 0 || user.disabled) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
         return;
     }

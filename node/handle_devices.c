@@ -20,8 +20,8 @@ static cn_server_t *srv(const cn_conn_t *c)
 
 void cn__devices_changed(cn_server_t *s, const char *handle)
 {
-    cn_rec_user_t u;
-    if (cn_store_user_get(s->store, handle, &u) < 0)
+    cn_cached_user_t u;
+    if (cn__user_get(s, handle, &u) < 0)
         return;
     ProtobufCBinaryData ids[CN_DEVICES_HARD_MAX];
     for (uint32_t i = 0; i < u.ndevices && i < CN_DEVICES_HARD_MAX; i++)
@@ -87,6 +87,8 @@ static void link_done(cn_conn_t *c, cn_pending_t *p)
 {
     cn_server_t *s = p->loop->server;
     const cn_link_t *l = p->extra;
+    /* Before LinkComplete, DevicesChanged and the answer (usercache.c). */
+    cn__usercache_user_invalidate(s->usercache, l->handle);
     if (p->op.result == CN_OK) {
         cn_log_info("device_linked", "user=%s", l->handle);
         notify_linked(s, l, &p->op.u.reg.device);
@@ -169,6 +171,8 @@ void cn__handle_link_approve(cn_conn_t *c, uint64_t rid, const Chat__LinkApprove
 static void revoke_done(cn_conn_t *c, cn_pending_t *p)
 {
     cn_server_t *s = p->loop->server;
+    /* Before the kick, DevicesChanged and the answer (usercache.c). */
+    cn__usercache_user_invalidate(s->usercache, (const char *)p->extra);
     if (p->op.result == CN_OK) {
         cn__kick_device(s, p->op.u.revoke.device_id, "device revoked");
         cn__devices_changed(s, (const char *)p->extra);

@@ -34,20 +34,28 @@ static const char *check_group_send(const Chat__Send *m, Chat__Status *status)
     return NULL;
 }
 
-/* Collects every device of every member but the sending one. */
-static uint8_t (*group_devices(cn_conn_t *c, const cn_rec_group_t *g, size_t *n))[CN_DEVICE_ID_LEN]
+/*
+ * Collects every device of every member but the sending one into ids (a
+ * buffer of device ids), from the user cache: no store read and no
+ * per-member allocation once the members are cached. Members that are
+ * unknown, unreadable or disabled get nothing, as before the cache.
+ */
+static int group_devices(cn_conn_t *c, const cn_cached_group_t *g, cn_buf_t *ids, size_t *n)
 {
-    uint8_t(*ids)[CN_DEVICE_ID_LEN] = malloc((size_t)g->n * CN_DEVICES_HARD_MAX * CN_DEVICE_ID_LEN);
     *n = 0;
-    for (uint32_t i = 0; ids && i < g->n; i++) {
-        cn_rec_user_t u;
-        if (cn_store_user_get(srv(c)->store, g->members[i].handle, &u) < 0 || u.disabled)
+    CN_TRY(cn_buf_reserve(ids, (size_t)g->n * 2 * CN_DEVICE_ID_LEN));
+    for (uint32_t i = 0; i < g->n; i++) {
+        cn_cached_user_t u;
+        if (cn__user_get(srv(c), g->members[i], &u) < 0 || u.disabled)
             continue;
-        for (uint32_t k = 0; k < u.ndevices && k < CN_DEVICES_HARD_MAX; k++)
-            if (memcmp(u.devices[k], c->device_id, CN_DEVICE_ID_LEN) != 0)
-                memcpy(ids[(*n)++], u.devices[k], CN_DEVICE_ID_LEN);
+        for (uint32_t k = 0; k < u.ndevices; k++) {
+            if (memcmp(u.devices[k], c->device_id, CN_DEVICE_ID_LEN) == 0)
+                continue;
+            CN_TRY(cn_buf_append(ids, u.devices[k], CN_DEVICE_ID_LEN));
+            (*n)++;
+        }
     }
-    return ids;
+    return CN_OK;
 }
 
 void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
@@ -62,33 +70,36 @@ void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
         !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, (double)len))
         return;
-    cn_rec_group_t *g = malloc(sizeof(*g));
-    int rc = g ? cn_store_group_get(srv(c)->store, m->group_id.data, g) : CN_ENOMEM;
-    if (rc < 0 || !cn__group_is_member(g, c->handle)) {
+    const cn_cached_group_t *g = NULL;
+    int rc = cn__group_get(srv(c), m->group_id.data, &g);
+    if (rc < 0 || !cn__cached_group_has(g, c->handle)) {
         cn__conn_respond_status(c, rid,
                                 rc == CN_OK || rc == CN_ENOTFOUND ? CHAT__STATUS__NOT_FOUND
                                                                   : CHAT__STATUS__UNAVAILABLE,
                                 "unknown group");
-        free(g);
+        cn__usercache_group_release(g);
         return;
     }
     size_t n;
-    uint8_t(*ids)[CN_DEVICE_ID_LEN] = group_devices(c, g, &n);
-    free(g);
-    cn_pending_t *p = ids && n ? cn__send_pending_new(c, rid, m, n, len) : NULL;
+    cn_buf_t ids;
+    cn_buf_init(&ids);
+    rc = group_devices(c, g, &ids, &n);
+    cn__usercache_group_release(g);
+    cn_pending_t *p = rc == CN_OK && n ? cn__send_pending_new(c, rid, m, n, len) : NULL;
     if (!p) {
-        if (ids && n == 0)
+        if (rc == CN_OK && n == 0)
             cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "nobody else in the group");
-        else if (!ids)
+        else if (rc < 0)
             cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "out of memory");
-        free(ids);
+        cn_buf_dispose(&ids);
         return;
     }
     uint8_t *data = (uint8_t *)((cn_store_recipient_t *)p->extra + n);
     memcpy(data, m->sender_key_ciphertext.data, len);
     for (size_t i = 0; i < n; i++)
-        cn__send_recipient(c, &p->op.u.send.recipients[i], ids[i], cn_slice(data, len));
-    free(ids);
+        cn__send_recipient(c, &p->op.u.send.recipients[i], ids.data + i * CN_DEVICE_ID_LEN,
+                           cn_slice(data, len));
+    cn_buf_dispose(&ids);
     p->op.u.send.shared = true; /* stored once, a reference per mailbox */
     cn__send_submit(c, rid, p, m->ephemeral || m->kind == CHAT__KIND__TYPING);
 }

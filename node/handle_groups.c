@@ -69,10 +69,12 @@ static bool copy_members(cn_conn_t *c, uint64_t rid, size_t n, Chat__GroupMember
 
 static void group_done(cn_conn_t *c, cn_pending_t *p)
 {
-    if (!c)
-        return;
     bool create = p->op.type == CN_OP_GROUP_CREATE;
     const uint8_t *gid = create ? p->op.u.group_create.group_id : p->op.u.group_update.group_id;
+    /* Before the answer, whether or not anyone waits for it (usercache.c). */
+    cn__usercache_group_invalidate(p->loop->server->usercache, gid);
+    if (!c)
+        return;
     cn_rec_group_t *g = create ? p->op.u.group_create.out : p->op.u.group_update.out;
     switch (p->op.result) {
     case CN_OK:

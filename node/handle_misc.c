@@ -60,13 +60,13 @@ void cn__handle_ping(cn_conn_t *c, uint64_t rid, const Chat__Ping *m)
 void cn__handle_get_devices(cn_conn_t *c, uint64_t rid, const Chat__GetDevices *m)
 {
     char handle[CN_HANDLE_MAX + 1];
-    cn_rec_user_t user;
+    cn_cached_user_t user;
     cn_store_t *store = c->loop->server->store;
     if (cn_handle_normalize(m->handle, handle) < 0) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "invalid handle");
         return;
     }
-    int rc = cn_store_user_get(store, handle, &user);
+    int rc = cn__user_get(c->loop->server, handle, &user);
     if (rc < 0 || user.disabled) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
         return;

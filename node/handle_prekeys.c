@@ -144,7 +144,7 @@ static void fetch_done(cn_conn_t *c, cn_pending_t *p)
     cn__conn_respond(c, &r);
 }
 
-static bool user_has_device(const cn_rec_user_t *u, const uint8_t *dev)
+static bool user_has_device(const cn_cached_user_t *u, const uint8_t *dev)
 {
     for (uint32_t i = 0; i < u->ndevices; i++)
         if (memcmp(u->devices[i], dev, CN_DEVICE_ID_LEN) == 0)
@@ -155,12 +155,12 @@ static bool user_has_device(const cn_rec_user_t *u, const uint8_t *dev)
 void cn__handle_fetch_prekeys(cn_conn_t *c, uint64_t rid, const Chat__FetchPrekeys *m)
 {
     char handle[CN_HANDLE_MAX + 1];
-    cn_rec_user_t user;
+    cn_cached_user_t user;
     if (cn_handle_normalize(m->handle, handle) < 0 || m->n_device_ids > CN_FETCH_DEVICES_MAX) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__BAD_REQUEST, "invalid handle or devices");
         return;
     }
-    int rc = cn_store_user_get(srv(c)->store, handle, &user);
+    int rc = cn__user_get(srv(c), handle, &user);
     if (rc < 0 || user.disabled) {
         cn__conn_respond_status(
             c, rid,

@@ -32,7 +32,7 @@ static bool expected_has(const expected_t *e, const uint8_t *dev)
     return false;
 }
 
-static void expected_add(expected_t *e, const cn_rec_user_t *u, const uint8_t *self)
+static void expected_add(expected_t *e, const cn_cached_user_t *u, const uint8_t *self)
 {
     for (uint32_t i = 0; i < u->ndevices && i < CN_DEVICES_HARD_MAX; i++)
         if (memcmp(u->devices[i], self, CN_DEVICE_ID_LEN) != 0 && !expected_has(e, u->devices[i]))
@@ -280,14 +280,16 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
         !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, bytes))
         return;
-    cn_rec_user_t user, me;
-    int rc = cn_store_user_get(srv(c)->store, to, &user);
+    /* Both device lists come from the user cache (node/usercache.c):
+     * a link or revoke is invalidated there before it is answered. */
+    cn_cached_user_t user, me;
+    int rc = cn__user_get(srv(c), to, &user);
     if (rc == CN_ENOTFOUND || (rc == 0 && (user.disabled || user.ndevices == 0))) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__NOT_FOUND, "unknown user");
         return;
     }
     if (rc == 0 && strcmp(to, c->handle) != 0)
-        rc = cn_store_user_get(srv(c)->store, c->handle, &me);
+        rc = cn__user_get(srv(c), c->handle, &me);
     if (rc < 0) {
         cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "storage unavailable");
         return;

@@ -181,6 +181,49 @@ static int render_store(cn_server_t *s, cn_buf_t *b)
         (unsigned long long)st.queue_depth, cn__registry_size(s->registry));
 }
 
+/* The user and group cache (node/usercache.c), by kind. */
+static int render_usercache(cn_server_t *s, cn_buf_t *b)
+{
+    cn_usercache_stats_t st;
+    cn__usercache_stats(s->usercache, &st);
+    static const struct {
+        const char *name, *help, *type;
+    } m[] = {
+        {"chatnode_usercache_hits_total", "User and group lookups answered from the cache.",
+         "counter"},
+        {"chatnode_usercache_misses_total", "User and group lookups that read the store.",
+         "counter"},
+        {"chatnode_usercache_evictions_total",
+         "Entries dropped for room (least recently used first) or after a minute cached.",
+         "counter"},
+        {"chatnode_usercache_entries", "Entries cached now.", "gauge"},
+    };
+    const uint64_t v[][2] = {
+        {st.user_hits, st.group_hits},
+        {st.user_misses, st.group_misses},
+        {st.user_evictions, st.group_evictions},
+        {st.user_entries, st.group_entries},
+    };
+    for (size_t i = 0; i < CN_ARRAY_LEN(m); i++)
+        CN_TRY(cn_buf_printf(b,
+                             "# HELP %s %s\n# TYPE %s %s\n%s{kind=\"user\"} %llu\n"
+                             "%s{kind=\"group\"} %llu\n",
+                             m[i].name, m[i].help, m[i].name, m[i].type, m[i].name,
+                             (unsigned long long)v[i][0], m[i].name, (unsigned long long)v[i][1]));
+    return cn_buf_printf(
+        b,
+        "# HELP chatnode_usercache_group_members Member handles held by cached groups.\n"
+        "# TYPE chatnode_usercache_group_members gauge\nchatnode_usercache_group_members %llu\n"
+        "# HELP chatnode_usercache_invalidations_total Entries invalidated by a change of "
+        "the record.\n# TYPE chatnode_usercache_invalidations_total counter\n"
+        "chatnode_usercache_invalidations_total %llu\n"
+        "# HELP chatnode_usercache_inserts_refused_total Store reads not cached because a "
+        "change raced them.\n# TYPE chatnode_usercache_inserts_refused_total counter\n"
+        "chatnode_usercache_inserts_refused_total %llu\n",
+        (unsigned long long)st.group_members, (unsigned long long)st.invalidations,
+        (unsigned long long)st.inserts_refused);
+}
+
 static int render(cn_server_t *s, cn_buf_t *b)
 {
     for (size_t i = 0; i < CN_ARRAY_LEN(metrics); i++) {
@@ -195,6 +238,7 @@ static int render(cn_server_t *s, cn_buf_t *b)
     CN_TRY(render_node_hist(b, "chatnode_send_deliver_seconds",
                             "Send received to Deliver pushed to an online device.",
                             &s->counters.send_deliver));
+    CN_TRY(render_usercache(s, b));
     return render_store(s, b);
 }
 

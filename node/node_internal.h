@@ -28,6 +28,7 @@ typedef struct cn_registry cn_registry_t;
 typedef struct cn_push cn_push_t;
 typedef struct cn_presence cn_presence_t;
 typedef struct cn_links cn_links_t;
+typedef struct cn_usercache cn_usercache_t;
 
 /* protobuf-c's message structs take non-const pointers even when only
  * packing from them; these helpers make that one cast in one place. */
@@ -144,8 +145,9 @@ typedef struct cn_server {
     cn_ratelimit_t *rl;
     cn_push_t *push; /* NULL without a push gateway */
     cn_presence_t *presence;
-    cn_links_t *links; /* devices waiting for approval */
-    cn_jwt_keys_t jwt; /* registration policy jwt */
+    cn_links_t *links;         /* devices waiting for approval */
+    cn_usercache_t *usercache; /* user and group records read per request */
+    cn_jwt_keys_t jwt;         /* registration policy jwt */
     cn_loop_t **loops;
     unsigned nloops;
     cn_counters_t counters;
@@ -153,6 +155,105 @@ typedef struct cn_server {
     atomic_uint_fast64_t next_conn_id;
     uint16_t bound_port; /* the port actually listened on */
 } cn_server_t;
+
+/* -------------------------------------------------- user and group cache */
+
+/*
+ * node/usercache.c: the user and group records that Send, group expansion,
+ * prekey fetch and auth read per request, cached node-wide (all loops),
+ * so that the loop thread does not do a synchronous RocksDB Get (and an
+ * AEAD open) per message. Read through the cache with cn__user_get /
+ * cn__group_get. Every change of a cached record must be followed, before
+ * anyone is told about it, by cn__usercache_user_invalidate /
+ * cn__usercache_group_invalidate: the rule and why it is enough are in
+ * node/usercache.c.
+ */
+
+/* clang-format off */
+#define CN_USERCACHE_USERS_MAX         65536u        /* cached users (≈ 80 B + 32 B per device each) */
+#define CN_USERCACHE_GROUPS_MAX        4096u         /* cached groups */
+#define CN_USERCACHE_GROUP_MEMBERS_MAX (256u * 1024) /* member handles held by cached groups (33 B each) */
+#define CN_USERCACHE_SHARDS            16u           /* lock stripes (power of two) */
+#define CN_USERCACHE_MAX_AGE_MS        60000u        /* an entry is reloaded this long after its load */
+/* clang-format on */
+
+/** What the hot paths need of a user record (not created, last_seen, presence_hidden). */
+typedef struct cn_cached_user {
+    bool disabled;
+    uint32_t ndevices; /* <= CN_DEVICES_HARD_MAX */
+    uint8_t devices[CN_DEVICES_HARD_MAX][CN_DEVICE_ID_LEN];
+} cn_cached_user_t;
+
+/** A cached group: its members' handles in join order (roles not kept). Read-only. */
+typedef struct cn_cached_group {
+    uint64_t version;
+    uint32_t n;
+    const char (*members)[CN_HANDLE_MAX + 1];
+} cn_cached_group_t;
+
+/** Bounds of a cache (0: the CN_USERCACHE_* default). */
+typedef struct cn_usercache_limits {
+    uint32_t users, groups, group_members;
+    uint32_t max_age_ms;
+} cn_usercache_limits_t;
+
+/** Counters and sizes, summed over the shards (metrics, tests). */
+typedef struct cn_usercache_stats {
+    /* Evictions: dropped for room (least recently used) or for age. */
+    uint64_t user_hits, user_misses, user_evictions, user_entries;
+    uint64_t group_hits, group_misses, group_evictions, group_entries, group_members;
+    uint64_t invalidations;   /* invalidate calls (users and groups) */
+    uint64_t inserts_refused; /* loads not cached: an invalidation raced them */
+} cn_usercache_stats_t;
+
+/** Returns owned (free with cn__usercache_free); limits NULL: the defaults. NULL on ENOMEM. */
+cn_usercache_t *cn__usercache_new(const cn_usercache_limits_t *limits);
+/** Accepts NULL. No group reference may be held any more. */
+void cn__usercache_free(cn_usercache_t *uc);
+void cn__usercache_stats(cn_usercache_t *uc, cn_usercache_stats_t *out);
+
+/*
+ * The low-level steps, for cn__user_get and cn__group_get and the tests.
+ * find: CN_OK with a copy (users) or a reference (groups: release it);
+ * CN_ENOTFOUND on a miss, with *epoch set to what insert needs. insert
+ * caches a value loaded from the store after that miss, unless an
+ * invalidation of the shard came in between (then it returns false).
+ * Handles must be normalized; everything is borrowed.
+ */
+CN_MUST_USE int cn__usercache_user_find(cn_usercache_t *uc, const char *handle,
+                                        cn_cached_user_t *out, uint64_t *epoch);
+bool cn__usercache_user_insert(cn_usercache_t *uc, const char *handle, const cn_rec_user_t *u,
+                               uint64_t epoch);
+CN_MUST_USE int cn__usercache_group_find(cn_usercache_t *uc, const uint8_t id[CN_GROUP_ID_LEN],
+                                         const cn_cached_group_t **out, uint64_t *epoch);
+/**
+ * Builds the cached form of g and caches it (as for the user insert);
+ * *out receives a reference to it either way (release it). CN_ENOMEM.
+ */
+CN_MUST_USE int cn__usercache_group_insert(cn_usercache_t *uc, const uint8_t id[CN_GROUP_ID_LEN],
+                                           const cn_rec_group_t *g, uint64_t epoch,
+                                           const cn_cached_group_t **out);
+/** Drops a reference from find, insert or cn__group_get. Accepts NULL. */
+void cn__usercache_group_release(const cn_cached_group_t *g);
+
+/** Drops the entry and refuses every insert of its shard loaded before now. Any thread. */
+void cn__usercache_user_invalidate(cn_usercache_t *uc, const char *handle);
+void cn__usercache_group_invalidate(cn_usercache_t *uc, const uint8_t id[CN_GROUP_ID_LEN]);
+/** The lock stripe of a handle, 0..CN_USERCACHE_SHARDS-1 (tests: LRU order is per stripe). */
+unsigned cn__usercache_user_shard(cn_usercache_t *uc, const char *handle);
+/** Invalidates every user (when the changed handle is unknown). */
+void cn__usercache_users_clear(cn_usercache_t *uc);
+
+/**
+ * A user through the cache, loaded from the store on a miss: CN_OK,
+ * CN_ENOTFOUND (not cached), CN_EINVAL or CN_EIO. Any thread.
+ */
+CN_MUST_USE int cn__user_get(cn_server_t *s, const char *handle, cn_cached_user_t *out);
+/** A group through the cache: as cn__user_get; *out is a reference to release. */
+CN_MUST_USE int cn__group_get(cn_server_t *s, const uint8_t id[CN_GROUP_ID_LEN],
+                              const cn_cached_group_t **out);
+/** True when handle is a member of g. */
+bool cn__cached_group_has(const cn_cached_group_t *g, const char *handle);
 
 /* ---------------------------------------------------------------- loop */
 

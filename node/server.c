@@ -215,6 +215,8 @@ int cn_node_new(const cn_node_config_t *cfg, cn_node_t **out)
     CN_ENSURE_OUT(s->presence != NULL, CN_ENOMEM);
     s->links = cn__links_new();
     CN_ENSURE_OUT(s->links != NULL, CN_ENOMEM);
+    s->usercache = cn__usercache_new(NULL);
+    CN_ENSURE_OUT(s->usercache != NULL, CN_ENOMEM);
     CN_TRY_OUT(apply_ratelimits(s));
     char err[256];
     rc = cn__jwt_keys_load(cfg, &s->jwt, err, sizeof(err));
@@ -357,6 +359,7 @@ void cn_node_free(cn_node_t *n)
     cn__push_free(s->push);
     cn__presence_free(s->presence);
     cn__links_free(s->links);
+    cn__usercache_free(s->usercache);
     cn_wipe(&s->jwt, sizeof(s->jwt));
     if (s->tls)
         SSL_CTX_free(s->tls);

@@ -195,9 +195,15 @@ def check_revoke_and_disable(ops, bob_dev):
     again = ops.client("bob", "recv", check=False)
     assert again.returncode == 2 and "revoked" in again.stderr, again
     assert ops.admin("device", "revoke", bob_dev, check=False).returncode == 3
+    # The node caches user records (node/usercache.c); the revoke and the
+    # disable must be seen by the very next send (alice has sent to both).
+    gone = ops.client("alice", "--timeout", "5", "send", "bob", "after revoke", check=False)
+    assert gone.returncode == 2 and "unknown user" in gone.stderr, gone
     ops.admin("user", "disable", "carol")
     refused = ops.client("carol", "recv", check=False)
     assert refused.returncode == 2 and "disabled" in refused.stderr, refused
+    gone = ops.client("alice", "--timeout", "5", "send", "carol", "after disable", check=False)
+    assert gone.returncode == 2 and "unknown user" in gone.stderr, gone
     ops.admin("user", "enable", "carol")
     ops.client("carol", "recv")
 

@@ -8,7 +8,7 @@ target_compile_definitions(cn_integ_harness PRIVATE CN_CHATNODE_BIN="$<TARGET_FI
 add_dependencies(cn_integ_harness chatnode)
 cn_warnings(cn_integ_harness)
 
-foreach(name protocol delivery limits mailbox_pump)
+foreach(name protocol delivery limits mailbox_pump usercache)
     add_executable(test_integration_${name} integration/test_${name}.c)
     target_link_libraries(test_integration_${name} PRIVATE cn_integ_harness)
     cn_warnings(test_integration_${name})
