@@ -120,6 +120,7 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t bo
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__recent_add(&b->recent, r->device_id, r->seq, vlen, body);
     }
     return CN_OK;
 }
@@ -157,6 +158,7 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__recent_add(&b->recent, r->device_id, r->seq, vlen, NULL);
     }
     return store_dedupe(b, op, dkey);
 }
@@ -195,12 +197,23 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
  * reference also releases its body. An entry that does not open or decode
  * is deleted all the same (nobody can read it; the failure is logged and
  * counted where it happens). */
-static int ack_entry(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN__KEY_MAILBOX])
+static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
+                     const uint8_t key[CN__KEY_MAILBOX])
 {
     char *v;
-    size_t vlen;
+    size_t vlen, size;
+    bool shared;
+    uint8_t body[CN__KEY_GMSG];
+    if (cn__recent_take(&b->recent, device, seq, &size, &shared, body)) {
+        /* Written lately: what a read would tell is known. */
+        CN_TRY(cn__quota_adjust(b, device, size, false));
+        if (shared)
+            CN_TRY(cn__refs_release(b, body));
+        cn__batch_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+        return CN_OK;
+    }
     CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
-    size_t size = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
+    size = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
     int rc = cn__quota_adjust(b, device, size, false);
     if (rc < 0) {
         rocksdb_free(v);
@@ -211,7 +224,6 @@ static int ack_entry(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN
     if (rc == CN_OK)
         rc = cn_rec_envelope_decode((const uint8_t *)v, vlen, &env);
     if (rc == CN_OK && env.shared) {
-        uint8_t body[CN__KEY_GMSG];
         memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
         memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
         rc = cn__refs_release(b, body);
@@ -237,7 +249,7 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
         return CN_OK;
     for (uint32_t i = 0; i < op->u.ack.n; i++) {
         cn__key_mailbox(key, id, op->u.ack.seqs[i]);
-        int rc = ack_entry(b, id, key);
+        int rc = ack_entry(b, id, op->u.ack.seqs[i], key);
         if (rc == CN_ENOTFOUND)
             continue;
         CN__APPLY(b, rc);

@@ -131,6 +131,18 @@ typedef struct cn__refs {
     size_t cap, count;
 } cn__refs_t;
 
+/** The mailbox entries the writer wrote last (store/recent.c). */
+#define CN__RECENT_MAX 32768 /* entries remembered (a power of two) */
+typedef struct cn__recent_entry cn__recent_entry_t;
+typedef struct cn__recent {
+    cn__recent_entry_t *entries; /* CN__RECENT_MAX, also the eviction order */
+    uint32_t *buckets;
+    size_t nbuckets;
+    uint32_t next_slot;
+    cn__recent_entry_t *pending; /* added by the current batch */
+    size_t npending;
+} cn__recent_t;
+
 /** The writer's per-batch state, reused from batch to batch. */
 typedef struct cn__batch {
     cn_store_t *s;
@@ -142,6 +154,7 @@ typedef struct cn__batch {
     cn_rec_group_t *group;        /* scratch of the group ops (heap, lazily) */
     cn_buf_t seal;                /* scratch of the sealed values */
     cn__refs_t refs;              /* group message bodies' counts changed by this batch */
+    cn__recent_t recent;          /* mailbox entries written lately: acks skip the read */
     /* Key ring changes of this batch (store/ops_keys.c), settled by
      * cn__keys_end once the batch is written or failed. */
     uint32_t rotated[CN__BATCH_ROTATE_MAX]; /* keys added, in order */
@@ -439,6 +452,18 @@ CN_MUST_USE int cn__refs_flush(cn__batch_t *b);
 /** Forgets the batch's entries (start of a batch). */
 void cn__refs_reset(cn__refs_t *t);
 void cn__refs_dispose(cn__refs_t *t);
+
+/* recent.c (writer thread only) */
+CN_MUST_USE int cn__recent_init(cn__recent_t *r);
+void cn__recent_dispose(cn__recent_t *r);
+/** Remembers an entry of the current batch (body: a reference's, or NULL). */
+void cn__recent_add(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t size,
+                    const uint8_t *body);
+/** Finds and forgets an entry: true with its size (and body when *shared). */
+bool cn__recent_take(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t *size,
+                     bool *shared, uint8_t body[CN__KEY_GMSG]);
+/** Ends a batch: its additions are kept only when it was written. */
+void cn__recent_end(cn__recent_t *r, bool ok);
 
 /* ops_mail.c */
 /** True when a send stores its envelope once (a group send to enough devices). */

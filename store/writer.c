@@ -199,6 +199,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, &ns, &wrote);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
+    cn__recent_end(&b->recent, b->fatal == CN_OK);
     cn__keys_end(b, b->fatal == CN_OK);
     count_batch(s, n, ns, wrote, b->fatal != CN_OK);
 
@@ -263,6 +264,9 @@ int cn__writer_start(cn_store_t *s)
     cn_buf_init(&s->batch.seal);
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
+    /* Without memory for it, acks read the mailbox back: only slower. */
+    if (cn__recent_init(&s->batch.recent) < 0)
+        cn_log_warn("store_recent_unavailable", "entries=%d", CN__RECENT_MAX);
     CN_ENSURE(pthread_mutex_init(&s->mu, NULL) == 0, CN_EINTERNAL);
     if (pthread_cond_init(&s->cv, NULL) != 0) {
         pthread_mutex_destroy(&s->mu);
@@ -301,4 +305,5 @@ void cn__writer_stop(cn_store_t *s)
     s->batch.group = NULL;
     cn__counters_dispose(&s->counters);
     cn__refs_dispose(&s->batch.refs);
+    cn__recent_dispose(&s->batch.recent);
 }
