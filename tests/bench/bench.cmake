@@ -9,3 +9,8 @@ add_executable(chatbench
 target_link_libraries(chatbench PRIVATE chatcrypto chatproto chatcommon PkgConfig::UV OpenSSL::SSL
                       OpenSSL::Crypto)
 cn_warnings(chatbench)
+
+# storebench: the store's CPU per relayed message, without network (docs/PERFORMANCE.md).
+add_executable(storebench ${CN_BENCH_DIR}/storebench.c)
+target_link_libraries(storebench PRIVATE chatstore)
+cn_warnings(storebench)
