@@ -181,6 +181,23 @@ int cn__counter_take(cn__batch_t *b, const uint8_t *device, enum cn__ctr which, 
     return CN_OK;
 }
 
+int cn__qbytes_delta_add(cn__batch_t *b, const uint8_t *device, int64_t d)
+{
+    cn__counter_t *e;
+    CN_TRY(lookup(&b->s->counters, device, &e));
+    CN_TRY(mark_touched(&b->s->counters, e));
+    e->qbytes_delta += d;
+    return CN_OK;
+}
+
+int cn__qbytes_batch_delta(cn__batch_t *b, const uint8_t *device, int64_t *out)
+{
+    cn__counter_t *e;
+    CN_TRY(lookup(&b->s->counters, device, &e));
+    *out = e->touched ? e->qbytes_delta : 0;
+    return CN_OK;
+}
+
 int cn__push_seq_take(cn__batch_t *b, uint64_t *out)
 {
     cn__counters_t *c = &b->s->counters;
@@ -232,6 +249,7 @@ void cn__counters_end(cn__counters_t *c, bool ok)
                 e->valid[w] = false; /* reload what is really on disk */
             e->dirty[w] = false;
         }
+        e->qbytes_delta = 0;
         e->touched = false;
     }
     c->ntouched = 0;

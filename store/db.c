@@ -33,6 +33,8 @@
 #define BLOOM_BITS_PER_KEY     10
 #define MEDIA_MIN_BLOB_SIZE    4096 /* smaller media values (state, index) stay in the tables */
 #define MEMTABLE_BLOOM_RATIO   0.02 /* of the memtable size, for whole-key filters */
+#define DEDUPE_MEMTABLE_BYTES  (4u * 1024 * 1024)
+#define MAILBOX_MEMTABLE_BYTES (8u * 1024 * 1024)
 
 /*
  * The order is the column family ids, which replicas fed shipped WAL
@@ -209,6 +211,7 @@ static void make_cf_options(cn_store_t *s)
     for (int i = 0; i < CN__CF_COUNT; i++)
         s->cfopts[i] = rocksdb_options_create_copy(s->dbopts);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MAILBOX], s->mailbox_filter);
+    rocksdb_options_set_write_buffer_size(s->cfopts[CN__CF_MAILBOX], MAILBOX_MEMTABLE_BYTES);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_DEDUPE], s->dedupe_filter);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_GMSG], s->gmsg_filter);
     /* Every Send looks its (device, message id) up in dedupe, and almost
@@ -217,6 +220,12 @@ static void make_cf_options(cn_store_t *s)
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->cfopts[CN__CF_DEDUPE],
                                                          MEMTABLE_BLOOM_RATIO);
     rocksdb_options_set_memtable_whole_key_filtering(s->cfopts[CN__CF_DEDUPE], 1);
+    /* Dedupe records are never deleted before their TTL, and each Send
+     * inserts one at a random place: in a 64 MiB memtable (400,000 of them)
+     * every insert walks a skip list far larger than the caches. A small
+     * memtable keeps that walk in cache; the flushed files answer lookups
+     * through their bloom filters. */
+    rocksdb_options_set_write_buffer_size(s->cfopts[CN__CF_DEDUPE], DEDUPE_MEMTABLE_BYTES);
     rocksdb_options_set_compaction_filter(s->cfopts[CN__CF_MEDIA], s->media_filter);
     rocksdb_options_set_enable_blob_files(s->cfopts[CN__CF_MEDIA], 1);
     /* Chunks go to blob files; the small records stay in the tables, and

@@ -64,18 +64,31 @@ static int send_check(cn__batch_t *b, cn_store_op_t *op)
     return cn_rec_envelope_encode(&env, &b->v1);
 }
 
-/** CN_OK with *dup set when (from_device, message_id) was stored before. */
+/**
+ * CN_OK with *dup set when (from_device, message_id) was stored before:
+ * by this batch (its unindexed part) or committed. Only sends write
+ * dedupe records, always through the unindexed part, so the indexed one
+ * need not be searched.
+ */
 static int dedupe_lookup(cn__batch_t *b, const uint8_t key[CN__KEY_DEDUPE], bool *dup,
                          cn_rec_dedupe_t *rec)
 {
-    char *v;
-    size_t vlen;
+    const uint8_t *sealed, *plain;
+    char *v = NULL;
+    size_t vlen, plen;
     *dup = false;
-    int rc = cn__batch_get(b, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, &v, &vlen);
-    if (rc == CN_ENOTFOUND)
-        return CN_OK;
-    CN_TRY(rc);
-    rc = cn_rec_dedupe_decode((const uint8_t *)v, vlen, rec);
+    int rc = cn__overlay_get(&b->overlay, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, &sealed, &vlen);
+    if (rc == CN_OK) {
+        CN_TRY(cn__open_copy(b->s, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, sealed, vlen, &b->v2, &plain,
+                             &plen));
+    } else {
+        rc = cn__db_get(b->s, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, &v, &plen);
+        if (rc == CN_ENOTFOUND)
+            return CN_OK;
+        CN_TRY(rc);
+        plain = (const uint8_t *)v;
+    }
+    rc = cn_rec_dedupe_decode(plain, plen, rec);
     rocksdb_free(v);
     if (rc < 0) {
         cn_log_error("store_corrupt", "what=dedupe rc=%s", cn_strerror(rc));
@@ -99,11 +112,14 @@ int cn__ref_encode(const cn_store_op_t *op, cn_buf_t *out)
     return cn_rec_envelope_encode(&ref, out);
 }
 
-/* The body once (its key is the dedupe key: from_device ‖ message_id),
- * then one reference per mailbox. */
-static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t body[CN__KEY_GMSG])
+/* The body once (under from_device ‖ message_id), then one reference per
+ * mailbox. */
+static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
 {
     cn_rec_envelope_t env = op->u.send.env;
+    uint8_t body[CN__KEY_GMSG];
+    memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
+    memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
     env.ciphertext = op->u.send.recipients[0].ciphertext;
     env.shared = false;
     cn_buf_reset(&b->v1);
@@ -119,7 +135,7 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op, const uint8_t bo
         if (!cn__batch_revoked(b, r->device_id))
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
-        cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, body);
     }
     return CN_OK;
@@ -130,7 +146,7 @@ static int store_dedupe(cn__batch_t *b, const cn_store_op_t *op, const uint8_t d
     cn_rec_dedupe_t d = {.server_time = op->u.send.env.server_time, .recipients = op->u.send.n};
     cn_buf_reset(&b->v1);
     CN_TRY(cn_rec_dedupe_encode(&d, &b->v1));
-    cn__batch_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1);
+    cn__overlay_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1);
     return CN_OK;
 }
 
@@ -139,9 +155,8 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
 {
     cn_rec_envelope_t env = op->u.send.env;
     uint8_t key[CN__KEY_MAILBOX];
-    _Static_assert(CN__KEY_DEDUPE == CN__KEY_GMSG, "a body is keyed like its dedupe record");
     if (cn__send_is_shared(op)) {
-        CN_TRY(send_store_shared(b, op, dkey));
+        CN_TRY(send_store_shared(b, op));
         return store_dedupe(b, op, dkey);
     }
     for (uint32_t i = 0; i < op->u.send.n; i++) {
@@ -157,7 +172,7 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
         if (!cn__batch_revoked(b, r->device_id))
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
-        cn__batch_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, NULL);
     }
     return store_dedupe(b, op, dkey);
@@ -209,20 +224,31 @@ static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
         CN_TRY(cn__quota_adjust(b, device, size, false));
         if (shared)
             CN_TRY(cn__refs_release(b, body));
-        cn__batch_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+        cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
         return CN_OK;
     }
-    CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
-    size = cn__plain_len(b->s, CN__CF_MAILBOX, (const uint8_t *)v, vlen);
-    int rc = cn__quota_adjust(b, device, size, false);
+    /* Written by this batch (its unindexed part), or committed. */
+    const uint8_t *raw, *plain;
+    size_t plen;
+    v = NULL;
+    int rc = cn__overlay_get(&b->overlay, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &raw, &vlen);
+    if (rc == CN_ENOTFOUND)
+        return rc;
+    if (rc != CN_OK) {
+        CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
+        raw = (const uint8_t *)v;
+    }
+    size = cn__plain_len(b->s, CN__CF_MAILBOX, raw, vlen);
+    rc = cn__quota_adjust(b, device, size, false);
     if (rc < 0) {
         rocksdb_free(v);
         return rc;
     }
     cn_rec_envelope_t env;
-    rc = cn__open_inplace(b->s, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, (uint8_t *)v, &vlen);
+    rc =
+        cn__open_copy(b->s, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, raw, vlen, &b->v2, &plain, &plen);
     if (rc == CN_OK)
-        rc = cn_rec_envelope_decode((const uint8_t *)v, vlen, &env);
+        rc = cn_rec_envelope_decode(plain, plen, &env);
     if (rc == CN_OK && env.shared) {
         memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
         memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
@@ -233,7 +259,7 @@ static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
     }
     rocksdb_free(v);
     CN_TRY(rc);
-    cn__batch_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+    cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
     return CN_OK;
 }
 

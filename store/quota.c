@@ -79,8 +79,13 @@ static int device_fits(cn__batch_t *b, const uint8_t *device, uint64_t add, uint
     *fits = add <= cap && q <= cap - add;
     if (*fits || add > cap)
         return CN_OK;
-    /* The counter may still count entries that expired: recount. */
+    /* The counter may still count entries that expired: recount. The
+     * iterator does not see this batch's mailbox writes (overlay.c): add
+     * what they changed. */
+    int64_t delta;
     CN_TRY(cn__mailbox_bytes(b, device, &q));
+    CN_TRY(cn__qbytes_batch_delta(b, device, &delta));
+    q = delta < 0 && (uint64_t)-delta > q ? 0 : (uint64_t)((int64_t)q + delta);
     CN_TRY(cn__counter_set(b, device, CN__CTR_QBYTES, q));
     *fits = q <= cap - add;
     return CN_OK;
@@ -120,5 +125,7 @@ int cn__quota_adjust(cn__batch_t *b, const uint8_t *device, uint64_t n, bool add
         q = q > UINT64_MAX - n ? UINT64_MAX : q + n;
     else
         q = q > n ? q - n : 0;
-    return cn__counter_set(b, device, CN__CTR_QBYTES, q);
+    CN_TRY(cn__counter_set(b, device, CN__CTR_QBYTES, q));
+    /* counter_set listed the entry as touched: the delta resets with it. */
+    return cn__qbytes_delta_add(b, device, add ? (int64_t)n : -(int64_t)n);
 }

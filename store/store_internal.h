@@ -111,6 +111,10 @@ typedef struct cn__counter {
     bool valid[CN__CTR_COUNT];    /* loaded from disk (or set by this batch) */
     bool dirty[CN__CTR_COUNT];    /* changed by the current batch */
     bool touched;                 /* listed in touched[] */
+    /* QBYTES changes of the current batch: its mailbox writes are not
+     * seen by iterators through the batch (overlay.c), so a recount adds
+     * them. */
+    int64_t qbytes_delta;
 } cn__counter_t;
 
 /** Open-addressing table of counters; entries never move once allocated. */
@@ -130,6 +134,14 @@ typedef struct cn__refs {
     bool *used;
     size_t cap, count;
 } cn__refs_t;
+
+/** The unindexed part of a batch (store/overlay.c): a log of records and
+ * the newest record per key (slots hold log offset + 1, 0: empty). */
+typedef struct cn__overlay {
+    uint32_t *slots;
+    size_t cap, count, nrecords;
+    cn_buf_t log;
+} cn__overlay_t;
 
 /** The mailbox entries the writer wrote last (store/recent.c). */
 #define CN__RECENT_MAX 32768 /* entries remembered (a power of two) */
@@ -155,6 +167,7 @@ typedef struct cn__batch {
     cn_buf_t seal;                /* scratch of the sealed values */
     cn__refs_t refs;              /* group message bodies' counts changed by this batch */
     cn__recent_t recent;          /* mailbox entries written lately: acks skip the read */
+    cn__overlay_t overlay;        /* mailbox and dedupe writes, not indexed */
     /* Key ring changes of this batch (store/ops_keys.c), settled by
      * cn__keys_end once the batch is written or failed. */
     uint32_t rotated[CN__BATCH_ROTATE_MAX]; /* keys added, in order */
@@ -331,6 +344,10 @@ CN_MUST_USE int cn__counter_get(cn__batch_t *b, const uint8_t *device, enum cn__
 /** Sets a counter; it is written with the batch. */
 CN_MUST_USE int cn__counter_set(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
                                 uint64_t v);
+/** Adds to the batch's QBYTES change of a device (cn__quota_adjust). */
+CN_MUST_USE int cn__qbytes_delta_add(cn__batch_t *b, const uint8_t *device, int64_t d);
+/** The queued bytes the current batch added to (or took off) a device. */
+CN_MUST_USE int cn__qbytes_batch_delta(cn__batch_t *b, const uint8_t *device, int64_t *out);
 /** Hands out the next push event seq. */
 CN_MUST_USE int cn__push_seq_take(cn__batch_t *b, uint64_t *out);
 /** Puts every counter the batch changed into the batch. */
@@ -452,6 +469,23 @@ CN_MUST_USE int cn__refs_flush(cn__batch_t *b);
 /** Forgets the batch's entries (start of a batch). */
 void cn__refs_reset(cn__refs_t *t);
 void cn__refs_dispose(cn__refs_t *t);
+
+/* overlay.c (writer thread only) */
+/** Puts a value (sealed here) into the unindexed part; failures poison the batch. */
+void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                     const cn_buf_t *val);
+void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
+/**
+ * The newest record of a key in the unindexed part: CN_OK with the stored
+ * (sealed) value borrowed in *v, CN_ENOTFOUND when deleted in this batch,
+ * CN_EAGAIN when this batch has not written it (read the database).
+ */
+int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen,
+                    const uint8_t **v, size_t *vlen);
+/** Appends every record, in order, to wb. */
+void cn__overlay_replay(const cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb);
+void cn__overlay_reset(cn__overlay_t *o);
+void cn__overlay_dispose(cn__overlay_t *o);
 
 /* recent.c (writer thread only) */
 CN_MUST_USE int cn__recent_init(cn__recent_t *r);

@@ -109,15 +109,17 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
     return CN_EINVAL;
 }
 
-/* An indexed batch cannot carry range deletes, so when devices were revoked
- * the batch is copied into a plain one and the ranges appended: later ops
- * of this batch cannot have written anything there that must survive. */
-static int write_with_ranges(cn_store_t *s, cn__batch_t *b)
+/* The final batch: the indexed part, the unindexed records (overlay.c),
+ * then the range deletes of revoked devices (an indexed batch cannot carry
+ * those; later ops of this batch cannot have written anything there that
+ * must survive). */
+static int write_combined(cn_store_t *s, cn__batch_t *b)
 {
     size_t size;
     char *err = NULL;
     const char *data = rocksdb_writebatch_wi_data(b->wb, &size);
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create_from(data, size);
+    cn__overlay_replay(&b->overlay, s, wb);
     for (size_t i = 0; i < b->nrevoked; i++) {
         uint8_t lo[CN_DEVICE_ID_LEN], hi[CN_DEVICE_ID_LEN + 10];
         memcpy(lo, b->revoked[i], CN_DEVICE_ID_LEN);
@@ -145,11 +147,11 @@ static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns, bool *wrote)
     int rc;
     *ns = 0;
     *wrote = false;
-    if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->nrevoked == 0)
+    if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->overlay.nrecords == 0 && b->nrevoked == 0)
         return CN_OK;
     *wrote = true;
-    if (b->nrevoked > 0) {
-        rc = write_with_ranges(s, b);
+    if (b->nrevoked > 0 || b->overlay.nrecords > 0) {
+        rc = write_combined(s, b);
     } else {
         rocksdb_write_writebatch_wi(s->db, s->wo, b->wb, &err);
         rc = cn__rdb_err(err, "write");
@@ -188,6 +190,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     bool wrote = false;
     rocksdb_writebatch_wi_clear(b->wb);
     cn__refs_reset(&b->refs);
+    cn__overlay_reset(&b->overlay);
     b->nrevoked = 0;
     b->fatal = CN_OK;
     for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next)
@@ -262,6 +265,7 @@ int cn__writer_start(cn_store_t *s)
     cn_buf_init(&s->batch.v1);
     cn_buf_init(&s->batch.v2);
     cn_buf_init(&s->batch.seal);
+    cn_buf_init(&s->batch.overlay.log);
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
     /* Without memory for it, acks read the mailbox back: only slower. */
@@ -306,4 +310,5 @@ void cn__writer_stop(cn_store_t *s)
     cn__counters_dispose(&s->counters);
     cn__refs_dispose(&s->batch.refs);
     cn__recent_dispose(&s->batch.recent);
+    cn__overlay_dispose(&s->batch.overlay);
 }

@@ -226,6 +226,37 @@ static void test_cap_within_one_batch(void **state)
     assert_int_equal(queued_bytes(f->s, a), cap);
 }
 
+/* A recount inside a batch sees the batch's own appends: they are not
+ * indexed (overlay.c), so the recount adds what the batch changed. */
+static void test_recount_sees_batch_appends(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN], probe[CN_DEVICE_ID_LEN];
+    cn_store_op_t s1, s2;
+    cn_store_recipient_t r1, r2;
+    uint64_t now = cn_now_ms();
+    make_id(a, 8, 1);
+    make_id(probe, 8, 9);
+    uint64_t one = one_size(f, probe), cap = 2 * one;
+    assert_int_equal(send_ex(f->s, SENDER, 1, a, "msg", now - OLD_MS, cap, false, NULL), CN_OK);
+    assert_int_equal(send_ex(f->s, SENDER, 2, a, "msg", now, cap, false, NULL), CN_OK);
+    assert_int_equal(cn__store_compact(f->s, CN__CF_MAILBOX), CN_OK);
+    assert_int_equal(counter(f->s, a), cap); /* stale: one entry expired */
+    /* The first send recounts (one entry) and fits; the second must
+     * count the first, which only this batch holds. */
+    recipient(&r1, a, "msg");
+    op_send(&s1, SENDER, 3, &r1, 1, now);
+    recipient(&r2, a, "msg");
+    op_send(&s2, SENDER, 4, &r2, 1, now);
+    s1.u.send.max_queued_bytes = s2.u.send.max_queued_bytes = cap;
+    cn_store_op_t *ops[] = {&s1, &s2};
+    run_batch_of(f->s, ops, 2);
+    assert_int_equal(s1.result, CN_OK);
+    assert_int_equal(s2.result, CN_ELIMIT);
+    assert_int_equal(queued_bytes(f->s, a), cap);
+    assert_int_equal(counter(f->s, a), cap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +267,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_bytes_reclaimed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_counter_computed_after_restart, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cap_within_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_recount_sees_batch_appends, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
