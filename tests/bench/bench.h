@@ -153,6 +153,8 @@ void bench_conn_send_raw(bench_conn_t *c, const void *p, size_t n);
 void bench_flush_all(void);
 /** Open connections right now. */
 unsigned bench_conn_count(void);
+/** Frees the spare TLS sessions kept for reuse; before exit. */
+void bench_conn_cleanup(void);
 
 /* ---------------------------------------------------------------- users */
 
@@ -170,6 +172,9 @@ typedef struct bench_user {
 
 /** Fills n users with fresh keys and handles "<prefix><proc>x<i>-<run>". */
 void bench_users_make(bench_user_t *u, size_t n, const char *prefix);
+
+/** Frees the process's signing key (bench_send_auth); before exit. */
+void bench_users_cleanup(void);
 
 enum bench_open_mode { BENCH_REGISTER, BENCH_AUTH };
 
