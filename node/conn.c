@@ -22,7 +22,6 @@ static void flush(cn_conn_t *c);
 void cn__conn_thread_exit(void)
 {
     cn_buf_dispose(&t_frame);
-    cn_tls_thread_exit();
 }
 
 static cn_server_t *srv(const cn_conn_t *c)

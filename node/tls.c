@@ -117,48 +117,9 @@ fail:
     return NULL;
 }
 
-/*
- * Spare sessions, per loop thread. SSL_new + two BIO_new and their frees cost
- * about 15 us of the node's ~600 us per connection (SSL_new duplicates the
- * context's certificate, cipher and verify settings; every BIO grows its
- * buffer again); a closed connection's SSL object is instead reset with
- * SSL_clear and handed to the next accept on the same thread. Safe here
- * because nothing of a previous peer can carry over into a new handshake:
- * no session is ever cached or resumed (no tickets, cache off), SSL_clear
- * drops the handshake and record state, and the BIOs are emptied. Objects of
- * another context (a server restarted in the same process) are not reused.
- */
-#define CN_TLS_SPARE_MAX 16
-
-static _Thread_local struct {
-    cn_tls_t *spare[CN_TLS_SPARE_MAX];
-    unsigned n;
-} t_spares;
-
-static void tls_destroy(cn_tls_t *t)
-{
-    SSL_free(t->ssl); /* frees both BIOs */
-    free(t);
-}
-
-/** A spare session of ctx from this thread's list, or NULL. */
-static cn_tls_t *take_spare(SSL_CTX *ctx)
-{
-    while (t_spares.n > 0) {
-        cn_tls_t *t = t_spares.spare[--t_spares.n];
-        if (SSL_get_SSL_CTX(t->ssl) == ctx)
-            return t;
-        tls_destroy(t);
-    }
-    return NULL;
-}
-
 cn_tls_t *cn_tls_new(SSL_CTX *ctx)
 {
-    cn_tls_t *t = take_spare(ctx);
-    if (t)
-        return t;
-    t = calloc(1, sizeof(*t));
+    cn_tls_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     t->ssl = SSL_new(ctx);
@@ -183,26 +144,8 @@ void cn_tls_free(cn_tls_t *t)
 {
     if (!t)
         return;
-    ERR_clear_error();
-    /* Only sessions whose handshake completed are kept: a failed one (a
-     * scanner, a TLS 1.2 client) is freed, so a spare never carries an error
-     * state. SSL_set_session(NULL) drops the finished session now rather than
-     * with the next handshake; SSL_clear keeps the accept state and the
-     * context's settings. */
-    if (t_spares.n < CN_TLS_SPARE_MAX && SSL_is_init_finished(t->ssl) &&
-        SSL_set_session(t->ssl, NULL) == 1 && SSL_clear(t->ssl) == 1 && BIO_reset(t->rbio) == 1 &&
-        BIO_reset(t->wbio) == 1) {
-        t_spares.spare[t_spares.n++] = t;
-        return;
-    }
-    ERR_clear_error();
-    tls_destroy(t);
-}
-
-void cn_tls_thread_exit(void)
-{
-    while (t_spares.n > 0)
-        tls_destroy(t_spares.spare[--t_spares.n]);
+    SSL_free(t->ssl);
+    free(t);
 }
 
 /** Maps the result of an SSL call (r <= 0) to a cn error. */

@@ -59,16 +59,9 @@ typedef struct cn_tls cn_tls_t;
  */
 SSL_CTX *cn_tls_server_ctx_new(const char *cert_file, const char *key_file);
 
-/**
- * A server-side TLS session over memory BIOs; owned; cn_tls_free. Loop
- * thread only: a freed session is kept (reset) for the next cn_tls_new of the
- * same thread and context, up to a few per thread.
- */
+/** A server-side TLS session over memory BIOs; owned; cn_tls_free. */
 cn_tls_t *cn_tls_new(SSL_CTX *ctx);
-/** Releases t (NULL is fine) to this thread's spares, or frees it. */
 void cn_tls_free(cn_tls_t *t);
-/** Frees this thread's spare sessions; call before the thread ends. */
-void cn_tls_thread_exit(void);
 
 /**
  * Feeds n bytes received from the socket, then decrypts into plain

@@ -153,8 +153,6 @@ void bench_conn_send_raw(bench_conn_t *c, const void *p, size_t n);
 void bench_flush_all(void);
 /** Open connections right now. */
 unsigned bench_conn_count(void);
-/** Frees the spare TLS sessions kept for reuse; before exit. */
-void bench_conn_cleanup(void);
 
 /* ---------------------------------------------------------------- users */
 

@@ -57,42 +57,10 @@ static void mark_dirty(bench_conn_t *c)
 
 /* ---------------------------------------------------------------- close */
 
-/*
- * Spare client sessions, as in node/tls.c: an SSL object whose handshake
- * completed is reset and reused by the next connection instead of SSL_new +
- * two BIO_new and their frees. Every connect stays a full handshake: the
- * context caches no session, the finished one is dropped here
- * (SSL_set_session(NULL)), the node sends no tickets, and tls_ready refuses
- * a resumed handshake.
- */
-#define SPARE_MAX 64
-
-static SSL *g_spare[SPARE_MAX];
-static unsigned g_nspare;
-
-static void ssl_release(SSL *ssl)
-{
-    ERR_clear_error();
-    if (ssl && g_nspare < SPARE_MAX && SSL_is_init_finished(ssl) &&
-        SSL_set_session(ssl, NULL) == 1 && SSL_clear(ssl) == 1 &&
-        BIO_reset(SSL_get_rbio(ssl)) == 1 && BIO_reset(SSL_get_wbio(ssl)) == 1) {
-        g_spare[g_nspare++] = ssl;
-        return;
-    }
-    ERR_clear_error();
-    SSL_free(ssl); /* frees both BIOs */
-}
-
-void bench_conn_cleanup(void)
-{
-    while (g_nspare > 0)
-        SSL_free(g_spare[--g_nspare]);
-}
-
 static void on_closed(uv_handle_t *h)
 {
     bench_conn_t *c = h->data;
-    ssl_release(c->ssl);
+    SSL_free(c->ssl); /* frees both BIOs */
     cn_buf_dispose(&c->in);
     cn_buf_dispose(&c->out);
     cn_buf_dispose(&c->msg);
@@ -373,6 +341,8 @@ static bool read_frames(bench_conn_t *c)
 
 static void tls_ready(bench_conn_t *c)
 {
+    /* Every connect is a full handshake: the client caches no session and
+     * the node sends no tickets; a resumption here would falsify connect. */
     if (SSL_session_reused(c->ssl)) {
         g_bench.fatal = "a handshake was resumed (connect must measure full handshakes)";
         conn_fail(c, UV_EPROTO);
@@ -511,24 +481,18 @@ bench_conn_t *bench_conn_new(const bench_conn_cbs_t *cb, void *ud, unsigned sour
         return NULL;
     }
     c->tcp.data = c;
+    c->ssl = SSL_new(g_bench.ctx);
+    c->net_in = BIO_new(BIO_s_mem());
+    c->net_out = BIO_new(BIO_s_mem());
     g_open++;
-    if (g_nspare > 0) {
-        c->ssl = g_spare[--g_nspare];
-        c->net_in = SSL_get_rbio(c->ssl);
-        c->net_out = SSL_get_wbio(c->ssl);
-    } else {
-        c->ssl = SSL_new(g_bench.ctx);
-        c->net_in = BIO_new(BIO_s_mem());
-        c->net_out = BIO_new(BIO_s_mem());
-        if (!c->ssl || !c->net_in || !c->net_out) {
-            BIO_free(c->net_in);
-            BIO_free(c->net_out);
-            conn_fail(c, UV_ENOMEM);
-            return NULL;
-        }
-        BIO_set_mem_eof_return(c->net_in, -1);
-        SSL_set_bio(c->ssl, c->net_in, c->net_out);
+    if (!c->ssl || !c->net_in || !c->net_out) {
+        BIO_free(c->net_in);
+        BIO_free(c->net_out);
+        conn_fail(c, UV_ENOMEM);
+        return NULL;
     }
+    BIO_set_mem_eof_return(c->net_in, -1);
+    SSL_set_bio(c->ssl, c->net_in, c->net_out);
     SSL_set_connect_state(c->ssl);
     SSL_set_tlsext_host_name(c->ssl, g_bench.o.sni);
     if (!g_bench.o.insecure)
