@@ -9,7 +9,12 @@
  *   state is kept per connection or per context (memory per idle
  *   connection matters more than a saved round trip).
  * - SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers while a
- *   connection is idle.
+ *   connection is idle; small records are decrypted through a per-thread
+ *   record buffer so the connection's input buffer stays small too.
+ * - SSL_MODE_NO_AUTO_CHAIN: the certificate file is the chain sent.
+ * - Tried and dropped (docs/PERFORMANCE.md "connect"): restricting groups or
+ *   signature algorithms and reusing SSL objects with SSL_clear; neither
+ *   changed the cost of a handshake measurably.
  * - ALPN: "http/1.1" is selected when offered (the WebSocket handshake is
  *   HTTP/1.1); any other offer is left unanswered rather than refused.
  * - Failures caused by peers are logged at debug level only: a scanner can
@@ -72,7 +77,10 @@ static int ctx_configure(SSL_CTX *ctx)
     /* RFC 8446 4.6.1: sending zero NewSessionTicket messages is allowed. */
     CN_ENSURE(SSL_CTX_set_num_tickets(ctx, 0) == 1, CN_EINTERNAL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* The chain sent is exactly the certificate file's (leaf first, then any
+     * intermediates): without NO_AUTO_CHAIN OpenSSL would try to build a chain
+     * from the context's (empty) trust store on every handshake. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return CN_OK;
 }
@@ -161,17 +169,30 @@ static int ssl_result(cn_tls_t *t, int r, const char *what)
     }
 }
 
+/*
+ * Decryption target when plain has less than one record of room: a record is
+ * decrypted here and only its bytes are appended, so a connection's input
+ * buffer grows to what it holds (a few hundred bytes for the upgrade and the
+ * Auth) instead of to two 16 KiB chunks reserved just in case. One per loop
+ * thread; only that thread's connections use it.
+ */
+static _Thread_local uint8_t t_record[CN_TLS_READ_CHUNK];
+
 /** Decrypts every complete record in the read BIO into plain. */
 static int read_plain(cn_tls_t *t, cn_buf_t *plain)
 {
     for (;;) {
         size_t got = 0;
-        CN_TRY(cn_buf_reserve(plain, CN_TLS_READ_CHUNK));
+        bool direct = plain->cap - plain->len >= CN_TLS_READ_CHUNK;
+        uint8_t *dst = direct ? plain->data + plain->len : t_record;
         ERR_clear_error();
-        int r = SSL_read_ex(t->ssl, plain->data + plain->len, CN_TLS_READ_CHUNK, &got);
+        int r = SSL_read_ex(t->ssl, dst, CN_TLS_READ_CHUNK, &got);
         if (r != 1)
             return ssl_result(t, r, "read");
-        plain->len += got;
+        if (direct)
+            plain->len += got;
+        else
+            CN_TRY(cn_buf_append(plain, t_record, got));
     }
 }
 

@@ -2,6 +2,9 @@
 # Creates a self-signed development TLS certificate for localhost and
 # 127.0.0.1 (usable as its own CA with `chatclient --ca`), unless present.
 # usage: dev-cert.sh DIR
+# P-256 on purpose: with OpenSSL 3.0 an ECDSA P-256 signature costs the node
+# about half an Ed25519 one per handshake, and clients verify it faster too
+# (docs/PERFORMANCE.md "connect").
 set -euo pipefail
 dir=${1:?usage: dev-cert.sh DIR}
 mkdir -p "$dir"

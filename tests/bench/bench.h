@@ -171,6 +171,9 @@ typedef struct bench_user {
 /** Fills n users with fresh keys and handles "<prefix><proc>x<i>-<run>". */
 void bench_users_make(bench_user_t *u, size_t n, const char *prefix);
 
+/** Frees the process's signing key (bench_send_auth); before exit. */
+void bench_users_cleanup(void);
+
 enum bench_open_mode { BENCH_REGISTER, BENCH_AUTH };
 
 /**

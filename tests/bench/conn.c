@@ -341,6 +341,13 @@ static bool read_frames(bench_conn_t *c)
 
 static void tls_ready(bench_conn_t *c)
 {
+    /* Every connect is a full handshake: the client caches no session and
+     * the node sends no tickets; a resumption here would falsify connect. */
+    if (SSL_session_reused(c->ssl)) {
+        g_bench.fatal = "a handshake was resumed (connect must measure full handshakes)";
+        conn_fail(c, UV_EPROTO);
+        return;
+    }
     if (SSL_export_keying_material(c->ssl, c->exporter, CN_EXPORTER_LEN, CN_EXPORTER_LABEL,
                                    strlen(CN_EXPORTER_LABEL), NULL, 0, 0) != 1) {
         conn_fail(c, UV_EPROTO);

@@ -634,5 +634,6 @@ int main(int argc, char **argv)
     report(total, rc, node_cpu);
     free(total);
     SSL_CTX_free(g_bench.ctx);
+    bench_users_cleanup();
     return rc == 0 ? 0 : 1;
 }
