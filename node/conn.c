@@ -145,6 +145,8 @@ static void release_idle_buffers(cn_conn_t *c)
         cn_buf_dispose(&c->plain_out);
     if (c->plain_in.len == c->plain_in.rpos && c->plain_in.cap)
         cn_buf_dispose(&c->plain_in);
+    if (!c->writing && c->out.len == c->out.rpos)
+        cn_tls_release_idle(c->tls);
 }
 
 static void on_write(uv_write_t *req, int status)

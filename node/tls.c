@@ -12,6 +12,9 @@
  *   connection is idle; small records are decrypted through a per-thread
  *   record buffer so the connection's input buffer stays small too.
  * - SSL_MODE_NO_AUTO_CHAIN: the certificate file is the chain sent.
+ * - The memory BIOs keep the capacity of the largest chunk that went
+ *   through them (the handshake flight, a burst of deliveries); an idle
+ *   connection swaps them for empty ones (cn_tls_release_idle).
  * - Tried and dropped (docs/PERFORMANCE.md "connect"): restricting groups or
  *   signature algorithms and reusing SSL objects with SSL_clear; neither
  *   changed the cost of a handshake measurably.
@@ -23,6 +26,7 @@
 #include "node/transport.h"
 
 #include <limits.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
@@ -120,6 +124,40 @@ SSL_CTX *cn_tls_server_ctx_new(const char *cert_file, const char *key_file)
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/** BUF_MEM capacity of a memory BIO (0 when it has none). */
+static size_t bio_capacity(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+    BIO_get_mem_ptr(b, &bm);
+    return bm ? bm->max : 0;
+}
+
+size_t cn_tls_bio_capacity(cn_tls_t *t)
+{
+    return bio_capacity(t->rbio) + bio_capacity(t->wbio);
+}
+
+void cn_tls_release_idle(cn_tls_t *t)
+{
+    if (!t || !SSL_is_init_finished(t->ssl) || SSL_pending(t->ssl) > 0 ||
+        BIO_ctrl_pending(t->rbio) > 0 || BIO_ctrl_pending(t->wbio) > 0)
+        return;
+    if (bio_capacity(t->rbio) <= CN_TLS_IDLE_BIO_KEEP &&
+        bio_capacity(t->wbio) <= CN_TLS_IDLE_BIO_KEEP)
+        return;
+    BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+    if (!r || !w) {
+        BIO_free(r);
+        BIO_free(w);
+        ERR_clear_error();
+        return; /* keep the old ones: only memory */
+    }
+    BIO_set_mem_eof_return(r, -1);
+    SSL_set_bio(t->ssl, r, w); /* frees the old pair */
+    t->rbio = r;
+    t->wbio = w;
 }
 
 cn_tls_t *cn_tls_new(SSL_CTX *ctx)

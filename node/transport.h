@@ -79,6 +79,17 @@ CN_MUST_USE int cn_tls_take_output(cn_tls_t *t, cn_buf_t *out);
 
 bool cn_tls_handshake_done(const cn_tls_t *t);
 
+/**
+ * Frees the memory BIOs' buffers of a connection with nothing in flight
+ * when they grew past CN_TLS_IDLE_BIO_KEEP (the handshake's flight, a
+ * burst): a memory BIO keeps its largest size forever. Call when the
+ * connection's own buffers are released.
+ */
+#define CN_TLS_IDLE_BIO_KEEP 512
+void cn_tls_release_idle(cn_tls_t *t);
+/** Bytes the two memory BIOs hold room for (tests, memory accounting). */
+size_t cn_tls_bio_capacity(cn_tls_t *t);
+
 /** RFC 9266 style channel binding value for this connection. */
 CN_MUST_USE int cn_tls_exporter(cn_tls_t *t, uint8_t out[32]);
 
