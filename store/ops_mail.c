@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define ACK_SCAN_MIN 8 /* ascending seqs from which an ack walks an iterator */
+
 static int cmp_device(const void *a, const void *b)
 {
     return memcmp(*(const uint8_t *const *)a, *(const uint8_t *const *)b, CN_DEVICE_ID_LEN);
@@ -206,61 +208,128 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     return CN_OK;
 }
 
-/* Deletes one mailbox entry of device (CN_ENOTFOUND: none) and takes its
- * plaintext bytes off the device's queued bytes, before the mailbox
- * changes (a counter loaded for the first time is computed from it). A
- * reference also releases its body. An entry that does not open or decode
- * is deleted all the same (nobody can read it; the failure is logged and
- * counted where it happens). */
-static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
-                     const uint8_t key[CN__KEY_MAILBOX])
+/* Deletes one stored mailbox entry (raw: its stored, sealed bytes) and
+ * takes its plaintext bytes off the device's queued bytes, before the
+ * mailbox changes (a counter loaded for the first time is computed from
+ * it). A reference also releases its body. An entry that does not open or
+ * decode is deleted all the same (nobody can read it; the failure is
+ * logged and counted where it happens). */
+static int ack_raw(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN__KEY_MAILBOX],
+                   const uint8_t *raw, size_t vlen)
 {
-    char *v;
-    size_t vlen, size;
-    bool shared;
-    uint8_t body[CN__KEY_GMSG];
-    if (cn__recent_take(&b->recent, device, seq, &size, &shared, body)) {
-        /* Written lately: what a read would tell is known. */
-        CN_TRY(cn__quota_adjust(b, device, size, false));
-        if (shared)
-            CN_TRY(cn__refs_release(b, body));
-        cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
-        return CN_OK;
-    }
-    /* Written by this batch (its unindexed part), or committed. */
-    const uint8_t *raw, *plain;
+    const uint8_t *plain;
     size_t plen;
-    v = NULL;
-    int rc = cn__overlay_get(&b->overlay, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &raw, &vlen);
-    if (rc == CN_ENOTFOUND)
-        return rc;
-    if (rc != CN_OK) {
-        CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
-        raw = (const uint8_t *)v;
-    }
-    size = cn__plain_len(b->s, CN__CF_MAILBOX, raw, vlen);
-    rc = cn__quota_adjust(b, device, size, false);
-    if (rc < 0) {
-        rocksdb_free(v);
-        return rc;
-    }
+    uint8_t body[CN__KEY_GMSG];
+    CN_TRY(cn__quota_adjust(b, device, cn__plain_len(b->s, CN__CF_MAILBOX, raw, vlen), false));
     cn_rec_envelope_t env;
-    rc =
+    int rc =
         cn__open_copy(b->s, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, raw, vlen, &b->v2, &plain, &plen);
     if (rc == CN_OK)
         rc = cn_rec_envelope_decode(plain, plen, &env);
     if (rc == CN_OK && env.shared) {
         memcpy(body, env.from_device, CN_DEVICE_ID_LEN);
         memcpy(body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
-        rc = cn__refs_release(b, body);
+        CN_TRY(cn__refs_release(b, body));
     } else if (rc < 0) {
         cn_log_error("store_corrupt", "what=mailbox_ack rc=%s", cn_strerror(rc));
-        rc = CN_OK;
     }
-    rocksdb_free(v);
-    CN_TRY(rc);
     cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
     return CN_OK;
+}
+
+/* What this batch knows of an entry without reading the database: the
+ * writer's recent hint (handled here), or the batch's own write of it.
+ * CN_OK: acked; CN_ENOTFOUND: deleted in this batch; CN_EAGAIN: read it. */
+static int ack_known(cn__batch_t *b, const uint8_t *device, uint64_t seq,
+                     const uint8_t key[CN__KEY_MAILBOX])
+{
+    size_t size, vlen;
+    bool shared;
+    uint8_t body[CN__KEY_GMSG];
+    const uint8_t *raw;
+    if (cn__recent_take(&b->recent, device, seq, &size, &shared, body)) {
+        CN_TRY(cn__quota_adjust(b, device, size, false));
+        if (shared)
+            CN_TRY(cn__refs_release(b, body));
+        cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+        return CN_OK;
+    }
+    int rc = cn__overlay_get(&b->overlay, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &raw, &vlen);
+    if (rc == CN_OK)
+        return ack_raw(b, device, key, raw, vlen);
+    return rc;
+}
+
+/* One entry: CN_OK when deleted, CN_ENOTFOUND when there was none. */
+static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
+                     const uint8_t key[CN__KEY_MAILBOX])
+{
+    char *v;
+    size_t vlen;
+    int rc = ack_known(b, device, seq, key);
+    if (rc != CN_EAGAIN)
+        return rc;
+    CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
+    rc = ack_raw(b, device, key, (const uint8_t *)v, vlen);
+    rocksdb_free(v);
+    return rc;
+}
+
+/* Many ascending seqs (a drain acks 256 at a time): one iterator walks the
+ * committed mailbox alongside instead of a point read per seq. The batch's
+ * own writes of these keys are in its unindexed part, seen by ack_known;
+ * the indexed part only ever re-seals existing values. */
+static int ack_scan(cn__batch_t *b, cn_store_op_t *op)
+{
+    const uint8_t *id = op->u.ack.device_id;
+    uint8_t key[CN__KEY_MAILBOX];
+    cn__iter_t it;
+    bool open = false;
+    int rc = CN_OK;
+    for (uint32_t i = 0; i < op->u.ack.n && rc >= 0; i++) {
+        uint64_t seq = op->u.ack.seqs[i];
+        cn__key_mailbox(key, id, seq);
+        rc = ack_known(b, id, seq, key);
+        if (rc == CN_OK)
+            op->u.ack.deleted++;
+        if (rc != CN_EAGAIN) {
+            rc = rc == CN_ENOTFOUND ? CN_OK : rc;
+            continue;
+        }
+        if (!open) {
+            rc = cn__iter_open(b->s, NULL, CN__CF_MAILBOX, id, CN_DEVICE_ID_LEN, 8, key,
+                               sizeof(key), &it);
+            if (rc < 0)
+                break;
+            open = true;
+        }
+        size_t klen = 0, vlen;
+        const uint8_t *k = NULL;
+        while (cn__iter_valid(&it) && (k = cn__iter_key(&it, &klen)) != NULL &&
+               (klen != CN__KEY_MAILBOX || cn_load_u64be(k + CN_DEVICE_ID_LEN) < seq))
+            cn__iter_next(&it);
+        rc = CN_OK;
+        if (!cn__iter_valid(&it) || klen != CN__KEY_MAILBOX ||
+            cn_load_u64be(k + CN_DEVICE_ID_LEN) != seq)
+            continue; /* not stored (acked before, expired) */
+        const uint8_t *raw = (const uint8_t *)rocksdb_iter_value(it.it, &vlen);
+        rc = ack_raw(b, id, key, raw, vlen);
+        if (rc == CN_OK)
+            op->u.ack.deleted++;
+    }
+    if (open) {
+        int crc = cn__iter_close(&it);
+        rc = rc < 0 ? rc : crc;
+    }
+    return rc;
+}
+
+static bool ascending(const uint64_t *seqs, uint32_t n)
+{
+    for (uint32_t i = 1; i < n; i++)
+        if (seqs[i] <= seqs[i - 1])
+            return false;
+    return true;
 }
 
 int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
@@ -273,6 +342,10 @@ int cn__op_ack(cn__batch_t *b, cn_store_op_t *op)
     /* The mailbox of a device revoked earlier in this batch is gone. */
     if (cn__batch_revoked(b, id))
         return CN_OK;
+    if (op->u.ack.n >= ACK_SCAN_MIN && ascending(op->u.ack.seqs, op->u.ack.n)) {
+        CN__APPLY(b, ack_scan(b, op));
+        return CN_OK;
+    }
     for (uint32_t i = 0; i < op->u.ack.n; i++) {
         cn__key_mailbox(key, id, op->u.ack.seqs[i]);
         int rc = ack_entry(b, id, op->u.ack.seqs[i], key);

@@ -266,6 +266,56 @@ static void test_ack_without_read_back(void **state)
     assert_false(has_body(f->s, 9));
 }
 
+/* Acks of many ascending seqs walk an iterator (ack_scan): entries only on
+ * disk, missing ones, a reference among them, and entries this very batch
+ * wrote, all counted once. */
+static void test_ack_scan(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    uint32_t deleted;
+    devices(ids, r, BODY);
+    for (uint8_t m = 1; m <= 20; m++)
+        assert_int_equal(send1(f->s, SENDER, (uint8_t)(100 + m), ids[0], "plain", NULL), CN_OK);
+    assert_int_equal(send_shared(f->s, 11, r, NDEV, 1000), CN_OK); /* seq 21 for ids[0] */
+    fx_reopen(f); /* nothing remembered: every entry is read from disk */
+    uint64_t five = 5;
+    assert_int_equal(ack_seqs(f->s, ids[0], &five, 1, &deleted), CN_OK);
+    uint64_t seqs[22];
+    for (int i = 0; i < 21; i++)
+        seqs[i] = (uint64_t)i + 1;
+    seqs[21] = 25; /* never stored */
+    assert_int_equal(ack_seqs(f->s, ids[0], seqs, 22, &deleted), CN_OK);
+    assert_int_equal(deleted, 20);
+    assert_int_equal(depth(f->s, ids[0]), 0);
+    assert_int_equal(queued_bytes(f->s, ids[0]), 0);
+    assert_int_equal(refs(f->s, 11), NDEV - 1);
+
+    /* Sends and the ack of what they stored, in one batch. */
+    cn_store_op_t sends[10], ack, *ops[11];
+    cn_store_recipient_t one[10];
+    uint64_t more[10];
+    for (int i = 0; i < 10; i++) {
+        recipient(&one[i], ids[0], "same batch");
+        op_send(&sends[i], SENDER, (uint8_t)(200 + i), &one[i], 1, 1000);
+        ops[i] = &sends[i];
+        more[i] = 22 + (uint64_t)i;
+    }
+    memset(&ack, 0, sizeof(ack));
+    ack.type = CN_OP_ACK;
+    memcpy(ack.u.ack.device_id, ids[0], CN_DEVICE_ID_LEN);
+    ack.u.ack.n = 10;
+    ack.u.ack.seqs = more;
+    ops[10] = &ack;
+    run_batch_of(f->s, ops, 11);
+    assert_int_equal(ack.result, CN_OK);
+    assert_int_equal(one[9].seq, 31);
+    assert_int_equal(ack.u.ack.deleted, 10);
+    assert_int_equal(depth(f->s, ids[0]), 0);
+    assert_int_equal(queued_bytes(f->s, ids[0]), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -276,6 +326,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_and_single_device, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_expired_body, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_without_read_back, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_scan, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
