@@ -23,16 +23,10 @@
 
 #define COUNTERS_INITIAL_CAP 64
 
-/* FNV-1a over the whole id; ids are public keys, but a client can grind
- * prefixes, so hash every byte rather than take the first eight. */
+/* Keyed (hash.c): ids are public keys, and a client can grind them. */
 static uint64_t id_hash(const uint8_t *id)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < CN_DEVICE_ID_LEN; i++) {
-        h ^= id[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return cn__hash(id, CN_DEVICE_ID_LEN, 0);
 }
 
 static int grow(cn__counters_t *c)

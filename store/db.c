@@ -307,6 +307,7 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     CN_ENSURE(opts->sync <= CN_SYNC_NONE, CN_EINVAL);
     /* The media digests use libsodium's SHA-256. */
     CN_ENSURE(sodium_init() >= 0, CN_EINTERNAL);
+    cn__hash_init();
     cn_store_t *s = calloc(1, sizeof(*s));
     CN_ENSURE(s != NULL, CN_ENOMEM);
     fill_defaults(&s->opts, opts);

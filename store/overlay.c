@@ -29,12 +29,7 @@
 
 static uint64_t key_hash(enum cn__cf cf, const uint8_t *key, size_t klen)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)cf;
-    for (size_t i = 0; i < klen; i++) {
-        h ^= key[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return cn__hash(key, klen, (uint64_t)cf);
 }
 
 static const uint8_t *rec_at(const cn__overlay_t *o, uint32_t off)

@@ -35,12 +35,7 @@ struct cn__recent_entry {
 
 static uint32_t bucket_of(const cn__recent_t *r, const uint8_t *device, uint64_t seq)
 {
-    uint64_t h = 1469598103934665603ull ^ seq;
-    for (size_t i = 0; i < CN_DEVICE_ID_LEN; i++) {
-        h ^= device[i];
-        h *= 1099511628211ull;
-    }
-    return (uint32_t)(h & (r->nbuckets - 1));
+    return (uint32_t)(cn__hash(device, CN_DEVICE_ID_LEN, seq) & (r->nbuckets - 1));
 }
 
 int cn__recent_init(cn__recent_t *r)

@@ -23,12 +23,7 @@ struct cn__ref {
 
 static uint64_t body_hash(const uint8_t *body)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < CN__KEY_GMSG; i++) {
-        h ^= body[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return cn__hash(body, CN__KEY_GMSG, 0);
 }
 
 static int grow(cn__refs_t *t)

@@ -331,6 +331,12 @@ CN_MUST_USE int cn__meta_name_ok(const char *name);
 /** True for a handle already in normal form. */
 bool cn__handle_ok(const char *handle);
 
+/* hash.c */
+/** Sets the process's random hash key (cn_store_open; idempotent). */
+void cn__hash_init(void);
+/** Keyed hash of n bytes (SipHash-2-4), mixed with tweak. */
+uint64_t cn__hash(const void *p, size_t n, uint64_t tweak);
+
 /* counters.c (writer thread only) */
 /** Hands out the next value of a device's counter, loading it on first use. */
 CN_MUST_USE int cn__counter_take(cn__batch_t *b, const uint8_t *device, enum cn__ctr which,
