@@ -20,6 +20,7 @@
 #include <cmocka.h>
 /* clang-format on */
 #include "node/transport.h"
+#include "tests/unit/node/ws_test_frames.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,47 +28,9 @@
 #define MAX_MSG   1000
 #define LARGE_MAX (512u * 1024u) /* CN_WS_MESSAGE_MAX, the node's limit */
 
-#define OP_CONT   0x0
-#define OP_TEXT   0x1
-#define OP_BINARY 0x2
-#define OP_CLOSE  0x8
-#define OP_PING   0x9
-#define OP_PONG   0xa
-#define FIN       0x80
-#define RSV1      0x40
-
-static const uint8_t mask_key[4] = {0xa5, 0x01, 0x7e, 0xc3};
+#define RSV1 0x40
 
 /* ------------------------------------------------------------ builders */
-
-/** Appends a client frame announcing `announced` bytes (encoding len_bytes 0/2/8, 0 = minimal). */
-static void frame_ex(cn_buf_t *b, uint8_t b0, bool masked, uint64_t announced, int len_bytes,
-                     const void *payload, size_t n)
-{
-    uint8_t m = masked ? 0x80 : 0;
-    assert_int_equal(cn_buf_put_u8(b, b0), CN_OK);
-    if (len_bytes == 0)
-        len_bytes = announced < 126 ? 0 : announced < 65536 ? 2 : 8;
-    if (len_bytes == 0) {
-        assert_int_equal(cn_buf_put_u8(b, (uint8_t)(m | announced)), CN_OK);
-    } else if (len_bytes == 2) {
-        assert_int_equal(cn_buf_put_u8(b, m | 126), CN_OK);
-        assert_int_equal(cn_buf_put_u16be(b, (uint16_t)announced), CN_OK);
-    } else {
-        assert_int_equal(cn_buf_put_u8(b, m | 127), CN_OK);
-        assert_int_equal(cn_buf_put_u64be(b, announced), CN_OK);
-    }
-    if (masked)
-        assert_int_equal(cn_buf_append(b, mask_key, 4), CN_OK);
-    const uint8_t *p = payload;
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(cn_buf_put_u8(b, masked ? p[i] ^ mask_key[i % 4] : p[i]), CN_OK);
-}
-
-static void frame(cn_buf_t *b, uint8_t b0, const void *payload, size_t n)
-{
-    frame_ex(b, b0, true, n, 0, payload, n);
-}
 
 static void close_raw(cn_buf_t *b, uint16_t code, const void *reason, size_t n)
 {
