@@ -14,3 +14,7 @@ cn_warnings(chatbench)
 add_executable(storebench ${CN_BENCH_DIR}/storebench.c)
 target_link_libraries(storebench PRIVATE chatstore)
 cn_warnings(storebench)
+
+# writefloor: the cost of one small loopback write per socket (the fan-out's floor).
+add_executable(writefloor ${CN_BENCH_DIR}/writefloor.c)
+cn_warnings(writefloor)
