@@ -23,6 +23,9 @@
 #include <string.h>
 
 #define OVERLAY_INITIAL_CAP 1024
+/* Kept between batches up to these sizes; a larger batch's room is freed. */
+#define OVERLAY_KEEP_LOG   (16u * 1024 * 1024)
+#define OVERLAY_KEEP_SLOTS (64u * 1024)
 
 /* Record layout in the log: cf u8, deleted u8, klen u16, vlen u32, key, value. */
 #define REC_HEAD 8
@@ -161,10 +164,17 @@ void cn__overlay_replay(const cn__overlay_t *o, cn_store_t *s, rocksdb_writebatc
 
 void cn__overlay_reset(cn__overlay_t *o)
 {
-    if (o->count)
+    if (o->cap > OVERLAY_KEEP_SLOTS) {
+        free(o->slots);
+        o->slots = NULL;
+        o->cap = 0;
+    } else if (o->count) {
         memset(o->slots, 0, o->cap * sizeof(*o->slots));
+    }
     o->count = 0;
     o->nrecords = 0;
+    if (o->log.cap > OVERLAY_KEEP_LOG)
+        cn_buf_dispose(&o->log);
     cn_buf_reset(&o->log);
 }
 
