@@ -183,16 +183,21 @@ static void cmd_device_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_
 /*
  * The revoked device's user has a new device list: drop it from the user
  * cache before the command is answered (node/usercache.c). The device
- * record names the user; when it cannot be read, every user goes.
+ * record names the user (copied to user, "" when unknown); when it cannot
+ * be read, every user goes.
  */
-static void revoked_invalidate(cn_server_t *s, const uint8_t id[CN_DEVICE_ID_LEN])
+static void revoked_invalidate(cn_server_t *s, const uint8_t id[CN_DEVICE_ID_LEN],
+                               char user[CN_HANDLE_MAX + 1])
 {
     cn_rec_device_t d;
+    user[0] = '\0';
     int rc = cn_store_device_get(s->store, id, &d);
-    if (rc == CN_OK)
+    if (rc == CN_OK) {
         cn__usercache_user_invalidate(s->usercache, d.user);
-    else if (rc != CN_ENOTFOUND) /* an unknown device: nothing was revoked */
+        snprintf(user, CN_HANDLE_MAX + 1, "%s", d.user);
+    } else if (rc != CN_ENOTFOUND) { /* an unknown device: nothing was revoked */
         cn__usercache_users_clear(s->usercache);
+    }
 }
 
 static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t *resp)
@@ -202,14 +207,18 @@ static void cmd_device_revoke(cn_server_t *s, const cn_admin_msg_t *req, cn_admi
     op.type = CN_OP_REVOKE;
     if (!cn__admin_arg_device(req, resp, "id", op.u.revoke.device_id))
         return;
+    char user[CN_HANDLE_MAX + 1];
     int rc = cn__admin_submit_wait(s, &op);
-    revoked_invalidate(s, op.u.revoke.device_id);
+    revoked_invalidate(s, op.u.revoke.device_id, user);
     if (rc < 0) {
         cn__admin_fail(resp, cn__admin_status_of(rc),
                        rc == CN_ENOTFOUND ? "no such active device" : "storage unavailable");
         return;
     }
     cn__kick_device(s, op.u.revoke.device_id, "device revoked");
+    /* The user's other devices learn it as they do from a device's revoke. */
+    if (user[0])
+        cn__devices_changed(s, user);
     cn_log_info("device_revoked", "by=admin");
 }
 

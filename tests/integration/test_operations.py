@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nodeproc  # noqa: E402
@@ -208,6 +209,38 @@ def check_revoke_and_disable(ops, bob_dev):
     ops.client("carol", "recv")
 
 
+def check_admin_revoke_pushes(ops):
+    """An operator's revoke tells the user's other devices (DevicesChanged)."""
+    ops.client("dave", "register", "dave")
+    link = subprocess.Popen(
+        [ops.chatclient, "--server", ops.node.url, "--insecure", "--home",
+         os.path.join(ops.work, "dave2"), "link", "dave", "--name", "tablet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = None
+    for line in link.stdout:
+        m = re.match(r"^code: (\S+)$", line.strip())
+        if m:
+            code = m.group(1)
+            break
+    assert code, link.stderr.read()
+    ops.client("dave", "approve", code)
+    assert link.wait(timeout=60) == 0, link.stderr.read()
+    tablet = ops.device_of("dave2")
+    env = dict(os.environ, CHATCLIENT_LOG="info")
+    listener = subprocess.Popen(
+        [ops.chatclient, "--server", ops.node.url, "--insecure", "--home",
+         os.path.join(ops.work, "dave"), "recv", "--wait", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    nodeproc.wait_for(lambda: int(ops.admin("stats")["devices_online"]) >= 1,
+                      what="dave online")
+    ops.admin("device", "revoke", tablet)
+    time.sleep(3)
+    listener.terminate()
+    _, err = listener.communicate(timeout=30)
+    pushed = [l for l in err.splitlines() if "client.devices_changed" in l]
+    assert pushed and "devices=1" in pushed[-1], err
+
+
 def main():
     ops = Ops(*sys.argv[1:4])
     ok = False
@@ -224,6 +257,7 @@ def main():
         check_metrics(ops)
         check_keys(ops)
         check_revoke_and_disable(ops, bob_dev)
+        check_admin_revoke_pushes(ops)
         assert ops.node.stop() == 0
         ok = True
         print("1 passed, 0 failed")
