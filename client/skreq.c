@@ -242,17 +242,17 @@ int cn__skreq_answer(cn_client_t *c, uint64_t deadline_ms, size_t *queued)
     *queued = 0;
     /* Answering makes requests, during which more requests may come: work
      * on a copy and leave the inbox to them. */
-    cn__skreq_in_t todo[CN__SKREQ_INBOX_MAX];
+    cn__skreq_in_t inbox[CN__SKREQ_INBOX_MAX];
     size_t n = c->nskreq_in;
-    memcpy(todo, c->skreq_in, n * sizeof(todo[0]));
+    memcpy(inbox, c->skreq_in, n * sizeof(inbox[0]));
     c->nskreq_in = 0;
     for (size_t i = 0; i < n; i++) {
         bool q;
-        int rc = answer_one(c, &todo[i], deadline_ms, &q);
+        int rc = answer_one(c, &inbox[i], deadline_ms, &q);
         if (rc < 0) {
             /* Not answered: left for the next receive (bounded inbox). */
             for (size_t k = i; k < n && c->nskreq_in < CN__SKREQ_INBOX_MAX; k++)
-                c->skreq_in[c->nskreq_in++] = todo[k];
+                c->skreq_in[c->nskreq_in++] = inbox[k];
             return rc;
         }
         *queued += q;
