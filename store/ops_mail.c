@@ -214,13 +214,22 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
  * it). A reference also releases its body. An entry that does not open or
  * decode is deleted all the same (nobody can read it; the failure is
  * logged and counted where it happens). */
-static int ack_raw(cn__batch_t *b, const uint8_t *device, const uint8_t key[CN__KEY_MAILBOX],
-                   const uint8_t *raw, size_t vlen)
+static int ack_raw(cn__batch_t *b, const uint8_t *device, uint64_t seq,
+                   const uint8_t key[CN__KEY_MAILBOX], const uint8_t *raw, size_t vlen)
 {
     const uint8_t *plain;
     size_t plen;
     uint8_t body[CN__KEY_GMSG];
-    CN_TRY(cn__quota_adjust(b, device, cn__plain_len(b->s, CN__CF_MAILBOX, raw, vlen), false));
+    bool shared;
+    size_t size = cn__plain_len(b->s, CN__CF_MAILBOX, raw, vlen);
+    CN_TRY(cn__quota_adjust(b, device, size, false));
+    /* Delivered by a mailbox read: what it learned from opening it. */
+    if (cn__readhints_take(&b->s->readhints, device, seq, size, &shared, body)) {
+        if (shared)
+            CN_TRY(cn__refs_release(b, body));
+        cn__overlay_delete(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX);
+        return CN_OK;
+    }
     cn_rec_envelope_t env;
     int rc =
         cn__open_copy(b->s, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, raw, vlen, &b->v2, &plain, &plen);
@@ -256,7 +265,7 @@ static int ack_known(cn__batch_t *b, const uint8_t *device, uint64_t seq,
     }
     int rc = cn__overlay_get(&b->overlay, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &raw, &vlen);
     if (rc == CN_OK)
-        return ack_raw(b, device, key, raw, vlen);
+        return ack_raw(b, device, seq, key, raw, vlen);
     return rc;
 }
 
@@ -270,7 +279,7 @@ static int ack_entry(cn__batch_t *b, const uint8_t *device, uint64_t seq,
     if (rc != CN_EAGAIN)
         return rc;
     CN_TRY(cn__batch_get_raw(b, CN__CF_MAILBOX, key, CN__KEY_MAILBOX, &v, &vlen));
-    rc = ack_raw(b, device, key, (const uint8_t *)v, vlen);
+    rc = ack_raw(b, device, seq, key, (const uint8_t *)v, vlen);
     rocksdb_free(v);
     return rc;
 }
@@ -313,7 +322,7 @@ static int ack_scan(cn__batch_t *b, cn_store_op_t *op)
             cn_load_u64be(k + CN_DEVICE_ID_LEN) != seq)
             continue; /* not stored (acked before, expired) */
         const uint8_t *raw = (const uint8_t *)rocksdb_iter_value(it.it, &vlen);
-        rc = ack_raw(b, id, key, raw, vlen);
+        rc = ack_raw(b, id, seq, key, raw, vlen);
         if (rc == CN_OK)
             op->u.ack.deleted++;
     }

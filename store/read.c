@@ -94,17 +94,21 @@ int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uin
  * references share the mailbox TTL) is passed on as it is, shared set and
  * no ciphertext, for the caller to skip.
  */
-static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **body)
+/* A group message's mailbox value is a reference: v becomes its body's
+ * envelope (left as it is when the body is gone). hint learns which. */
+static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **body,
+                       cn__readhint_t *hint)
 {
     cn_rec_envelope_t env;
-    uint8_t key[CN__KEY_GMSG];
     *body = NULL;
+    hint->shared = false;
     if (cn_rec_envelope_decode(*v, *vlen, &env) != CN_OK || !env.shared)
         return CN_OK; /* the caller decodes (and reports) it */
-    memcpy(key, env.from_device, CN_DEVICE_ID_LEN);
-    memcpy(key + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
+    hint->shared = true;
+    memcpy(hint->body, env.from_device, CN_DEVICE_ID_LEN);
+    memcpy(hint->body + CN_DEVICE_ID_LEN, env.message_id, CN_MESSAGE_ID_LEN);
     size_t n;
-    int rc = cn__db_get(s, CN__CF_GMSG, key, sizeof(key), body, &n);
+    int rc = cn__db_get(s, CN__CF_GMSG, hint->body, sizeof(hint->body), body, &n);
     if (rc == CN_ENOTFOUND)
         return CN_OK;
     CN_TRY(rc);
@@ -112,6 +116,8 @@ static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **bo
     *vlen = n;
     return CN_OK;
 }
+
+#define READ_HINTS_BATCH 64 /* hints handed to the table at once */
 
 /*
  * The byte limit never stops the first entry (an envelope larger than
@@ -124,7 +130,8 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
 {
     uint8_t seek[CN__KEY_MAILBOX];
     cn__iter_t it;
-    size_t n = 0, bytes = 0;
+    size_t n = 0, bytes = 0, nhints = 0;
+    cn__readhint_t hints[READ_HINTS_BATCH];
     int rc = CN_OK;
     CN_ENSURE(cb != NULL && next_seq != NULL, CN_EINVAL);
     *next_seq = from_seq;
@@ -142,7 +149,9 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
         char *body;
         if (v == NULL)
             break; /* did not open: cn__iter_close reports it */
-        rc = resolve_ref(s, &v, &vlen, &body);
+        cn__readhint_t *h = &hints[nhints];
+        h->size = (uint32_t)vlen; /* a stored value is far below 4 GiB */
+        rc = resolve_ref(s, &v, &vlen, &body, h);
         if (rc < 0)
             break;
         if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen)) {
@@ -150,6 +159,12 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
             break;
         }
         uint64_t seq = cn_load_u64be(k + CN_DEVICE_ID_LEN);
+        h->device = device;
+        h->seq = seq;
+        if (++nhints == READ_HINTS_BATCH) {
+            cn__readhints_put(&s->readhints, hints, nhints);
+            nhints = 0;
+        }
         n++;
         bytes += vlen;
         *next_seq = seq + 1;
@@ -158,6 +173,7 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
         if (stop != 0)
             break;
     }
+    cn__readhints_put(&s->readhints, hints, nhints);
     int crc = cn__iter_close(&it);
     CN_TRY(rc);
     CN_TRY(crc);

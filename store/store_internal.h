@@ -155,6 +155,22 @@ typedef struct cn__recent {
     size_t npending;
 } cn__recent_t;
 
+/** What mailbox reads handed out lately (store/readhint.c). */
+#define CN__READHINT_SLOTS 32768 /* a power of two */
+typedef struct cn__readhint_slot cn__readhint_slot_t;
+typedef struct cn__readhints {
+    pthread_mutex_t lock;
+    cn__readhint_slot_t *slots;
+} cn__readhints_t;
+/** One entry as a read found it. */
+typedef struct cn__readhint {
+    const uint8_t *device;
+    uint64_t seq;
+    uint32_t size; /* the stored value's plaintext bytes */
+    bool shared;
+    uint8_t body[CN__KEY_GMSG]; /* when shared */
+} cn__readhint_t;
+
 /** The writer's per-batch state, reused from batch to batch. */
 typedef struct cn__batch {
     cn_store_t *s;
@@ -209,6 +225,8 @@ struct cn_store {
     uint64_t reopen_after; /* writer thread only: next attempt (cn_mono_ns) */
     rocksdb_column_family_handle_t *cf[CN__CF_COUNT];
     rocksdb_options_t *dbopts;
+    rocksdb_cache_t *block_cache; /* shared by every column family's tables */
+    cn__readhints_t readhints;    /* mailbox entries handed out lately */
     rocksdb_options_t *cfopts[CN__CF_COUNT];
     rocksdb_compactionfilter_t *mailbox_filter, *dedupe_filter, *media_filter, *gmsg_filter;
     cn__ttl_t mailbox_ttl, dedupe_ttl, media_ttl, gmsg_ttl;
@@ -504,6 +522,16 @@ bool cn__recent_take(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_
                      bool *shared, uint8_t body[CN__KEY_GMSG]);
 /** Ends a batch: its additions are kept only when it was written. */
 void cn__recent_end(cn__recent_t *r, bool ok);
+
+/* readhint.c (any thread) */
+CN_MUST_USE int cn__readhints_init(cn__readhints_t *h);
+void cn__readhints_dispose(cn__readhints_t *h);
+/** Remembers n entries a read handed out. */
+void cn__readhints_put(cn__readhints_t *h, const cn__readhint_t *in, size_t n);
+/** Finds and forgets (device, seq): true when its recorded size is size,
+ * with whether it is a reference and then its body key. */
+bool cn__readhints_take(cn__readhints_t *h, const uint8_t *device, uint64_t seq, size_t size,
+                        bool *shared, uint8_t body[CN__KEY_GMSG]);
 
 /* ops_mail.c */
 /** True when a send stores its envelope once (a group send to enough devices). */

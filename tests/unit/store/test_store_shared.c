@@ -316,6 +316,102 @@ static void test_ack_scan(void **state)
     assert_int_equal(queued_bytes(f->s, ids[0]), 0);
 }
 
+/** Flips the last byte of a stored mailbox value (its tag): it keeps its
+ * length and header but no longer opens. */
+static void tamper(cn_store_t *s, const uint8_t *device, uint64_t seq)
+{
+    uint8_t key[CN__KEY_MAILBOX];
+    char *err = NULL;
+    size_t vlen;
+    cn__key_mailbox(key, device, seq);
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[CN__CF_MAILBOX], (const char *)key, sizeof(key),
+                             &vlen, &err);
+    assert_null(err);
+    assert_non_null(v);
+    v[vlen - 1] ^= 1;
+    rocksdb_put_cf(s->db, s->wo_sync, s->cf[CN__CF_MAILBOX], (const char *)key, sizeof(key), v,
+                   vlen, &err);
+    assert_null(err);
+    rocksdb_free(v);
+}
+
+static void read_all(cn_store_t *s, const uint8_t *device, size_t expect)
+{
+    whole_t w = {0};
+    uint64_t next;
+    assert_int_equal(cn_store_mailbox_read(s, device, 0, 4, 1 << 20, whole_cb, &w, &next),
+                     (int)expect);
+}
+
+static uint64_t auth_failures(cn_store_t *s)
+{
+    cn_store_keys_stats_t st;
+    assert_int_equal(cn_store_keys_stats(s, &st), CN_OK);
+    return st.auth_failures;
+}
+
+/* An ack of an entry a mailbox read handed out (after a restart, so the
+ * writer remembers nothing) uses what the read learned instead of opening
+ * it again; tampered values tell the two apart, since opening one fails.
+ * A hint whose size no longer matches the stored value is not used, and a
+ * second ack of the same entry releases nothing. */
+static void test_ack_uses_read_hints(void **state)
+{
+    fx_t *f = *state;
+    uint8_t ids[NDEV][CN_DEVICE_ID_LEN];
+    cn_store_recipient_t r[NDEV];
+    uint64_t one = 1;
+    uint32_t deleted;
+    devices(ids, r, BODY);
+    assert_int_equal(send_shared(f->s, 12, r, NDEV, 1000), CN_OK);
+    assert_int_equal(send1(f->s, SENDER, 13, ids[0], "one to one", NULL), CN_OK);
+    fx_reopen(f);
+    uint64_t failures = auth_failures(f->s);
+
+    /* Read, then tampered: the ack still releases the body and counts
+     * the bytes, without opening the value. */
+    read_all(f->s, ids[0], 2);
+    tamper(f->s, ids[0], 1);
+    tamper(f->s, ids[0], 2);
+    uint64_t both[2] = {1, 2};
+    assert_int_equal(ack_seqs(f->s, ids[0], both, 2, &deleted), CN_OK);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(refs(f->s, 12), NDEV - 1);
+    assert_int_equal(queued_bytes(f->s, ids[0]), 0);
+    assert_int_equal(auth_failures(f->s), failures);
+
+    /* Read twice, acked twice: one release. */
+    read_all(f->s, ids[1], 1);
+    read_all(f->s, ids[1], 1);
+    assert_int_equal(ack_seqs(f->s, ids[1], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(ack_seqs(f->s, ids[1], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(refs(f->s, 12), NDEV - 2);
+
+    /* Replaced by a value of another size after the read: the hint is not
+     * used, the value is opened (and fails), so nothing is released. */
+    read_all(f->s, ids[2], 1);
+    uint8_t key[CN__KEY_MAILBOX];
+    char *err = NULL;
+    cn__key_mailbox(key, ids[2], 1);
+    rocksdb_put_cf(f->s->db, f->s->wo_sync, f->s->cf[CN__CF_MAILBOX], (const char *)key,
+                   sizeof(key), "garbage", 7, &err);
+    assert_null(err);
+    assert_int_equal(ack_seqs(f->s, ids[2], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(refs(f->s, 12), NDEV - 2);
+    assert_true(auth_failures(f->s) > failures);
+
+    /* Not read since the restart: the ack opens the value. */
+    failures = auth_failures(f->s);
+    tamper(f->s, ids[3], 1);
+    assert_int_equal(ack_seqs(f->s, ids[3], &one, 1, &deleted), CN_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(refs(f->s, 12), NDEV - 2);
+    assert_true(auth_failures(f->s) > failures);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +423,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_body, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_without_read_back, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_scan, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_uses_read_hints, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
