@@ -223,7 +223,7 @@ int cn__counters_flush(cn__batch_t *b)
             cn_buf_reset(&b->v1);
             CN_TRY(cn_buf_put_u64be(&b->v1, e->next[w]));
             size_t klen = cn__key_counter_any(key, (enum cn__ctr)w, e->id);
-            cn__batch_put(b, CN__CF_META, key, klen, &b->v1);
+            cn__overlay_put_blind(b, CN__CF_META, key, klen, b->v1.data, b->v1.len);
         }
     }
     if (c->push_dirty) {

@@ -67,15 +67,12 @@ static int grow(cn__overlay_t *o)
     return CN_OK;
 }
 
-/* Appends a record and points the key's slot at it. */
-static int append(cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen, const void *v,
-                  size_t vlen, bool deleted)
+/* Appends a record to the log only. */
+static int log_record(cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen, const void *v,
+                      size_t vlen, bool deleted)
 {
     CN_ENSURE(klen <= UINT16_MAX && vlen <= UINT32_MAX, CN_ETOOBIG);
     CN_ENSURE(o->log.len + REC_HEAD + klen + vlen < UINT32_MAX, CN_ELIMIT);
-    if (o->cap == 0 || (o->count + 1) * 4 > o->cap * 3)
-        CN_TRY(grow(o));
-    uint32_t off = (uint32_t)o->log.len;
     uint8_t head[REC_HEAD] = {(uint8_t)cf,           deleted,
                               (uint8_t)klen,         (uint8_t)(klen >> 8),
                               (uint8_t)vlen,         (uint8_t)(vlen >> 8),
@@ -85,6 +82,17 @@ static int append(cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen
     if (vlen)
         CN_TRY(cn_buf_append(&o->log, v, vlen));
     o->nrecords++;
+    return CN_OK;
+}
+
+/* Appends a record and points the key's slot at it. */
+static int append(cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen, const void *v,
+                  size_t vlen, bool deleted)
+{
+    if (o->cap == 0 || (o->count + 1) * 4 > o->cap * 3)
+        CN_TRY(grow(o));
+    uint32_t off = (uint32_t)o->log.len;
+    CN_TRY(log_record(o, cf, key, klen, v, vlen, deleted));
     size_t j = (size_t)key_hash(cf, key, klen) & (o->cap - 1);
     while (o->slots[j] != 0) {
         if (rec_is(rec_at(o, o->slots[j] - 1), cf, key, klen)) {
@@ -119,6 +127,12 @@ void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t kle
         v = cn_slice(b->seal.data, b->seal.len);
     }
     poison(b, append(&b->overlay, cf, key, klen, v.base, v.len, false));
+}
+
+void cn__overlay_put_blind(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                           const void *v, size_t vlen)
+{
+    poison(b, log_record(&b->overlay, cf, key, klen, v, vlen, false));
 }
 
 void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen)

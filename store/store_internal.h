@@ -499,6 +499,10 @@ void cn__refs_dispose(cn__refs_t *t);
 void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                      const cn_buf_t *val);
 void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
+/** Puts a plaintext value no later op of the batch reads back (the writer's
+ * counters, written last): logged only, unseen by cn__overlay_get. */
+void cn__overlay_put_blind(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
+                           const void *v, size_t vlen);
 /**
  * The newest record of a key in the unindexed part: CN_OK with the stored
  * (sealed) value borrowed in *v, CN_ENOTFOUND when deleted in this batch,

@@ -195,10 +195,12 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     b->fatal = CN_OK;
     for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next)
         op->result = apply_op(b, op);
-    if (b->fatal == CN_OK)
-        b->fatal = cn__refs_flush(b);
-    if (b->fatal == CN_OK)
-        b->fatal = cn__counters_flush(b);
+    /* The flushes' puts poison b->fatal themselves: keep what they set. */
+    int rc = b->fatal == CN_OK ? cn__refs_flush(b) : CN_OK;
+    if (rc == CN_OK && b->fatal == CN_OK)
+        rc = cn__counters_flush(b);
+    if (rc < 0 && b->fatal == CN_OK)
+        b->fatal = rc;
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, &ns, &wrote);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
