@@ -6,7 +6,7 @@
  * skip-list insert per put, a skip-list search per read), while the only
  * reads of those keys in a batch are point lookups. So they go here: an
  * append-only log of records (replayed into the final WriteBatch after the
- * indexed part, in order) plus a hash of the newest record per key, which
+ * indexed part, sorted by key) plus a hash of the newest record per key, which
  * answers the point lookups. Iterators through the batch do not see these
  * records (see quota.c for the one that needs to).
  *
@@ -160,20 +160,71 @@ int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, siz
     return CN_EAGAIN;
 }
 
-void cn__overlay_replay(const cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb)
+/* Key order as RocksDB's bytewise comparator sees it, per column family;
+ * records of one key keep their log order (the later one wins). */
+static int by_key(const void *pa, const void *pb)
 {
-    size_t off = 0;
-    while (off < o->log.len) {
-        const uint8_t *r = o->log.data + off;
-        size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
-        size_t vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
-        const char *key = (const char *)r + REC_HEAD;
-        if (r[1])
-            rocksdb_writebatch_delete_cf(wb, s->cf[r[0]], key, klen);
-        else
-            rocksdb_writebatch_put_cf(wb, s->cf[r[0]], key, klen, key + klen, vlen);
-        off += REC_HEAD + klen + vlen;
+    const uint8_t *a = *(const uint8_t *const *)pa, *b = *(const uint8_t *const *)pb;
+    if (a[0] != b[0])
+        return a[0] < b[0] ? -1 : 1;
+    size_t alen = (size_t)a[2] | (size_t)a[3] << 8, blen = (size_t)b[2] | (size_t)b[3] << 8;
+    int c = memcmp(a + REC_HEAD, b + REC_HEAD, CN_MIN(alen, blen));
+    if (c != 0)
+        return c;
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    return a < b ? -1 : a > b; /* log order */
+}
+
+static void replay_one(const uint8_t *r, cn_store_t *s, rocksdb_writebatch_t *wb)
+{
+    size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
+    size_t vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
+    const char *key = (const char *)r + REC_HEAD;
+    if (r[1])
+        rocksdb_writebatch_delete_cf(wb, s->cf[r[0]], key, klen);
+    else
+        rocksdb_writebatch_put_cf(wb, s->cf[r[0]], key, klen, key + klen, vlen);
+}
+
+static size_t rec_len(const uint8_t *r)
+{
+    size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
+    size_t vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
+    return REC_HEAD + klen + vlen;
+}
+
+/*
+ * In key order: a memtable insert starts from where the previous one
+ * ended (RocksDB keeps that splice), so ascending keys cost a short walk
+ * instead of a descent from the top of a skip list far larger than the
+ * caches each time (a group send's references land on a thousand devices
+ * in member order). A batch is applied atomically, so only the order of
+ * records of one key matters, and the sort keeps it. Without room for the
+ * order (out of memory), the log order is as correct.
+ */
+void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb)
+{
+    if (o->nrecords == 0)
+        return;
+    if (o->nrecords > o->order_cap) {
+        const uint8_t **order = realloc(o->order, o->nrecords * sizeof(*order));
+        if (order != NULL) {
+            o->order = order;
+            o->order_cap = o->nrecords;
+        }
     }
+    if (o->nrecords > o->order_cap) {
+        for (size_t off = 0; off < o->log.len; off += rec_len(o->log.data + off))
+            replay_one(o->log.data + off, s, wb);
+        return;
+    }
+    size_t n = 0;
+    for (size_t off = 0; off < o->log.len; off += rec_len(o->log.data + off))
+        o->order[n++] = o->log.data + off;
+    qsort(o->order, n, sizeof(*o->order), by_key);
+    for (size_t i = 0; i < n; i++)
+        replay_one(o->order[i], s, wb);
 }
 
 void cn__overlay_reset(cn__overlay_t *o)
@@ -189,12 +240,18 @@ void cn__overlay_reset(cn__overlay_t *o)
     o->nrecords = 0;
     if (o->log.cap > OVERLAY_KEEP_LOG)
         cn_buf_dispose(&o->log);
+    if (o->order_cap > OVERLAY_KEEP_SLOTS) {
+        free(o->order);
+        o->order = NULL;
+        o->order_cap = 0;
+    }
     cn_buf_reset(&o->log);
 }
 
 void cn__overlay_dispose(cn__overlay_t *o)
 {
     free(o->slots);
+    free(o->order);
     cn_buf_dispose(&o->log);
     memset(o, 0, sizeof(*o));
 }

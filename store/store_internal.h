@@ -141,6 +141,8 @@ typedef struct cn__overlay {
     uint32_t *slots;
     size_t cap, count, nrecords;
     cn_buf_t log;
+    const uint8_t **order; /* scratch of the replay: records in key order */
+    size_t order_cap;
 } cn__overlay_t;
 
 /** The mailbox entries the writer wrote last (store/recent.c). */
@@ -510,8 +512,8 @@ void cn__overlay_put_blind(cn__batch_t *b, enum cn__cf cf, const void *key, size
  */
 int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen,
                     const uint8_t **v, size_t *vlen);
-/** Appends every record, in order, to wb. */
-void cn__overlay_replay(const cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb);
+/** Appends every record to wb in key order (one key's records in log order). */
+void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb);
 void cn__overlay_reset(cn__overlay_t *o);
 void cn__overlay_dispose(cn__overlay_t *o);
 
