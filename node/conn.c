@@ -348,8 +348,10 @@ static void http_fail(cn_conn_t *c, int status, const char *body)
 {
     cn_buf_t resp;
     cn_buf_init(&resp);
-    if (cn_http_write_response(&resp, status, "text/plain", body, strlen(body)) == 0)
-        (void)cn_tls_write(c->tls, resp.data, resp.len);
+    /* Best effort: the connection closes after the flush either way. */
+    if (cn_http_write_response(&resp, status, "text/plain", body, strlen(body)) == 0 &&
+        cn_tls_write(c->tls, resp.data, resp.len) < 0)
+        cn_log_debug("http_fail_unsent", "conn=%llu", (unsigned long long)c->id);
     cn_buf_dispose(&resp);
     count(&srv(c)->counters.handshakes_failed, 1);
     c->state = CN_CONN_CLOSING;
@@ -561,7 +563,7 @@ void cn__conn_accept(cn_loop_t *loop)
     uv_tcp_init(&loop->uv, &c->tcp);
     uv_timer_init(&loop->uv, &c->timer);
     c->tcp.data = c->timer.data = c;
-    (void)cn__loop_conn_add(loop, c);
+    cn__loop_conn_add(loop, c);
     count(&s->counters.connections_open, 1);
     if (uv_accept((uv_stream_t *)&loop->listener, (uv_stream_t *)&c->tcp) != 0) {
         close_now(c);

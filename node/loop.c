@@ -221,13 +221,12 @@ void cn__loop_join(cn_loop_t *loop)
     loop->buckets = NULL;
 }
 
-int cn__loop_conn_add(cn_loop_t *loop, cn_conn_t *c)
+void cn__loop_conn_add(cn_loop_t *loop, cn_conn_t *c)
 {
     size_t b = c->id % loop->nbuckets;
     c->hnext = loop->buckets[b];
     loop->buckets[b] = c;
     loop->nconns++;
-    return CN_OK;
 }
 
 void cn__loop_conn_remove(cn_loop_t *loop, cn_conn_t *c)

@@ -283,7 +283,7 @@ CN_MUST_USE int cn__loop_start(cn_loop_t *loop);
 /** Joins the thread and releases everything; after CN_MSG_STOP. */
 void cn__loop_join(cn_loop_t *loop);
 
-CN_MUST_USE int cn__loop_conn_add(cn_loop_t *loop, cn_conn_t *c);
+void cn__loop_conn_add(cn_loop_t *loop, cn_conn_t *c);
 void cn__loop_conn_remove(cn_loop_t *loop, cn_conn_t *c);
 cn_conn_t *cn__loop_conn_find(cn_loop_t *loop, uint64_t id);
 

@@ -129,7 +129,8 @@ int cn__op_drained(cn__batch_t *b, cn_store_op_t *op)
     CN_ENSURE(ring != NULL, CN_EINVAL);
     for (size_t i = 0; i < r->ndrained; i++) {
         /* Gone or current (a rollback) meanwhile: leave it. */
-        (void)cn_keyring_set_state(ring, r->drained[i], CN_KEY_DRAINED);
+        if (cn_keyring_set_state(ring, r->drained[i], CN_KEY_DRAINED) < 0)
+            cn_log_debug("store_key_not_drained", "key_id=%u", (unsigned)r->drained[i]);
     }
     if (r->clear_legacy) {
         cn_keyring_set_legacy(ring, false);
@@ -145,13 +146,17 @@ void cn__keys_end(cn__batch_t *b, bool ok)
     cn_keyring_t *ring = b->s->ring;
     if (!ok) {
         for (size_t i = b->nrotated; i-- > 0;) {
-            /* The previous current is still in the ring: it was current. */
-            (void)cn_keyring_set_current(ring, b->rotated_prev[i]);
-            (void)cn_keyring_remove(ring, b->rotated[i]);
+            /* The previous current is still in the ring: it was current,
+             * and the rotated key was added by this batch. Neither fails. */
+            if (cn_keyring_set_current(ring, b->rotated_prev[i]) < 0 ||
+                cn_keyring_remove(ring, b->rotated[i]) < 0)
+                cn_log_error("store_keyring", "reason=\"rollback of a failed rotation\"");
         }
     } else {
-        for (size_t i = 0; i < b->nretired; i++)
-            (void)cn_keyring_remove(ring, b->retired[i]);
+        for (size_t i = 0; i < b->nretired; i++) {
+            if (cn_keyring_remove(ring, b->retired[i]) < 0) /* removed meanwhile */
+                cn_log_debug("store_key_retired_twice", "key_id=%u", (unsigned)b->retired[i]);
+        }
         if (b->nrotated > 0)
             cn__pass_request(b->s);
     }
