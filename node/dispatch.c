@@ -122,16 +122,14 @@ void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
 
 /* ----------------------------------------------------------- pending */
 
+/* Writer thread: the message was allocated with the request, so telling
+ * the loop cannot fail (a lost completion would also lose the cache
+ * invalidation that comes before its answer). */
 static void on_store_done(cn_store_op_t *op)
 {
     cn_pending_t *p = op->ctx;
-    cn_msg_t *m = cn__msg_new(CN_MSG_STORE_DONE, 0);
-    if (!m) {
-        /* Cannot tell the loop; the client times out and retries (idempotent). */
-        cn_log_error("pending_lost", "request=%llu", (unsigned long long)p->request_id);
-        free(p);
-        return;
-    }
+    cn_msg_t *m = p->done_msg;
+    p->done_msg = NULL;
     m->ptr = p;
     cn__loop_post(p->loop, m);
 }
@@ -140,7 +138,10 @@ cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_o
                               cn_pending_fn complete, size_t extra_len)
 {
     cn_pending_t *p = calloc(1, sizeof(*p) + extra_len);
-    if (!p) {
+    cn_msg_t *m = cn__msg_new(CN_MSG_STORE_DONE, 0);
+    if (!p || !m) {
+        free(p);
+        free(m);
         cn__conn_respond_status(c, request_id, CHAT__STATUS__UNAVAILABLE, "out of memory");
         return NULL;
     }
@@ -153,7 +154,14 @@ cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_o
     p->started_ns = cn_mono_ns();
     p->complete = complete;
     p->extra = extra_len ? (uint8_t *)(p + 1) : NULL;
+    p->done_msg = m;
     return p;
+}
+
+void cn__pending_free(cn_pending_t *p)
+{
+    free(p->done_msg);
+    free(p);
 }
 
 void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)
@@ -161,7 +169,7 @@ void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)
     if (cn_store_submit(c->loop->server->store, &p->op) < 0) {
         cn__conn_respond_status(c, p->request_id, CHAT__STATUS__UNAVAILABLE,
                                 "storage is shutting down");
-        free(p);
+        cn__pending_free(p);
         return;
     }
     c->pending_ops++;

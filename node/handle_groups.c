@@ -126,7 +126,7 @@ void cn__handle_group_create(cn_conn_t *c, uint64_t rid, const Chat__GroupCreate
     cn_rec_group_t *out = p->extra;
     cn_rec_group_member_t *members = (cn_rec_group_member_t *)(out + 1);
     if (!copy_members(c, rid, m->n_members, m->members, members)) {
-        free(p);
+        cn__pending_free(p);
         return;
     }
     memcpy(p->op.u.group_create.group_id, m->group_id.data, CN_GROUP_ID_LEN);
@@ -163,7 +163,7 @@ void cn__handle_group_update(cn_conn_t *c, uint64_t rid, const Chat__GroupUpdate
         }
     }
     if (!ok) {
-        free(p);
+        cn__pending_free(p);
         return;
     }
     memcpy(p->op.u.group_update.group_id, m->group_id.data, CN_GROUP_ID_LEN);

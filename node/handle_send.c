@@ -248,7 +248,7 @@ static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
         online += cn__registry_get(s->registry, p->op.u.send.recipients[i].device_id, &route) == 0;
     route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true, p->started_ns);
     respond_ok(c, rid, p->op.u.send.env.server_time, false, online);
-    free(p);
+    cn__pending_free(p);
 }
 
 void cn__send_submit(cn_conn_t *c, uint64_t rid, cn_pending_t *p, bool ephemeral)
