@@ -35,6 +35,16 @@ static uint64_t key_hash(enum cn__cf cf, const uint8_t *key, size_t klen)
     return cn__hash(key, klen, (uint64_t)cf);
 }
 
+static size_t rec_klen(const uint8_t *r)
+{
+    return (size_t)r[2] | (size_t)r[3] << 8;
+}
+
+static size_t rec_vlen(const uint8_t *r)
+{
+    return (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
+}
+
 static const uint8_t *rec_at(const cn__overlay_t *o, uint32_t off)
 {
     return o->log.data + off;
@@ -42,8 +52,7 @@ static const uint8_t *rec_at(const cn__overlay_t *o, uint32_t off)
 
 static bool rec_is(const uint8_t *r, enum cn__cf cf, const uint8_t *key, size_t klen)
 {
-    size_t rklen = (size_t)r[2] | (size_t)r[3] << 8;
-    return r[0] == (uint8_t)cf && rklen == klen && memcmp(r + REC_HEAD, key, klen) == 0;
+    return r[0] == (uint8_t)cf && rec_klen(r) == klen && memcmp(r + REC_HEAD, key, klen) == 0;
 }
 
 static int grow(cn__overlay_t *o)
@@ -55,7 +64,7 @@ static int grow(cn__overlay_t *o)
         if (o->slots[i] == 0)
             continue;
         const uint8_t *r = rec_at(o, o->slots[i] - 1);
-        size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
+        size_t klen = rec_klen(r);
         size_t j = (size_t)key_hash((enum cn__cf)r[0], r + REC_HEAD, klen) & (ncap - 1);
         while (slots[j] != 0)
             j = (j + 1) & (ncap - 1);
@@ -151,7 +160,7 @@ int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, siz
         if (rec_is(r, cf, key, klen)) {
             if (r[1])
                 return CN_ENOTFOUND;
-            *vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
+            *vlen = rec_vlen(r);
             *v = r + REC_HEAD + klen;
             return CN_OK;
         }
@@ -167,7 +176,7 @@ static int by_key(const void *pa, const void *pb)
     const uint8_t *a = *(const uint8_t *const *)pa, *b = *(const uint8_t *const *)pb;
     if (a[0] != b[0])
         return a[0] < b[0] ? -1 : 1;
-    size_t alen = (size_t)a[2] | (size_t)a[3] << 8, blen = (size_t)b[2] | (size_t)b[3] << 8;
+    size_t alen = rec_klen(a), blen = rec_klen(b);
     int c = memcmp(a + REC_HEAD, b + REC_HEAD, CN_MIN(alen, blen));
     if (c != 0)
         return c;
@@ -178,8 +187,7 @@ static int by_key(const void *pa, const void *pb)
 
 static void replay_one(const uint8_t *r, cn_store_t *s, rocksdb_writebatch_t *wb)
 {
-    size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
-    size_t vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
+    size_t klen = rec_klen(r), vlen = rec_vlen(r);
     const char *key = (const char *)r + REC_HEAD;
     if (r[1])
         rocksdb_writebatch_delete_cf(wb, s->cf[r[0]], key, klen);
@@ -189,9 +197,7 @@ static void replay_one(const uint8_t *r, cn_store_t *s, rocksdb_writebatch_t *wb
 
 static size_t rec_len(const uint8_t *r)
 {
-    size_t klen = (size_t)r[2] | (size_t)r[3] << 8;
-    size_t vlen = (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
-    return REC_HEAD + klen + vlen;
+    return REC_HEAD + rec_klen(r) + rec_vlen(r);
 }
 
 /*

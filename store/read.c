@@ -92,10 +92,9 @@ int cn_store_prekey_count(cn_store_t *s, const uint8_t id[CN_DEVICE_ID_LEN], uin
  * whole envelope: *body is set to a value to free (rocksdb_free) and *v,
  * *vlen point into it. A reference whose body is gone (expired: bodies and
  * references share the mailbox TTL) is passed on as it is, shared set and
- * no ciphertext, for the caller to skip.
+ * no ciphertext, for the caller to skip. hint learns whether the value
+ * was a reference, and its body key, for the entry's ack (readhint.c).
  */
-/* A group message's mailbox value is a reference: v becomes its body's
- * envelope (left as it is when the body is gone). hint learns which. */
 static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **body,
                        cn__readhint_t *hint)
 {

@@ -13,8 +13,8 @@
  *
  * A fixed table of CN__READHINT_SLOTS slots, direct-mapped by the keyed
  * hash of (device, seq): a newer hint takes over its slot. The memory is
- * allocated at open and untouched pages cost nothing; one mutex, taken
- * once per mailbox slice by a reader and once per ack op by the writer.
+ * allocated at open and untouched pages cost nothing. One mutex, taken
+ * once per 64 entries a read hands out and once per entry an ack finds.
  */
 #include "store/store_internal.h"
 
