@@ -149,6 +149,17 @@ static void release_idle_buffers(cn_conn_t *c)
         cn_tls_release_idle(c->tls);
 }
 
+/* The socket took all output: resume what a backlog paused. */
+static void output_drained(cn_conn_t *c)
+{
+    if (cn__conn_backlogged(c))
+        return;
+    if (!c->reading && c->state != CN_CONN_CLOSING)
+        cn__conn_read_start(c);
+    if (c->state == CN_CONN_AUTHED)
+        cn__delivery_resume(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     cn_conn_t *c = req->data;
@@ -164,15 +175,10 @@ static void on_write(uv_write_t *req, int status)
     flush(c);
     if (c->state == CN_CONN_CLOSED)
         return;
-    if (!cn__conn_backlogged(c)) {
-        if (!c->reading && c->state != CN_CONN_CLOSING) {
-            cn__conn_read_start(c);
-        }
-        if (c->state == CN_CONN_AUTHED)
-            cn__delivery_resume(c);
-    }
+    output_drained(c);
 }
 
+/* Queues the rest of the output behind a write request. */
 static void start_write(cn_conn_t *c)
 {
     cn_buf_t tmp = c->inflight;
@@ -189,6 +195,31 @@ static void start_write(cn_conn_t *c)
     }
     c->writing = true;
     count(&srv(c)->counters.bytes_out, b.len);
+}
+
+/*
+ * Writes what the socket takes at once, without a write request: libuv
+ * then neither touches the epoll set (uv_write re-arms the watcher with an
+ * epoll_ctl per write) nor defers a callback, which at one write per
+ * connection and iteration was a syscall and a callback per message.
+ * Returns false when the write failed and the connection was aborted.
+ */
+static bool write_now(cn_conn_t *c)
+{
+    uv_buf_t b =
+        uv_buf_init((char *)c->out.data + c->out.rpos, (unsigned)(c->out.len - c->out.rpos));
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        return true;
+    if (n < 0) {
+        cn__conn_abort(c, uv_strerror(n));
+        return false;
+    }
+    c->out.rpos += (size_t)n;
+    count(&srv(c)->counters.bytes_out, (uint64_t)n);
+    if (c->out.rpos == c->out.len)
+        cn_buf_reset(&c->out);
+    return true;
 }
 
 /* Encrypts pending frames in one TLS write, moves TLS output to the
@@ -216,6 +247,12 @@ static void flush_now(cn_conn_t *c)
         close_now(c);
         return;
     }
+    /* A paused reader or mailbox pump resumes from the write callback, in
+     * the next iteration, so that a drain goes one slice per iteration
+     * and cannot hold the loop while the socket keeps taking its output. */
+    bool paused = !c->reading || c->pumping;
+    if (!c->writing && c->out.len > c->out.rpos && !paused && !write_now(c))
+        return;
     if (!c->writing && c->out.len > c->out.rpos)
         start_write(c);
     else if (!c->writing && c->close_after_flush)
