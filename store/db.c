@@ -14,6 +14,7 @@
  */
 #include "store/store_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -416,6 +418,40 @@ static bool disk_accepts_writes(const cn_store_t *s)
     return ok;
 }
 
+/* Bytes a reopen may write besides recovering the WAL: a new MANIFEST,
+ * OPTIONS file and WAL, with room to spare. */
+#define REOPEN_FREE_MARGIN (8ull * 1024 * 1024)
+
+/*
+ * Whether the file system has room for a reopen to succeed. Opening
+ * replays the live WAL files into memtables and flushes them into tables,
+ * so it needs about their size on top of the margin; a 4 KiB probe alone
+ * passes on a disk that then refuses the reopen, which closes a database
+ * that still serves reads, holds every reader out while it retries, and
+ * gives up by aborting the node.
+ */
+static bool disk_has_room(const cn_store_t *s, uint64_t *free_bytes, uint64_t *needed)
+{
+    struct statvfs v;
+    *needed = REOPEN_FREE_MARGIN;
+    *free_bytes = 0;
+    if (statvfs(s->path, &v) != 0)
+        return false;
+    *free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+    DIR *d = opendir(s->path);
+    if (d == NULL)
+        return false;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        if (n > 4 && strcmp(e->d_name + n - 4, ".log") == 0 &&
+            fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+            *needed += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return *free_bytes >= *needed;
+}
+
 #define REOPEN_INTERVAL_NS 1000000000ull /* one attempt per second at most */
 #define REOPEN_TRIES       50            /* 100 ms apart, holding out readers */
 
@@ -425,6 +461,12 @@ int cn__db_try_reopen(cn_store_t *s)
     if (now < s->reopen_after)
         return CN_EAGAIN;
     s->reopen_after = now + REOPEN_INTERVAL_NS;
+    uint64_t free_bytes, needed;
+    if (!disk_has_room(s, &free_bytes, &needed)) {
+        cn_log_debug("store_reopen_waiting", "free=%llu needed=%llu",
+                     (unsigned long long)free_bytes, (unsigned long long)needed);
+        return CN_EAGAIN;
+    }
     if (!disk_accepts_writes(s))
         return CN_EAGAIN;
     pthread_rwlock_wrlock(&s->db_lock);
