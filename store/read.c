@@ -236,6 +236,11 @@ static int meta_put_unlocked(cn_store_t *s, const char *name, const void *value,
     char *err = NULL;
     CN_TRY(cn__meta_name_ok(name));
     CN_ENSURE(value != NULL || len == 0, CN_EINVAL);
+    /* Not between a failed write and the reopen (see run_batch). */
+    pthread_mutex_lock(&s->mu);
+    bool failing = s->stats.write_failing;
+    pthread_mutex_unlock(&s->mu);
+    CN_ENSURE(!failing, CN_EIO);
     rocksdb_put_cf(s->db, s->wo_sync, s->cf[CN__CF_META], name, strlen(name),
                    value ? (const char *)value : "", len, &err);
     return cn__rdb_err(err, "meta_put");

@@ -201,6 +201,12 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
         rc = cn__counters_flush(b);
     if (rc < 0 && b->fatal == CN_OK)
         b->fatal = rc;
+    /* Nothing reaches RocksDB between a failed write and the reopen:
+     * RocksDB 7.8 refuses most such writes, but one that reaches the WAL
+     * after a failed WAL write trips an assertion (kept in Debian's build)
+     * and aborts the process (fixed upstream in RocksDB 9.1, PR 12448). */
+    if (b->fatal == CN_OK && s->need_reopen)
+        b->fatal = CN_EIO;
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, &ns, &wrote);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
