@@ -129,7 +129,9 @@ static int meta_decode(const uint8_t *p, size_t n, upload_t *u)
 static bool find_upload(cn_client_t *c, const upload_t *want, upload_t *out)
 {
     char dir[CN__PATH_MAX], path[CN__PATH_MAX + 300], label[64];
-    snprintf(dir, sizeof(dir), "%s/uploads", c->home);
+    int n = snprintf(dir, sizeof(dir), "%s/uploads", c->home);
+    if (n <= 0 || n >= (int)sizeof(dir))
+        return false; /* cannot happen: the home path is checked at open */
     DIR *d = opendir(dir);
     struct dirent *de;
     bool found = false;

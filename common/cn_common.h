@@ -16,6 +16,9 @@
 /* ---------------------------------------------------------------- errors */
 
 #define CN_MUST_USE __attribute__((warn_unused_result))
+/* Drops a CN_MUST_USE result on purpose (best effort, counted elsewhere):
+ * gcc, unlike clang, warns on a plain (void) cast. */
+#define CN_IGNORE(expr) ((void)!(expr))
 
 /**
  * Error codes. Functions return CN_OK (0) or one of these (negative).

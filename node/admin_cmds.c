@@ -168,8 +168,8 @@ static void cmd_device_show(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_
     }
     uint32_t prekeys = 0;
     uint64_t depth = 0, bytes = 0, oldest = 0;
-    (void)cn_store_prekey_count(s->store, id, &prekeys);
-    (void)cn_store_mailbox_stats(s->store, id, &depth, &bytes, &oldest);
+    CN_IGNORE(cn_store_prekey_count(s->store, id, &prekeys));
+    CN_IGNORE(cn_store_mailbox_stats(s->store, id, &depth, &bytes, &oldest));
     cn_admin_row_t *r = cn__admin_add_row(resp);
     if (!r)
         return;
@@ -463,7 +463,7 @@ static void cmd_stats(cn_server_t *s, const cn_admin_msg_t *req, cn_admin_msg_t 
     cn_store_stats_t st;
     cn_store_stats_get(s->store, &st);
     scan_ctx_t x = {.s = s};
-    (void)cn_store_device_list(s->store, NULL, UINT32_MAX, on_scan_device, &x);
+    CN_IGNORE(cn_store_device_list(s->store, NULL, UINT32_MAX, on_scan_device, &x));
     uint64_t now = cn_now_ms();
     int rc = cn_admin_row_set(r, "connections", "%llu", LOAD(connections_open));
     rc |= cn_admin_row_set(r, "devices_online", "%zu", cn__registry_size(s->registry));

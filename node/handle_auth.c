@@ -70,8 +70,8 @@ static enum cn_auth_fail fail_class(const char *why)
 static void refuse(cn_conn_t *c, uint64_t rid, const char *why)
 {
     uint32_t retry;
-    (void)cn__rl_take(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
-                      &retry);
+    CN_IGNORE(cn__rl_take(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1,
+                          cn_now_ms(), &retry));
     atomic_fetch_add(&srv(c)->counters.auth_failed, 1);
     atomic_fetch_add(&srv(c)->counters.auth_failed_by[fail_class(why)], 1);
     cn_log_info("auth_failed", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id,
@@ -162,8 +162,8 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
     atomic_fetch_add(&s->counters.auth_ok, 1);
     uint64_t queued = 0;
     uint32_t prekeys = 0;
-    (void)cn_store_mailbox_depth(s->store, device, CN_AUTH_QUEUED_COUNT_MAX, &queued);
-    (void)cn_store_prekey_count(s->store, device, &prekeys);
+    CN_IGNORE(cn_store_mailbox_depth(s->store, device, CN_AUTH_QUEUED_COUNT_MAX, &queued));
+    CN_IGNORE(cn_store_prekey_count(s->store, device, &prekeys));
 
     Chat__AuthOk ok;
 

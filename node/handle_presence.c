@@ -33,9 +33,9 @@ void cn__handle_subscribe(cn_conn_t *c, uint64_t rid, const Chat__Subscribe *m)
     /* Answer first: the snapshots pushed below come after the OK. */
     cn__conn_respond_status(c, rid, CHAT__STATUS__OK, "");
     for (size_t i = 0; i < m->n_handles; i++) {
-        (void)cn_handle_normalize(m->handles[i], handle);
+        CN_IGNORE(cn_handle_normalize(m->handles[i], handle));
         if (has_sub(c, handle)) {
-            (void)cn__presence_subscribe(s, c, handle); /* a fresh snapshot */
+            CN_IGNORE(cn__presence_subscribe(s, c, handle)); /* a fresh snapshot */
             continue;
         }
         if (c->nsubs == CN_SUBSCRIPTIONS_MAX)

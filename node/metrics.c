@@ -251,26 +251,26 @@ static void respond(metrics_conn_t *m, const cn_http_request_t *req)
     const char *ctype = "text/plain; charset=utf-8";
     if (strcmp(req->method, "GET") != 0) {
         status = 405;
-        (void)cn_buf_printf(&body, "method not allowed\n");
+        CN_IGNORE(cn_buf_printf(&body, "method not allowed\n"));
     } else if (strcmp(req->path, "/metrics") == 0) {
         ctype = "text/plain; version=0.0.4; charset=utf-8";
         if (render(s, &body) < 0)
             status = 500;
     } else if (strcmp(req->path, "/healthz") == 0) {
-        (void)cn_buf_printf(&body, "ok\n");
+        CN_IGNORE(cn_buf_printf(&body, "ok\n"));
     } else if (strcmp(req->path, "/readyz") == 0) {
         cn_store_stats_t st;
         cn_store_stats_get(s->store, &st);
         bool draining = atomic_load(&s->draining);
         status = draining || st.write_failing ? 503 : 200;
-        (void)cn_buf_printf(&body, draining           ? "draining\n"
-                                   : st.write_failing ? "storage failing: cannot persist\n"
-                                                      : "ready\n");
+        CN_IGNORE(cn_buf_printf(&body, draining           ? "draining\n"
+                                       : st.write_failing ? "storage failing: cannot persist\n"
+                                                          : "ready\n"));
     } else {
         status = 404;
-        (void)cn_buf_printf(&body, "not found\n");
+        CN_IGNORE(cn_buf_printf(&body, "not found\n"));
     }
-    (void)cn_http_write_response(&m->out, status, ctype, body.data, body.len);
+    CN_IGNORE(cn_http_write_response(&m->out, status, ctype, body.data, body.len));
     cn_buf_dispose(&body);
 }
 
@@ -304,7 +304,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     m->responded = true;
     uv_read_stop(st);
     if (rc < 0)
-        (void)cn_http_write_response(&m->out, status, "text/plain", "bad request\n", 12);
+        CN_IGNORE(cn_http_write_response(&m->out, status, "text/plain", "bad request\n", 12));
     else
         respond(m, &req);
     uv_buf_t b = uv_buf_init((char *)m->out.data, (unsigned)m->out.len);
