@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int home_path(const cn_client_t *c, const char *name, char out[CN__PATH_MAX])
+int cn__home_path(const cn_client_t *c, const char *name, char out[CN__PATH_MAX])
 {
     int n = snprintf(out, CN__PATH_MAX, "%s/%s", c->home, name);
     CN_ENSURE(n > 0 && n < CN__PATH_MAX, CN_EINVAL);
@@ -28,7 +28,7 @@ static int load_handle(cn_client_t *c)
     char path[CN__PATH_MAX];
     cn_buf_t b;
     cn_buf_init(&b);
-    CN_TRY(home_path(c, "handle", path));
+    CN_TRY(cn__home_path(c, "handle", path));
     int rc = cn__file_read(path, 64, &b);
     if (rc == CN_OK) {
         char tmp[64] = {0};
@@ -48,10 +48,10 @@ static int open_home(cn_client_t *c, const cn_client_options_t *opt)
     static const char *const dirs[] = {"devices", "sessions", "trust",
                                        "groups",  "uploads",  "files"};
     CN_TRY(cn__mkdir(c->home, 0700));
-    CN_TRY(home_path(c, "outbox", c->outbox_dir));
+    CN_TRY(cn__home_path(c, "outbox", c->outbox_dir));
     CN_TRY(cn__mkdir(c->outbox_dir, 0700));
     for (size_t i = 0; i < CN_ARRAY_LEN(dirs); i++) {
-        CN_TRY(home_path(c, dirs[i], path));
+        CN_TRY(cn__home_path(c, dirs[i], path));
         CN_TRY(cn__mkdir(path, 0700));
     }
     CN_TRY(cn__home_key_open(c->home, opt, &c->home_key));
@@ -188,7 +188,7 @@ int cn__client_prekeys(cn_client_t *c, cn__prekeys_t **out)
     char path[CN__PATH_MAX];
     *out = NULL;
     if (!c->prekeys_loaded) {
-        CN_TRY(home_path(c, "prekeys", path));
+        CN_TRY(cn__home_path(c, "prekeys", path));
         CN_TRY(cn__prekeys_load(path, c->home_key, &c->prekeys));
         c->prekeys_loaded = true;
     }
@@ -300,7 +300,7 @@ int cn__client_refill_prekeys(cn_client_t *c, uint32_t remaining, uint64_t deadl
 static int save_handle(cn_client_t *c, const char *handle)
 {
     char path[CN__PATH_MAX], line[CN_HANDLE_MAX + 2];
-    CN_TRY(home_path(c, "handle", path));
+    CN_TRY(cn__home_path(c, "handle", path));
     int n = snprintf(line, sizeof(line), "%s\n", handle);
     CN_TRY(cn__file_write_atomic(path, line, (size_t)n, 0600));
     snprintf(c->handle, sizeof(c->handle), "%s", handle);
@@ -327,7 +327,7 @@ int cn_client_register(cn_client_t *c, const char *handle, const char *invite,
     c->refused = false;
     uint64_t deadline = cn__now_ms() + c->timeout_ms;
     CN_TRY(ensure_identity(c));
-    CN_TRY(home_path(c, "prekeys.ok", ok_path));
+    CN_TRY(cn__home_path(c, "prekeys.ok", ok_path));
     if (c->handle[0] == '\0') {
         cn__login_t login = {
             .register_ = true, .handle = norm, .invite = invite, .name = device_name};

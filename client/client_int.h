@@ -533,5 +533,7 @@ CN_MUST_USE int cn__client_check(cn_client_t *c, const Chat__ServerFrame *r, int
 /** Sends one request and waits for its response (pushes handled). */
 CN_MUST_USE int cn__client_call(cn_client_t *c, Chat__ClientFrame *f, uint64_t deadline_ms,
                                 Chat__ServerFrame **out);
+/** out = home directory ‖ "/" ‖ name; CN_EINVAL when it does not fit. */
+CN_MUST_USE int cn__home_path(const cn_client_t *c, const char *name, char out[CN__PATH_MAX]);
 
 #endif /* CN_CLIENT_INT_H */

@@ -30,13 +30,6 @@ static void sleep_ms(uint64_t ms)
     }
 }
 
-static int home_file(const cn_client_t *c, const char *name, char *path)
-{
-    int n = snprintf(path, CN__PATH_MAX, "%s/%s", c->home, name);
-    CN_ENSURE(n > 0 && n < CN__PATH_MAX, CN_EINVAL);
-    return CN_OK;
-}
-
 /* ---------------------------------------------------------- device cache */
 
 int cn__devices_on_changed(cn_client_t *c, const Chat__DevicesChanged *dc)
@@ -132,7 +125,7 @@ int cn_client_link(cn_client_t *c, const char *handle, const char *device_name,
         CN_TRY(cn__identity_save(c->home, c->home_key, &c->id));
     }
     /* Archive nothing under keys of our own: the user's keys are coming. */
-    CN_TRY(home_file(c, "keys.wait", path));
+    CN_TRY(cn__home_path(c, "keys.wait", path));
     CN_TRY(cn__file_write_atomic(path, "1\n", 2, 0600));
     cn__client_disconnect(c);
     uint32_t expires = 0;
@@ -142,7 +135,7 @@ int cn_client_link(cn_client_t *c, const char *handle, const char *device_name,
     cn__client_disconnect(c);
     CN_TRY(rc);
     int n = snprintf(line, sizeof(line), "%s\n", norm);
-    CN_TRY(home_file(c, "handle", path));
+    CN_TRY(cn__home_path(c, "handle", path));
     CN_TRY(cn__file_write_atomic(path, line, (size_t)n, 0600));
     snprintf(c->handle, sizeof(c->handle), "%s", norm);
     /* Signs in as the new device and uploads prekeys (register's second half). */

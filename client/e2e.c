@@ -112,8 +112,7 @@ int cn__e2e_save(cn_client_t *c)
         p->dirty = false;
     }
     if (c->prekeys_dirty) {
-        int n = snprintf(path, sizeof(path), "%s/prekeys", c->home);
-        CN_ENSURE(n > 0 && (size_t)n < sizeof(path), CN_EINVAL);
+        CN_TRY(cn__home_path(c, "prekeys", path));
         CN_TRY(cn__prekeys_save(path, c->home_key, &c->prekeys));
         c->prekeys_dirty = false;
     }

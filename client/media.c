@@ -129,8 +129,7 @@ static int meta_decode(const uint8_t *p, size_t n, upload_t *u)
 static bool find_upload(cn_client_t *c, const upload_t *want, upload_t *out)
 {
     char dir[CN__PATH_MAX], path[CN__PATH_MAX + 300], label[64];
-    int n = snprintf(dir, sizeof(dir), "%s/uploads", c->home);
-    if (n <= 0 || n >= (int)sizeof(dir))
+    if (cn__home_path(c, "uploads", dir) < 0)
         return false; /* cannot happen: the home path is checked at open */
     DIR *d = opendir(dir);
     struct dirent *de;

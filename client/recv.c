@@ -462,8 +462,7 @@ static int open_seen(cn_client_t *c)
 {
     char path[CN__PATH_MAX];
     if (c->seen == NULL) {
-        int n = snprintf(path, sizeof(path), "%s/seen", c->home);
-        CN_ENSURE(n > 0 && n < (int)sizeof(path), CN_EINVAL);
+        CN_TRY(cn__home_path(c, "seen", path));
         CN_TRY(cn__seen_open(path, CN_CLIENT_SEEN_MAX, &c->seen));
     }
     return CN_OK;

@@ -47,7 +47,7 @@ static int fd_count(const h_node_t *n)
     int count = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        char link[300], target[64];
+        char link[64 + 256 + 2], target[64]; /* path ‖ '/' ‖ d_name */
         if (e->d_name[0] == '.')
             continue;
         snprintf(link, sizeof(link), "%s/%s", path, e->d_name);

@@ -60,7 +60,7 @@ static bool file_contains(const char *path, const uint8_t *needle, size_t n)
 static void test_keyfile_home(void **state)
 {
     (void)state;
-    char home[CN__PATH_MAX], path[CN__PATH_MAX];
+    char home[CN__PATH_MAX], path[CN__PATH_MAX + 32];
     home_of(home, "kf");
     cn_client_options_t opt = {.home = home, .insecure = true};
     cn_client_t *c;
@@ -92,7 +92,7 @@ static void test_keyfile_home(void **state)
 static void test_passphrase_home(void **state)
 {
     (void)state;
-    char home[CN__PATH_MAX], path[CN__PATH_MAX];
+    char home[CN__PATH_MAX], path[CN__PATH_MAX + 32];
     home_of(home, "pp");
     cn_client_options_t opt = {.home = home,
                                .insecure = true,
@@ -138,7 +138,7 @@ static void test_passphrase_home(void **state)
 static void test_legacy_identity_migrated(void **state)
 {
     (void)state;
-    char home[CN__PATH_MAX], path[CN__PATH_MAX];
+    char home[CN__PATH_MAX], path[CN__PATH_MAX + 32];
     home_of(home, "legacy");
     assert_int_equal(cn__mkdir(home, 0700), CN_OK);
     cn_identity_t id;

@@ -41,10 +41,12 @@ int vec_load(const char *file, vec_record_t **out)
         if (r->n == VEC_FIELDS_MAX)
             continue;
         *colon = '\0';
+        if (strlen(line) >= sizeof(r->name[0]))
+            continue; /* no field of the vector files has a longer name */
         const char *val = colon + 1;
         while (*val == ' ')
             val++;
-        snprintf(r->name[r->n], sizeof(r->name[0]), "%s", line);
+        memcpy(r->name[r->n], line, strlen(line) + 1);
         snprintf(r->value[r->n], sizeof(r->value[0]), "%s", val);
         r->n++;
     }

@@ -62,7 +62,7 @@ static void expect_members(const cn_rec_group_t *g, const char *const *want, uin
 {
     assert_int_equal(g->n, n);
     for (uint32_t i = 0; i < n; i++) {
-        char got[CN_HANDLE_MAX + 4];
+        char got[CN_HANDLE_MAX + 16]; /* handle ‖ ':' ‖ a u32 */
         snprintf(got, sizeof(got), "%s:%u", g->members[i].handle, g->members[i].role);
         assert_string_equal(got, want[i]);
     }
