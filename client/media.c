@@ -193,10 +193,10 @@ static int prepare(cn_client_t *c, const char *to, const char *path, upload_t *u
     CN_ENSURE(pn > 0 && (size_t)pn < sizeof(u->path) && pn < 65535, CN_EINVAL);
     const char *base = strrchr(u->path, '/');
     base = base ? base + 1 : u->path;
-    CN_ENSURE(strlen(base) <= CN_CLIENT_NAME_MAX &&
-                  cn_utf8_valid((const uint8_t *)base, strlen(base)),
+    size_t base_len = strlen(base);
+    CN_ENSURE(base_len < sizeof(u->name) && cn_utf8_valid((const uint8_t *)base, base_len),
               CN_EINVAL);
-    snprintf(u->name, sizeof(u->name), "%s", base);
+    memcpy(u->name, base, base_len + 1);
     snprintf(u->type, sizeof(u->type), "%s", guess_type(base));
     cn_buf_t pt, ct;
     cn_buf_init(&pt);

@@ -167,6 +167,15 @@ uint64_t cn_now_ms(void);
 /** Monotonic nanoseconds (for durations only). */
 uint64_t cn_mono_ns(void);
 
+/* -------------------------------------------------------------- threads */
+
+/**
+ * Names the calling thread (at most 15 bytes are kept), as top -H, perf
+ * and /proc/PID/task/TID/comm show it. The node's names are listed in
+ * docs/OPERATIONS.md.
+ */
+void cn_thread_name(const char *name);
+
 /* -------------------------------------------------------------- logging */
 
 enum cn_log_level { CN_LOG_DEBUG = 0, CN_LOG_INFO, CN_LOG_WARN, CN_LOG_ERROR };

@@ -4,6 +4,7 @@
  */
 #include "node/node_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,9 @@ int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd)
 static void loop_thread(void *arg)
 {
     cn_loop_t *loop = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "cn-loop%u", loop->index);
+    cn_thread_name(name);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     cn__conn_thread_exit();
 }

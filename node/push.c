@@ -186,6 +186,7 @@ static void *push_main(void *arg)
 {
     cn_push_t *p = arg;
     uint64_t backoff = 0, after = 0;
+    cn_thread_name("cn-push");
     while (nap(p, backoff ? backoff : PUSH_IDLE_POLL_MS)) {
         batch_t b = {.n = 0};
         /* Events done in this pass are deleted asynchronously; skip past

@@ -273,6 +273,7 @@ static void *pass_main(void *arg)
     cn_store_t *s = arg;
     cn__pass_t *p = &s->pass;
     cn_store_op_t op;
+    cn_thread_name("cn-reseal");
     cn__reseal_t *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         cn_log_error("store_reseal_failed", "rc=%s", cn_strerror(CN_ENOMEM));

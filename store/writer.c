@@ -247,6 +247,7 @@ static cn_store_op_t *take_batch(cn_store_t *s, size_t max, size_t *n)
 static void *writer_main(void *arg)
 {
     cn_store_t *s = arg;
+    cn_thread_name("cn-store");
     size_t max = s->opts.sync == CN_SYNC_ALWAYS ? 1 : s->opts.max_batch_ops;
     pthread_mutex_lock(&s->mu);
     for (;;) {

@@ -11,6 +11,7 @@
 #include "crypto/cn_crypto.h"
 #include "tests/bench/bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <openssl/err.h>
@@ -29,22 +30,104 @@ static double g_hook_extra[8];  /* set by the parent at barriers (idle: RSS) */
 static double g_node_cpu0 = -1; /* node CPU seconds when the load started */
 static double g_loadavg;        /* 1-minute load average when the load started */
 
-/* utime + stime of pid in seconds; -1 when unavailable. */
-static double node_cpu_s(int pid)
+/* utime + stime in seconds from a /proc stat file, and its comm (the
+ * thread's name) into comm[16] when comm is not NULL; -1 when unavailable. */
+static double stat_cpu_s(const char *path, char *comm)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    char buf[1024];
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = 0;
+    const char *open = strchr(buf, '(');
     const char *p = strrchr(buf, ')'); /* comm may hold spaces */
     unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    if (!open || !p || p < open ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
+    if (comm) {
+        size_t len = (size_t)(p - open - 1);
+        len = len < 15 ? len : 15;
+        memcpy(comm, open + 1, len);
+        comm[len] = 0;
+    }
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double node_cpu_s(int pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    return stat_cpu_s(path, NULL);
+}
+
+/*
+ * The node's CPU by thread, classed by the names the node gives its
+ * threads (cn_thread_name): the I/O loops, the store writer, RocksDB's
+ * flush and compaction pool, and the rest (main, push, re-seal).
+ */
+enum { CPU_LOOP, CPU_STORE, CPU_ROCKSDB, CPU_OTHER, CPU_CLASSES };
+#define CPU_THREADS_MAX 256
+typedef struct {
+    int tid[CPU_THREADS_MAX];
+    double cpu[CPU_THREADS_MAX];
+    int cls[CPU_THREADS_MAX];
+    size_t n;
+} thread_cpu_t;
+static thread_cpu_t g_threads0; /* when the load started */
+
+static int thread_class(const char *comm)
+{
+    if (strncmp(comm, "cn-loop", 7) == 0)
+        return CPU_LOOP;
+    if (strcmp(comm, "cn-store") == 0)
+        return CPU_STORE;
+    if (strncmp(comm, "rocksdb:", 8) == 0)
+        return CPU_ROCKSDB;
+    return CPU_OTHER;
+}
+
+static void threads_read(int pid, thread_cpu_t *t)
+{
+    char dir[64], path[96], comm[16];
+    t->n = 0;
+    snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *e; t->n < CPU_THREADS_MAX && (e = readdir(d)) != NULL;) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%d/stat", dir, tid);
+        double cpu = stat_cpu_s(path, comm);
+        if (cpu < 0)
+            continue;
+        t->tid[t->n] = tid;
+        t->cpu[t->n] = cpu;
+        t->cls[t->n] = thread_class(comm);
+        t->n++;
+    }
+    closedir(d);
+}
+
+/* CPU seconds per class since g_threads0; threads started since then count
+ * from 0, threads gone since then are missing (the node keeps its threads). */
+static void threads_delta(int pid, double out[CPU_CLASSES])
+{
+    static thread_cpu_t now;
+    threads_read(pid, &now);
+    for (int c = 0; c < CPU_CLASSES; c++)
+        out[c] = 0;
+    for (size_t i = 0; i < now.n; i++) {
+        double before = 0;
+        for (size_t j = 0; j < g_threads0.n; j++)
+            if (g_threads0.tid[j] == now.tid[i])
+                before = g_threads0.cpu[j];
+        out[now.cls[i]] += now.cpu[i] - before;
+    }
 }
 
 static const char *const USAGE =
@@ -477,6 +560,7 @@ void bench_barrier_hook(int step)
 {
     if (step == 1 && g_bench.o.node_pid > 0) {
         g_node_cpu0 = node_cpu_s(g_bench.o.node_pid);
+        threads_read(g_bench.o.node_pid, &g_threads0);
         FILE *f = fopen("/proc/loadavg", "r");
         if (f) {
             if (fscanf(f, "%lf", &g_loadavg) != 1)
@@ -516,7 +600,8 @@ uint64_t bench_rss_kib(int pid)
 
 #define US(ns) ((double)(ns) / 1000.0)
 
-static void report(const bench_result_t *r, int rc, double node_cpu)
+static void report(const bench_result_t *r, int rc, double node_cpu,
+                   const double by_class[CPU_CLASSES])
 {
     const bench_opts_t *o = &g_bench.o;
     uint64_t lost = r->sent_ok > r->delivered ? r->sent_ok - r->delivered : 0;
@@ -551,6 +636,13 @@ static void report(const bench_result_t *r, int rc, double node_cpu)
                 US(bench_hist_quantile(h, 0.9)), US(bench_hist_quantile(h, 0.99)),
                 US(bench_hist_quantile(h, 0.999)), US(h->max),
                 h->count ? US(h->sum / (double)h->count) : 0.0);
+        if (node_cpu >= 0 && ops)
+            fprintf(out,
+                    ",\"node_cpu_loop_us_per_op\":%.1f,\"node_cpu_store_us_per_op\":%.1f,"
+                    "\"node_cpu_rocksdb_us_per_op\":%.1f,\"node_cpu_other_us_per_op\":%.1f",
+                    by_class[CPU_LOOP] * 1e6 / (double)ops, by_class[CPU_STORE] * 1e6 / (double)ops,
+                    by_class[CPU_ROCKSDB] * 1e6 / (double)ops,
+                    by_class[CPU_OTHER] * 1e6 / (double)ops);
         if (r->hist2.count)
             fprintf(out, ",\"h2_p50_us\":%.0f,\"h2_p99_us\":%.0f,\"h2_p999_us\":%.0f",
                     US(bench_hist_quantile(&r->hist2, 0.5)),
@@ -578,6 +670,11 @@ static void report(const bench_result_t *r, int rc, double node_cpu)
     if (node_cpu >= 0)
         fprintf(out, "  node cpu %.2f s, %.1f us per op (load average %.2f)\n", node_cpu,
                 cpu_per_op, g_loadavg);
+    if (node_cpu >= 0 && ops)
+        fprintf(out,
+                "  per op: loop %.1f us, store writer %.1f us, rocksdb %.1f us, other %.1f us\n",
+                by_class[CPU_LOOP] * 1e6 / (double)ops, by_class[CPU_STORE] * 1e6 / (double)ops,
+                by_class[CPU_ROCKSDB] * 1e6 / (double)ops, by_class[CPU_OTHER] * 1e6 / (double)ops);
     if (unanswered)
         fprintf(out, "  %llu requests unanswered at the end\n", (unsigned long long)unanswered);
 }
@@ -626,12 +723,13 @@ int main(int argc, char **argv)
             total->extra[i] = g_hook_extra[i];
     if (g_bench.o.scenario == BENCH_IDLE && total->extra[0] > 0 && total->sent_ok > 0)
         total->extra[2] = (total->extra[1] - total->extra[0]) * 1024.0 / (double)total->sent_ok;
-    double node_cpu = -1;
+    double node_cpu = -1, by_class[CPU_CLASSES] = {0};
     if (g_bench.o.node_pid > 0 && g_node_cpu0 >= 0) {
         double now = node_cpu_s(g_bench.o.node_pid);
         node_cpu = now >= 0 ? now - g_node_cpu0 : -1;
+        threads_delta(g_bench.o.node_pid, by_class);
     }
-    report(total, rc, node_cpu);
+    report(total, rc, node_cpu, by_class);
     free(total);
     SSL_CTX_free(g_bench.ctx);
     bench_users_cleanup();

@@ -5,7 +5,9 @@
  */
 #include "tests/unit/store/store_test_util.h"
 
+#include <dirent.h>
 #include <sched.h>
+#include <stdio.h>
 
 static const uint8_t SENDER[CN_DEVICE_ID_LEN] = {0xee};
 
@@ -39,6 +41,49 @@ static void test_open_close_reopen(void **state)
     assert_int_equal(cn_store_device_get(f->s, id, &d), CN_ENOTFOUND);
     assert_int_equal(cn_store_user_get(f->s, "nobody", &u), CN_ENOTFOUND);
     assert_int_equal(cn_store_user_get(f->s, "Alice", &u), CN_EINVAL);
+}
+
+/* How many of this process's threads are named name (their /proc comm). */
+static int threads_named(const char *name)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = {0};
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue; /* the thread exited meanwhile */
+        if (fgets(comm, sizeof(comm), fp)) {
+            comm[strcspn(comm, "\n")] = 0;
+            n += strcmp(comm, name) == 0;
+        }
+        fclose(fp);
+    }
+    closedir(d);
+    return n;
+}
+
+/* The writer names its thread for top -H, perf and chatbench's CPU split;
+ * a closed store leaves none behind. */
+static void test_writer_thread_named(void **state)
+{
+    fx_t *f = *state;
+    uint8_t id[CN_DEVICE_ID_LEN];
+    make_id(id, 1, 1);
+    /* One op done: the writer has run, so it has named itself. */
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "alice", id, 0), CN_OK);
+    assert_int_equal(threads_named("cn-store"), 1);
+    cn_store_free(f->s);
+    f->s = NULL;
+    assert_int_equal(threads_named("cn-store"), 0);
+    fx_open(f);
+    make_id(id, 2, 1);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "bob", id, 0), CN_OK);
+    assert_int_equal(threads_named("cn-store"), 1);
 }
 
 static void test_open_bad_path(void **state)
@@ -560,6 +605,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_close_reopen, fx_setup, fx_teardown),
         cmocka_unit_test(test_open_bad_path),
+        cmocka_unit_test_setup_teardown(test_writer_thread_named, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_register_conflicts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_link_limits, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_drops_mailbox_and_prekeys, fx_setup,
