@@ -128,6 +128,7 @@ static void clear_wakeup(cn_server_t *s, const uint8_t *device)
     if (!op)
         return;
     op->type = CN_OP_PUSH_CLEAR;
+    op->lazy = true; /* lost to a power cut: one spare wake-up at worst */
     op->done = cn__free_op;
     memcpy(op->u.push_clear.device_id, device, CN_DEVICE_ID_LEN);
     if (cn_store_submit(s->store, op) < 0)

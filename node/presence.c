@@ -160,6 +160,7 @@ static void persist_last_seen(cn_server_t *s, const char *handle, uint64_t t)
     if (!op)
         return;
     op->type = CN_OP_USER_UPDATE;
+    op->lazy = true; /* nobody waits: no fsync of its own */
     op->done = cn__free_op;
     snprintf(op->u.user_update.handle, sizeof(op->u.user_update.handle), "%s", handle);
     op->u.user_update.mask = CN_USER_SET_LAST_SEEN;

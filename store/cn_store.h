@@ -371,6 +371,14 @@ typedef struct cn_store_op {
     void (*done)(struct cn_store_op *op);
     void *ctx;
     struct cn_store_op *next; /* internal: writer queue link */
+    /*
+     * Nobody waits for this op to be durable (a last-seen time, a wake-up
+     * marker cleared): a batch made only of lazy ops is written to the WAL
+     * without an fsync, under every sync mode, and becomes durable with
+     * the next synced batch. A process crash keeps it (the WAL is in the
+     * page cache); a power loss may lose it.
+     */
+    bool lazy;
     union {
         /* CN_OP_REGISTER: CN_EEXIST when the handle or the device exists,
          * CN_EAUTH when consume_meta names a missing record.

@@ -303,6 +303,7 @@ static int open_db(cn_store_t *s)
     rocksdb_writeoptions_set_sync(s->wo, s->opts.sync != CN_SYNC_NONE);
     s->wo_sync = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+    s->wo_lazy = rocksdb_writeoptions_create();
     return CN_OK;
 }
 
@@ -381,6 +382,8 @@ static void close_db(cn_store_t *s)
         rocksdb_writeoptions_destroy(s->wo);
     if (s->wo_sync)
         rocksdb_writeoptions_destroy(s->wo_sync);
+    if (s->wo_lazy)
+        rocksdb_writeoptions_destroy(s->wo_lazy);
     /* A reopen follows: every handle is gone, none may be freed twice. */
     memset(s->cf, 0, sizeof(s->cf));
     memset(s->cfopts, 0, sizeof(s->cfopts));
@@ -388,7 +391,7 @@ static void close_db(cn_store_t *s)
     s->dbopts = NULL;
     s->block_cache = NULL;
     s->ro = NULL;
-    s->wo = s->wo_sync = NULL;
+    s->wo = s->wo_sync = s->wo_lazy = NULL;
     s->mailbox_filter = s->dedupe_filter = s->media_filter = s->gmsg_filter = NULL;
 }
 

@@ -235,6 +235,7 @@ struct cn_store {
     rocksdb_readoptions_t *ro;
     rocksdb_writeoptions_t *wo;      /* the writer's, per the sync policy */
     rocksdb_writeoptions_t *wo_sync; /* meta_put: always durable */
+    rocksdb_writeoptions_t *wo_lazy; /* batches of lazy ops only: no fsync */
     cn_store_options_t opts;
     char *path;
 

@@ -113,7 +113,7 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
  * then the range deletes of revoked devices (an indexed batch cannot carry
  * those; later ops of this batch cannot have written anything there that
  * must survive). */
-static int write_combined(cn_store_t *s, cn__batch_t *b)
+static int write_combined(cn_store_t *s, cn__batch_t *b, const rocksdb_writeoptions_t *wo)
 {
     size_t size;
     char *err = NULL;
@@ -131,46 +131,47 @@ static int write_combined(cn_store_t *s, cn__batch_t *b)
         rocksdb_writebatch_delete_range_cf(wb, s->cf[CN__CF_PREKEYS], (const char *)lo, sizeof(lo),
                                            (const char *)hi, CN_DEVICE_ID_LEN + 10);
     }
-    rocksdb_write(s->db, s->wo, wb, &err);
+    rocksdb_write(s->db, wo, wb, &err);
     rocksdb_writebatch_destroy(wb);
     return cn__rdb_err(err, "write");
 }
 
 /**
- * Writes the batch; returns the fsync (write) duration in *ns and whether
- * anything was written in *wrote.
+ * Writes the batch (without an fsync when lazy: every op in it is lazy);
+ * returns the write duration in *ns and whether anything was synced in
+ * *synced.
  */
-static int write_batch(cn_store_t *s, cn__batch_t *b, uint64_t *ns, bool *wrote)
+static int write_batch(cn_store_t *s, cn__batch_t *b, bool lazy, uint64_t *ns, bool *synced)
 {
     char *err = NULL;
     uint64_t t0 = cn_mono_ns();
+    const rocksdb_writeoptions_t *wo = lazy ? s->wo_lazy : s->wo;
     int rc;
     *ns = 0;
-    *wrote = false;
+    *synced = false;
     if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->overlay.nrecords == 0 && b->nrevoked == 0)
         return CN_OK;
-    *wrote = true;
+    *synced = !lazy && s->opts.sync != CN_SYNC_NONE;
     if (b->nrevoked > 0 || b->overlay.nrecords > 0) {
-        rc = write_combined(s, b);
+        rc = write_combined(s, b, wo);
     } else {
-        rocksdb_write_writebatch_wi(s->db, s->wo, b->wb, &err);
+        rocksdb_write_writebatch_wi(s->db, wo, b->wb, &err);
         rc = cn__rdb_err(err, "write");
     }
     *ns = cn_mono_ns() - t0;
     return rc;
 }
 
-static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool wrote, bool failed)
+static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool synced, bool failed)
 {
     pthread_mutex_lock(&s->mu);
     s->stats.batches++;
     s->stats.ops += n;
     s->stats.last_batch_ops = n;
     s->stats.batch_ops_hist[cn__batch_bucket(n)]++;
-    if (s->opts.sync != CN_SYNC_NONE) {
+    if (synced) {
         s->stats.fsync_ns_total += ns;
-        if (wrote)
-            s->stats.fsync_hist[cn__fsync_bucket(ns)]++;
+        s->stats.fsync_hist[cn__fsync_bucket(ns)]++;
     }
     if (failed)
         s->stats.write_errors++;
@@ -187,14 +188,16 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
 {
     cn__batch_t *b = &s->batch;
     uint64_t ns = 0;
-    bool wrote = false;
+    bool synced = false, lazy = true;
     rocksdb_writebatch_wi_clear(b->wb);
     cn__refs_reset(&b->refs);
     cn__overlay_reset(&b->overlay);
     b->nrevoked = 0;
     b->fatal = CN_OK;
-    for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next)
+    for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next) {
+        lazy = lazy && op->lazy;
         op->result = apply_op(b, op);
+    }
     /* The flushes' puts poison b->fatal themselves: keep what they set. */
     int rc = b->fatal == CN_OK ? cn__refs_flush(b) : CN_OK;
     if (rc == CN_OK && b->fatal == CN_OK)
@@ -208,11 +211,11 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     if (b->fatal == CN_OK && s->need_reopen)
         b->fatal = CN_EIO;
     if (b->fatal == CN_OK)
-        b->fatal = write_batch(s, b, &ns, &wrote);
+        b->fatal = write_batch(s, b, lazy, &ns, &synced);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
     cn__recent_end(&b->recent, b->fatal == CN_OK);
     cn__keys_end(b, b->fatal == CN_OK);
-    count_batch(s, n, ns, wrote, b->fatal != CN_OK);
+    count_batch(s, n, ns, synced, b->fatal != CN_OK);
 
     for (cn_store_op_t *op = ops, *next; op != NULL; op = next) {
         next = op->next; /* done may free or resubmit the op */

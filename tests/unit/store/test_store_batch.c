@@ -30,6 +30,63 @@ static void test_same_dedupe_key_in_one_batch(void **state)
     assert_int_equal(depth(f->s, a), 1);
 }
 
+static uint64_t fsyncs(cn_store_t *s)
+{
+    cn_store_stats_t st;
+    cn_store_stats_get(s, &st);
+    uint64_t n = 0;
+    for (size_t i = 0; i < CN_STORE_FSYNC_HIST_N; i++)
+        n += st.fsync_hist[i];
+    return n;
+}
+
+static void op_last_seen(cn_store_op_t *op, const char *handle, uint64_t t, bool lazy)
+{
+    memset(op, 0, sizeof(*op));
+    op->type = CN_OP_USER_UPDATE;
+    op->lazy = lazy;
+    strcpy(op->u.user_update.handle, handle);
+    op->u.user_update.mask = CN_USER_SET_LAST_SEEN;
+    op->u.user_update.last_seen = t;
+}
+
+/* A batch of lazy ops only is written without an fsync (and is still
+ * there after a reopen); one other op in the batch brings the fsync back. */
+static void test_lazy_batches_skip_fsync(void **state)
+{
+    fx_t *f = *state;
+    uint8_t id[CN_DEVICE_ID_LEN];
+    cn_store_op_t op, mixed[2];
+    cn_rec_user_t u;
+    make_id(id, 9, 1);
+    f->opts.sync = CN_SYNC_BATCH;
+    fx_reopen(f);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "lena", id, 0), CN_OK);
+    uint64_t before = fsyncs(f->s);
+    assert_int_equal(before, 1); /* sync=batch: the register was synced */
+
+    op_last_seen(&op, "lena", 1111, true);
+    assert_int_equal(run_op(f->s, &op), CN_OK);
+    assert_int_equal(fsyncs(f->s), before);
+    assert_int_equal(cn_store_user_get(f->s, "lena", &u), CN_OK);
+    assert_int_equal(u.last_seen, 1111);
+
+    op_last_seen(&mixed[0], "lena", 2222, true);
+    op_last_seen(&mixed[1], "lena", 3333, false);
+    cn_store_op_t *ops[] = {&mixed[0], &mixed[1]};
+    run_batch_of(f->s, ops, 2); /* the gate's batch before it writes nothing */
+    assert_int_equal(mixed[0].result, CN_OK);
+    assert_int_equal(mixed[1].result, CN_OK);
+    assert_int_equal(fsyncs(f->s), before + 1);
+
+    op_last_seen(&op, "lena", 4444, true);
+    assert_int_equal(run_op(f->s, &op), CN_OK);
+    assert_int_equal(fsyncs(f->s), before + 1);
+    fx_reopen(f);
+    assert_int_equal(cn_store_user_get(f->s, "lena", &u), CN_OK);
+    assert_int_equal(u.last_seen, 4444);
+}
+
 static void test_register_then_send_and_link(void **state)
 {
     fx_t *f = *state;
@@ -407,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_fetchers_never_share, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_senders_contiguous, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_batches_skip_fsync, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
