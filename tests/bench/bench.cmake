@@ -18,3 +18,8 @@ cn_warnings(storebench)
 # writefloor: the cost of one small loopback write per socket (the fan-out's floor).
 add_executable(writefloor ${CN_BENCH_DIR}/writefloor.c)
 cn_warnings(writefloor)
+
+# report.py, which rewrites the results table of docs/PERFORMANCE.md.
+add_test(NAME unit_bench_report
+         COMMAND /usr/bin/python3 ${CN_BENCH_DIR}/test_report.py)
+set_tests_properties(unit_bench_report PROPERTIES LABELS unit TIMEOUT 60)

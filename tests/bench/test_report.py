@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""report.py: the median run and range of repeated scenarios, the verdicts,
+and the rewrite between the markers of PERFORMANCE.md (nothing else)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPORT = os.path.join(HERE, "report.py")
+
+
+def run(over, **extra):
+    base = {"scenario": "relay", "rate": 80000, "sent": 400000, "sent_ok": 400000, "errors": 0,
+            "delivered": 400000, "lost": 0, "unanswered": 0, "duplicates": 0,
+            "node_cpu_us_per_op": 20.0, "node_cpu_loop_us_per_op": 9.0,
+            "node_cpu_store_us_per_op": 9.5, "node_cpu_rocksdb_us_per_op": 1.5,
+            "loadavg": 1.0, "delivered_per_s": 50000, "p50_us": 1000, "p99_us": 4000,
+            "p999_us": 5000, "late_ticks": 0}
+    base.update(over)
+    base.update(extra)
+    return base
+
+
+def write(work, name, runs):
+    with open(os.path.join(work, name + ".json"), "w") as f:
+        for r in runs:
+            f.write(json.dumps(r) + "\n")
+
+
+def render(work, doc_text):
+    doc = os.path.join(work, "PERF.md")
+    with open(doc, "w") as f:
+        f.write(doc_text)
+    subprocess.run([sys.executable, REPORT, work, doc, "2 cores", "abc1234"], check=True)
+    with open(doc) as f:
+        return f.read()
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what)
+        sys.exit(1)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as work:
+        # Three relay-80k runs: the median by delivered/s is the 61,000 one.
+        write(work, "relay-80k", [run({"delivered_per_s": 61000, "p99_us": 7000}),
+                                  run({"delivered_per_s": 45000}),
+                                  run({"delivered_per_s": 81000, "lost": 3})])
+        # One relay-50k run meeting its target; drain runs missing and meeting.
+        write(work, "relay-50k", [run({"rate": 50000, "delivered_per_s": 49800, "p99_us": 4200})])
+        write(work, "drain", [run({"drain_per_s": 150000, "enqueue_per_s": 1}),
+                              run({"drain_per_s": 210000, "enqueue_per_s": 1}),
+                              run({"drain_per_s": 230000, "enqueue_per_s": 1})])
+        text = render(work, "# Perf\n\nbefore\n<!-- bench:results:begin -->\nold\n"
+                            "<!-- bench:results:end -->\nafter\n")
+        check(text.startswith("# Perf\n\nbefore\n"), "the text before the markers is kept")
+        check(text.endswith("after\n"), "the text after the markers is kept")
+        check("\nold\n" not in text, "the old table is replaced")
+        rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+        relay = rows.get("| relay, offered 80,000/s", "")
+        check("61,000 msg/s delivered" in relay, f"median run shown: {relay}")
+        check("median of 3 runs; 45,000–81,000/s" in relay, f"range shown: {relay}")
+        check("**missed**" in relay, "61,000/s misses 80,000/s")
+        check("(loop 9.0, store 9.5, RocksDB 1.5)" in relay, f"CPU split shown: {relay}")
+        r50 = rows.get("| relay, offered 50,000/s", "")
+        check(r50.endswith("| met |"), f"p99 4.2 ms at 49,800/s meets the target: {r50}")
+        check("median of" not in r50, "a single run has no range")
+        drain = rows.get("| drain, 400,000 queued", "")
+        check("210,000 msg/s" in drain and drain.endswith("| met |"), f"drain median: {drain}")
+        check("150,000–230,000/s" in drain, f"drain range: {drain}")
+        check("| fanout" not in text, "no row for a scenario that did not run")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
