@@ -373,10 +373,12 @@ typedef struct cn_store_op {
     struct cn_store_op *next; /* internal: writer queue link */
     /*
      * Nobody waits for this op to be durable (a last-seen time, a wake-up
-     * marker cleared): a batch made only of lazy ops is written to the WAL
-     * without an fsync, under every sync mode, and becomes durable with
-     * the next synced batch. A process crash keeps it (the WAL is in the
-     * page cache); a power loss may lose it.
+     * marker cleared): it does not wake the writer, which takes it with
+     * the next op someone waits for or after CN_STORE_LAZY_DELAY_MS, and
+     * a batch made only of lazy ops is written to the WAL without an
+     * fsync, under every sync mode, becoming durable with the next synced
+     * batch. A process crash keeps it (the WAL is in the page cache); a
+     * power loss may lose it.
      */
     bool lazy;
     union {
@@ -650,6 +652,7 @@ CN_MUST_USE int cn_store_submit(cn_store_t *s, cn_store_op_t *op);
  * CN_STORE_FSYNC_BUCKETS_MS;`.
  */
 /* clang-format off */
+#define CN_STORE_LAZY_DELAY_MS     50 /* longest a lazy op waits for company */
 #define CN_STORE_BATCH_HIST_N      8
 #define CN_STORE_BATCH_BUCKETS_OPS {1, 4, 16, 64, 256, 1024, 4096} /* ops per batch */
 #define CN_STORE_FSYNC_HIST_N      10

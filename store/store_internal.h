@@ -240,10 +240,12 @@ struct cn_store {
     char *path;
 
     pthread_mutex_t mu; /* guards the queue, closing and stats */
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC */
     pthread_t thread;
     bool thread_started;
     bool closing;
+    bool urgent;       /* a queued op is not lazy: someone waits for the batch */
+    bool lazy_waiting; /* lazy ops are queued and the writer knows it */
     cn_store_op_t *head, *tail;
     cn_store_stats_t stats;
 

@@ -8,8 +8,10 @@
  */
 #include "store/store_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cn_store_submit(cn_store_t *s, cn_store_op_t *op)
 {
@@ -26,7 +28,16 @@ int cn_store_submit(cn_store_t *s, cn_store_op_t *op)
         s->head = op;
     s->tail = op;
     s->stats.queue_depth++;
-    pthread_cond_signal(&s->cv);
+    /* Lazy ops wake the writer once, which then waits for company for a
+     * while: at a reconnect storm's pace a wake-up per disconnect (two
+     * context switches) cost more than the write itself. */
+    if (!op->lazy) {
+        s->urgent = true;
+        pthread_cond_signal(&s->cv);
+    } else if (!s->lazy_waiting) {
+        s->lazy_waiting = true;
+        pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&s->mu);
     return CN_OK;
 }
@@ -247,6 +258,32 @@ static cn_store_op_t *take_batch(cn_store_t *s, size_t max, size_t *n)
     return first;
 }
 
+/**
+ * Waits (mu held) until there is a batch to run: an op someone waits for,
+ * lazy ops that waited CN_STORE_LAZY_DELAY_MS, or closing.
+ */
+static void wait_for_work(cn_store_t *s)
+{
+    struct timespec deadline;
+    bool timed = false;
+    while (!s->closing && (s->head == NULL || !s->urgent)) {
+        if (s->head == NULL) {
+            timed = false;
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        if (!timed) { /* only lazy ops: give them company for a while */
+            timed = true;
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            deadline.tv_nsec += CN_STORE_LAZY_DELAY_MS * 1000000L;
+            deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+            deadline.tv_nsec %= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT)
+            return;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     cn_store_t *s = arg;
@@ -254,12 +291,14 @@ static void *writer_main(void *arg)
     size_t max = s->opts.sync == CN_SYNC_ALWAYS ? 1 : s->opts.max_batch_ops;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (s->head == NULL && !s->closing)
-            pthread_cond_wait(&s->cv, &s->mu);
+        wait_for_work(s);
         if (s->head == NULL)
             break; /* closing and drained */
         size_t n;
         cn_store_op_t *ops = take_batch(s, max, &n);
+        /* What stays queued (past max) still counts as urgent. */
+        s->urgent = s->head != NULL;
+        s->lazy_waiting = false;
         pthread_mutex_unlock(&s->mu);
         /* After a storage fault RocksDB refuses every write until reopened. */
         if (s->need_reopen && cn__db_try_reopen(s) == CN_OK)
@@ -284,7 +323,14 @@ int cn__writer_start(cn_store_t *s)
     if (cn__recent_init(&s->batch.recent) < 0)
         cn_log_warn("store_recent_unavailable", "entries=%d", CN__RECENT_MAX);
     CN_ENSURE(pthread_mutex_init(&s->mu, NULL) == 0, CN_EINTERNAL);
-    if (pthread_cond_init(&s->cv, NULL) != 0) {
+    pthread_condattr_t ca;
+    bool cv_ok = false;
+    if (pthread_condattr_init(&ca) == 0) {
+        cv_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+                pthread_cond_init(&s->cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cv_ok) {
         pthread_mutex_destroy(&s->mu);
         return CN_EINTERNAL;
     }

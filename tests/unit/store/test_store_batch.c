@@ -87,6 +87,44 @@ static void test_lazy_batches_skip_fsync(void **state)
     assert_int_equal(u.last_seen, 4444);
 }
 
+/* A lazy op alone does not wake the writer: it waits up to
+ * CN_STORE_LAZY_DELAY_MS, and goes with the next op someone waits for. */
+static void test_lazy_ops_wait_for_company(void **state)
+{
+    fx_t *f = *state;
+    uint8_t id[CN_DEVICE_ID_LEN];
+    cn_store_op_t lazy, other;
+    cn_rec_user_t u;
+    make_id(id, 9, 2);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "mona", id, 0), CN_OK);
+
+    /* Alone: done no sooner than the delay (a lower bound, so a loaded
+     * machine cannot make it fail). */
+    uint64_t t0 = cn_mono_ns();
+    op_last_seen(&lazy, "mona", 5555, true);
+    assert_int_equal(run_op(f->s, &lazy), CN_OK);
+    uint64_t waited_ms = (cn_mono_ns() - t0) / 1000000u;
+    assert_true(waited_ms + 5 >= CN_STORE_LAZY_DELAY_MS);
+    assert_int_equal(cn_store_user_get(f->s, "mona", &u), CN_OK);
+    assert_int_equal(u.last_seen, 5555);
+
+    /* With company: the op that wakes the writer takes it along. */
+    waiter_t w;
+    waiter_init(&w);
+    w.s = f->s;
+    op_last_seen(&lazy, "mona", 6666, true);
+    op_last_seen(&other, "mona", 7777, false);
+    submit_with(f->s, &lazy, &w);
+    submit_with(f->s, &other, &w);
+    waiter_wait(&w);
+    assert_int_equal(w.batch_ops_seen, 2);
+    waiter_dispose(&w);
+    assert_int_equal(lazy.result, CN_OK);
+    assert_int_equal(other.result, CN_OK);
+    assert_int_equal(cn_store_user_get(f->s, "mona", &u), CN_OK);
+    assert_int_equal(u.last_seen, 7777); /* applied in submission order */
+}
+
 static void test_register_then_send_and_link(void **state)
 {
     fx_t *f = *state;
@@ -465,6 +503,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_senders_contiguous, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lazy_batches_skip_fsync, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_ops_wait_for_company, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
