@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- errors */
 
@@ -166,6 +167,11 @@ CN_MUST_USE int cn_hex_decode(void *out, size_t n, const char *s);
 uint64_t cn_now_ms(void);
 /** Monotonic nanoseconds (for durations only). */
 uint64_t cn_mono_ns(void);
+/**
+ * *out = now on clock (CLOCK_REALTIME, CLOCK_MONOTONIC) plus ms: the
+ * absolute deadline pthread_cond_timedwait takes.
+ */
+void cn_deadline(struct timespec *out, clockid_t clock, uint64_t ms);
 
 /* -------------------------------------------------------------- threads */
 

@@ -165,13 +165,7 @@ static bool drain_batch(cn_push_t *p, const batch_t *b)
 static bool nap(cn_push_t *p, uint64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    cn_deadline(&ts, CLOCK_REALTIME, ms);
     pthread_mutex_lock(&p->mu);
     while (!p->stop && !p->kicked)
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) != 0)

@@ -200,12 +200,7 @@ static void settle(cn_store_t *s, const cn__reseal_t *r)
 static void pace(cn__pass_t *p)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += PACE_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    cn_deadline(&ts, CLOCK_REALTIME, PACE_MS);
     pthread_mutex_lock(&p->mu);
     while (!p->stop && !p->requested) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT)

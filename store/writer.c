@@ -274,10 +274,7 @@ static void wait_for_work(cn_store_t *s)
         }
         if (!timed) { /* only lazy ops: give them company for a while */
             timed = true;
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            deadline.tv_nsec += CN_STORE_LAZY_DELAY_MS * 1000000L;
-            deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-            deadline.tv_nsec %= 1000000000L;
+            cn_deadline(&deadline, CLOCK_MONOTONIC, CN_STORE_LAZY_DELAY_MS);
         }
         if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT)
             return;
