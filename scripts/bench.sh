@@ -169,19 +169,19 @@ scenario() { # scenario NAME ARGS...: a fresh node for each
     stop_server
 }
 
-repeated() { # repeated NAME ARGS...: the scenario REPEAT times, a fresh node each
-    for _ in $(seq 1 "$REPEAT"); do scenario "$@"; done
+repeated() { # repeated COMMAND ARGS...: COMMAND (scenario, mqtt) REPEAT times
+    for _ in $(seq 1 "$REPEAT"); do "$@"; done
 }
 
 t0=$(date +%s)
-repeated relay-80k relay --pairs "$PAIRS" --rate 80000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
-repeated relay-50k relay --pairs "$PAIRS" --rate 50000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
-repeated relay-cmp relay --pairs "$PAIRS" --rate "$CMP_RATE" --size 256 --duration "$DUR" --drain-timeout "$TAIL"
-repeated fanout fanout --members "$FAN" --rounds "$ROUNDS" --interval 300 --warmup 0.6 --size 256
+repeated scenario relay-80k relay --pairs "$PAIRS" --rate 80000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
+repeated scenario relay-50k relay --pairs "$PAIRS" --rate 50000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
+repeated scenario relay-cmp relay --pairs "$PAIRS" --rate "$CMP_RATE" --size 256 --duration "$DUR" --drain-timeout "$TAIL"
+repeated scenario fanout fanout --members "$FAN" --rounds "$ROUNDS" --interval 300 --warmup 0.6 --size 256
 scenario connect connect --rate "$CONN_RATE" --duration "$DUR" --warmup 0.5
-repeated connect-ref connect --rate "$CONN_REF_RATE" --duration "$DUR" --warmup 0.5
+repeated scenario connect-ref connect --rate "$CONN_REF_RATE" --duration "$DUR" --warmup 0.5
 scenario idle idle --connections "$IDLE" --concurrency 128 --hold 3
-repeated drain drain --queued "$QUEUED" --size 256 --ack-batch 256 --drain-timeout "$TAIL"
+repeated scenario drain drain --queued "$QUEUED" --size 256 --ack-batch 256 --drain-timeout "$TAIL"
 
 mqtt() { # mqtt NAME RATE: the relay load on a fresh mosquitto
     wanted "$1" || return 0
@@ -190,10 +190,8 @@ mqtt() { # mqtt NAME RATE: the relay load on a fresh mosquitto
         --qos 1 --drain-timeout "$TAIL"
     stop_server
 }
-for _ in $(seq 1 "$REPEAT"); do
-    mqtt peer-mqtt-cmp "$CMP_RATE"
-    mqtt peer-mqtt-50k 50000
-done
+repeated mqtt peer-mqtt-cmp "$CMP_RATE"
+repeated mqtt peer-mqtt-50k 50000
 echo "bench: all scenarios ran in $(($(date +%s) - t0)) s"
 
 MACHINE="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
