@@ -145,8 +145,6 @@ static void release_idle_buffers(cn_conn_t *c)
         cn_buf_dispose(&c->plain_out);
     if (c->plain_in.len == c->plain_in.rpos && c->plain_in.cap)
         cn_buf_dispose(&c->plain_in);
-    if (!c->writing && c->out.len == c->out.rpos)
-        cn_tls_release_idle(c->tls);
 }
 
 /* The socket took all output: resume what a backlog paused. */
@@ -234,10 +232,6 @@ static void flush_now(cn_conn_t *c)
             return;
         }
         cn_buf_reset(&c->plain_out);
-    }
-    if (cn_tls_take_output(c->tls, &c->out) < 0) {
-        cn__conn_abort(c, "out of memory");
-        return;
     }
     size_t b = backlog(c);
     if (b > srv(c)->cfg.out_hard_limit) {
@@ -623,7 +617,7 @@ void cn__conn_accept(cn_loop_t *loop)
         }
     }
     uint64_t open = atomic_load(&s->counters.connections_open);
-    c->tls = cn_tls_new(s->tls);
+    c->tls = cn_tls_new(s->tls, &c->out);
     uint32_t retry;
     bool limited = cn__rl_take(s->rl, CN_RL_CONNECT, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
                                &retry) != CN_OK;

@@ -59,36 +59,25 @@ typedef struct cn_tls cn_tls_t;
  */
 SSL_CTX *cn_tls_server_ctx_new(const char *cert_file, const char *key_file);
 
-/** A server-side TLS session over memory BIOs; owned; cn_tls_free. */
-cn_tls_t *cn_tls_new(SSL_CTX *ctx);
+/**
+ * A server-side TLS session; owned; cn_tls_free. Every byte of ciphertext
+ * for the peer (handshake flights, records, alerts) is appended to *out as
+ * OpenSSL produces it; out must outlive the session.
+ */
+cn_tls_t *cn_tls_new(SSL_CTX *ctx, cn_buf_t *out);
 void cn_tls_free(cn_tls_t *t);
 
 /**
- * Feeds n bytes received from the socket, then decrypts into plain
- * (appended). Handshake output, if any, is left for cn_tls_take_output.
- * Returns CN_OK, CN_ECLOSED (peer sent close_notify) or CN_EPROTO (a TLS
- * failure: the connection must close).
+ * Feeds n bytes received from the socket (read in place, none kept), then
+ * decrypts into plain (appended). Returns CN_OK, CN_ECLOSED (peer sent
+ * close_notify) or CN_EPROTO (a TLS failure: the connection must close).
  */
 CN_MUST_USE int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain);
 
 /** Encrypts n plaintext bytes (only after the handshake completed). */
 CN_MUST_USE int cn_tls_write(cn_tls_t *t, const uint8_t *p, size_t n);
 
-/** Moves pending ciphertext (to be sent to the socket) into out. */
-CN_MUST_USE int cn_tls_take_output(cn_tls_t *t, cn_buf_t *out);
-
 bool cn_tls_handshake_done(const cn_tls_t *t);
-
-/**
- * Frees the memory BIOs' buffers of a connection with nothing in flight
- * when they grew past CN_TLS_IDLE_BIO_KEEP (the handshake's flight, a
- * burst): a memory BIO keeps its largest size forever. Call when the
- * connection's own buffers are released.
- */
-#define CN_TLS_IDLE_BIO_KEEP 512
-void cn_tls_release_idle(cn_tls_t *t);
-/** Bytes the two memory BIOs hold room for (tests, memory accounting). */
-size_t cn_tls_bio_capacity(cn_tls_t *t);
 
 /** RFC 9266 style channel binding value for this connection. */
 CN_MUST_USE int cn_tls_exporter(cn_tls_t *t, uint8_t out[32]);
