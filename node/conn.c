@@ -472,7 +472,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     count(&srv(c)->counters.bytes_in, (uint64_t)nread);
     int rc = cn_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread, &c->plain_in);
-    if (rc == CN_EPROTO) {
+    if (rc < 0 && rc != CN_ECLOSED) { /* a TLS failure, or no memory for the plaintext */
         count(&srv(c)->counters.handshakes_failed, c->state == CN_CONN_TLS);
         flush_now(c); /* the alert, if any, before we drop it */
         close_now(c);
