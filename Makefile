@@ -4,7 +4,7 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 SECONDS ?= 60
 
-.PHONY: all deps build release run test fuzz bench format format-check clean
+.PHONY: all deps build release run test fuzz bench callgrind format format-check clean
 
 all: build
 
@@ -34,6 +34,9 @@ fuzz: deps
 
 bench: deps
 	./scripts/bench.sh
+
+callgrind: deps
+	./scripts/callgrind.sh
 
 format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
