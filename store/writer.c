@@ -123,7 +123,8 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
 /* The final batch: the indexed part, the unindexed records (overlay.c),
  * then the range deletes of revoked devices (an indexed batch cannot carry
  * those; later ops of this batch cannot have written anything there that
- * must survive). */
+ * must survive). Never a range delete on a family with memtable insert
+ * hints (meta, db.c): RocksDB 7.8 would insert through the wrong list. */
 static int write_combined(cn_store_t *s, cn__batch_t *b, const rocksdb_writeoptions_t *wo)
 {
     size_t size;

@@ -86,6 +86,60 @@ static void test_writer_thread_named(void **state)
     assert_int_equal(threads_named("cn-store"), 1);
 }
 
+/* The value of option in column family cf of the newest OPTIONS file
+ * RocksDB wrote into dir ("" when absent). */
+static void cf_option(const char *dir, const char *cf, const char *option, char *out, size_t n)
+{
+    char newest[300] = "", line[512], section[128];
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, "OPTIONS-", 8) == 0 && strcmp(e->d_name, newest) > 0)
+            snprintf(newest, sizeof(newest), "%s", e->d_name);
+    closedir(d);
+    assert_true(newest[0] != 0);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s", dir, newest);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    snprintf(section, sizeof(section), "[CFOptions \"%s\"]", cf);
+    bool in = false;
+    out[0] = 0;
+    while (fgets(line, sizeof(line), fp)) {
+        line[strcspn(line, "\n")] = 0;
+        if (line[0] == '[')
+            in = strcmp(line, section) == 0;
+        const char *v = line + strspn(line, " ");
+        size_t k = strlen(option);
+        if (in && strncmp(v, option, k) == 0 && v[k] == '=')
+            snprintf(out, n, "%s", v + k + 1);
+    }
+    fclose(fp);
+}
+
+/* meta's counters are rewritten by prefix (counter ‖ device): its memtable
+ * inserts where the prefix's last insert went (db.c). Families that see
+ * range deletes (mailbox, prekeys: revoke) must not use hints with RocksDB
+ * before 9.2, and random keys (dedupe) gain nothing. */
+static void test_insert_hints_configured(void **state)
+{
+    fx_t *f = *state;
+    char v[128];
+    const char *opt = "memtable_insert_with_hint_prefix_extractor";
+    cf_option(f->dir, "meta", opt, v, sizeof(v));
+    assert_string_equal(v, "rocksdb.FixedPrefix.37");
+    static const char *const none[] = {"mailbox", "prekeys", "dedupe"};
+    for (size_t i = 0; i < 3; i++) {
+        cf_option(f->dir, none[i], opt, v, sizeof(v));
+        assert_string_equal(v, "nullptr");
+    }
+    /* The rest of meta's options survived the copy. */
+    cf_option(f->dir, "meta", "write_buffer_size", v, sizeof(v));
+    assert_string_equal(v, "67108864");
+    cf_option(f->dir, "mailbox", "compaction_filter", v, sizeof(v));
+    assert_string_equal(v, "cn.mailbox_ttl");
+}
+
 static void test_open_bad_path(void **state)
 {
     (void)state;
@@ -605,6 +659,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_close_reopen, fx_setup, fx_teardown),
         cmocka_unit_test(test_open_bad_path),
+        cmocka_unit_test_setup_teardown(test_insert_hints_configured, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread_named, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_register_conflicts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_link_limits, fx_setup, fx_teardown),
