@@ -262,9 +262,10 @@ static void make_cf_options(cn_store_t *s)
  * repeatable to about 1 %): group of 999 71,700 -> 64,100; one-to-one over
  * 100 devices 79,700 -> 78,200; over 100,000 devices, each new to the
  * memtable, 163,000 -> 166,200 (a new prefix pays for its hint: about 250
- * bytes of the memtable's arena, within write_buffer_size; 5-8 % more CPU
- * in that storebench run). meta's 64 MiB memtable holds about 900,000
- * counter writes, so in a running node devices come back to it.
+ * bytes of the memtable's arena, within write_buffer_size): 5-8 % more CPU
+ * per copy in that storebench run, 3-4 % with ten messages per device.
+ * Kept for fan-out: a group's copies are most of a chat server's copies,
+ * and each group send rewrites a counter per member.
  *
  * The mailbox (device ‖ seq) is left without. Hinted it gained more where
  * devices repeat (group 50,300 per copy, one-to-one over 100 devices
