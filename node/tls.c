@@ -8,7 +8,7 @@
  *   cache: a reconnecting client pays one full handshake, and no resumption
  *   state is kept per connection or per context (memory per idle
  *   connection matters more than a saved round trip).
- * - The BIO (cn_bio_method) reads straight from the socket's read buffer
+ * - The BIO (g_bio_method) reads straight from the socket's read buffer
  *   and appends ciphertext straight to the connection's output buffer.
  *   OpenSSL's memory BIOs cost a copy on each side, a BUF_MEM that keeps the
  *   size of the largest flight, and control calls around every record

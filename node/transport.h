@@ -70,7 +70,9 @@ void cn_tls_free(cn_tls_t *t);
 /**
  * Feeds n bytes received from the socket (read in place, none kept), then
  * decrypts into plain (appended). Returns CN_OK, CN_ECLOSED (peer sent
- * close_notify) or CN_EPROTO (a TLS failure: the connection must close).
+ * close_notify) or CN_EPROTO (a TLS failure); CN_ENOMEM (no room for the
+ * plaintext) and CN_EINTERNAL (input OpenSSL left unread) end the stream
+ * like CN_EPROTO: the connection must close.
  */
 CN_MUST_USE int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain);
 
