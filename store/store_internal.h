@@ -121,6 +121,7 @@ typedef struct cn__counter {
 typedef struct cn__counters {
     cn__counter_t **slots;
     size_t cap, count;
+    cn__counter_t *last;     /* the entry found last: one op asks for one device several times */
     cn__counter_t **touched; /* entries changed by the current batch */
     size_t ntouched, touched_cap;
     uint64_t push_next; /* the global push event seq, like the entries' */
