@@ -137,7 +137,7 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
         if (!cn__batch_revoked(b, r->device_id))
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
-        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, body);
     }
     return CN_OK;
@@ -148,7 +148,7 @@ static int store_dedupe(cn__batch_t *b, const cn_store_op_t *op, const uint8_t d
     cn_rec_dedupe_t d = {.server_time = op->u.send.env.server_time, .recipients = op->u.send.n};
     cn_buf_reset(&b->v1);
     CN_TRY(cn_rec_dedupe_encode(&d, &b->v1));
-    cn__overlay_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1);
+    cn__overlay_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1, d.server_time);
     return CN_OK;
 }
 
@@ -174,7 +174,7 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
         if (!cn__batch_revoked(b, r->device_id))
             CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
-        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1);
+        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, NULL);
     }
     return store_dedupe(b, op, dkey);

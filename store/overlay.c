@@ -123,12 +123,12 @@ static void poison(cn__batch_t *b, int rc)
 }
 
 void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
-                     const cn_buf_t *val)
+                     const cn_buf_t *val, uint64_t hint)
 {
     cn_slice_t v = cn_buf_unread(val);
     if (cn__cf_sealed(b->s, cf)) {
         cn_buf_reset(&b->seal);
-        int rc = cn__seal_value(b->s, cf, key, klen, v.base, v.len, &b->seal);
+        int rc = cn__seal_value_hinted(b->s, cf, key, klen, v.base, v.len, hint, &b->seal);
         if (rc < 0) {
             poison(b, rc);
             return;

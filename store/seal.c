@@ -22,6 +22,7 @@
  */
 #include "store/store_internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 static const char *const cf_label[CN__CF_COUNT] = {
@@ -69,14 +70,21 @@ uint64_t cn__expires_hint(enum cn__cf cf, const uint8_t *key, size_t klen, const
     return (chunk || index) && n >= 8 ? cn_load_u64be(v) : 0;
 }
 
-int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, const void *v,
-                   size_t n, cn_buf_t *out)
+int cn__seal_value_hinted(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                          const void *v, size_t n, uint64_t hint, cn_buf_t *out)
 {
     uint8_t ad[CN_ATREST_AD_MAX];
     size_t adlen;
     CN_TRY(value_ad(cf, key, klen, ad, &adlen));
-    uint64_t hint = cn__expires_hint(cf, key, klen, v, n);
+    assert(hint == cn__expires_hint(cf, key, klen, v, n));
     return cn_atrest_seal(s->ring, ad, adlen, hint, v, n, out);
+}
+
+int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, const void *v,
+                   size_t n, cn_buf_t *out)
+{
+    return cn__seal_value_hinted(s, cf, key, klen, v, n, cn__expires_hint(cf, key, klen, v, n),
+                                 out);
 }
 
 static int refused(cn_store_t *s, enum cn__cf cf, size_t klen, const char *why)

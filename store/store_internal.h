@@ -400,6 +400,9 @@ uint64_t cn__expires_hint(enum cn__cf cf, const uint8_t *key, size_t klen, const
 /** Seals a value of cf under the current key, appended to out. */
 CN_MUST_USE int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
                                const void *v, size_t n, cn_buf_t *out);
+/** The same, with the value's expires_hint from a caller that encoded it. */
+CN_MUST_USE int cn__seal_value_hinted(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                                      const void *v, size_t n, uint64_t hint, cn_buf_t *out);
 /**
  * The key id a stored value is sealed under: 0 for a plaintext value in a
  * legacy database; CN_EAUTH for a plaintext value otherwise.
@@ -501,9 +504,11 @@ void cn__refs_reset(cn__refs_t *t);
 void cn__refs_dispose(cn__refs_t *t);
 
 /* overlay.c (writer thread only) */
-/** Puts a value (sealed here) into the unindexed part; failures poison the batch. */
+/** Puts a value (sealed here) into the unindexed part; failures poison the
+ * batch. hint: the value's cn__expires_hint (its server time), which the
+ * caller knows without decoding what it just encoded. */
 void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
-                     const cn_buf_t *val);
+                     const cn_buf_t *val, uint64_t hint);
 void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
 /** Puts a plaintext value no later op of the batch reads back (the writer's
  * counters, written last): logged only, unseen by cn__overlay_get. */
