@@ -29,7 +29,9 @@
 
 struct cn_keyring {
     pthread_rwlock_t lock;
-    uint8_t *keys; /* CN_KEYRING_MAX × CN_ATREST_KEY_LEN, sodium_malloc */
+    /* CN_KEYRING_MAX × CN_ATREST_KEY_LEN, then the subkey: sodium_malloc */
+    uint8_t *keys;
+    uint32_t subkey_for; /* the key id the subkey belongs to (0: none) */
     uint32_t ids[CN_KEYRING_MAX];
     uint8_t states[CN_KEYRING_MAX];
     size_t n;
@@ -44,7 +46,7 @@ int cn_keyring_new(cn_keyring_t **out)
     *out = NULL;
     cn_keyring_t *kr = calloc(1, sizeof(*kr));
     CN_ENSURE(kr != NULL, CN_ENOMEM);
-    kr->keys = sodium_malloc(CN_KEYRING_MAX * CN_ATREST_KEY_LEN);
+    kr->keys = sodium_malloc((CN_KEYRING_MAX + 1) * CN_ATREST_KEY_LEN);
     if (kr->keys == NULL || pthread_rwlock_init(&kr->lock, NULL) != 0) {
         if (kr->keys)
             sodium_free(kr->keys);
@@ -82,6 +84,37 @@ static uint8_t *key_at(const cn_keyring_t *kr, size_t i)
 }
 
 /** Makes id current (it must be in the ring); the old current becomes OLD. */
+/*
+ * XChaCha20-Poly1305 is HChaCha20(key, nonce[0..15]) as the key of
+ * ChaCha20-Poly1305 (IETF) with nonce 0^4 ‖ nonce[16..23]. Our nonces are
+ * this process's random prefix ‖ a counter, so for the current key the
+ * first step is the same for every record: done once here (writer lock
+ * held), it saves an HChaCha20 per seal and per open of a record sealed
+ * since (1,200 of the store's 76,000 instructions per stored copy, twice).
+ * The bytes are exactly XChaCha20-Poly1305's.
+ */
+static uint8_t *subkey(const cn_keyring_t *kr)
+{
+    return kr->keys + CN_KEYRING_MAX * CN_ATREST_KEY_LEN;
+}
+
+static void derive_subkey(cn_keyring_t *kr)
+{
+    int slot = slot_of(kr, kr->current);
+    kr->subkey_for = 0;
+    if (slot >= 0 &&
+        crypto_core_hchacha20(subkey(kr), kr->nonce_prefix, key_at(kr, (size_t)slot), NULL) == 0)
+        kr->subkey_for = kr->current;
+}
+
+/* The IETF nonce that goes with the subkey: 0^4 ‖ the counter. */
+static void subkey_nonce(uint8_t out[crypto_aead_chacha20poly1305_IETF_NPUBBYTES],
+                         const uint8_t *nonce)
+{
+    memset(out, 0, 4);
+    memcpy(out + 4, nonce + crypto_core_hchacha20_INPUTBYTES, 8);
+}
+
 static void make_current(cn_keyring_t *kr, int slot)
 {
     int old = slot_of(kr, kr->current);
@@ -89,6 +122,7 @@ static void make_current(cn_keyring_t *kr, int slot)
         kr->states[old] = CN_KEY_OLD;
     kr->states[slot] = CN_KEY_CURRENT;
     kr->current = kr->ids[slot];
+    derive_subkey(kr);
 }
 
 int cn_keyring_rotate(cn_keyring_t *kr, uint32_t *id)
@@ -318,6 +352,7 @@ int cn_keyring_open(const cn_master_key_t *mk, const uint8_t *p, size_t n, cn_ke
         cn_keyring_free(kr);
         return rc;
     }
+    derive_subkey(kr);
     *out = kr;
     return CN_OK;
 }
@@ -366,9 +401,17 @@ int cn_atrest_seal(cn_keyring_t *kr, const void *ad, size_t adlen, uint64_t expi
         memcpy(w + REC_AD_PREFIX, kr->nonce_prefix, sizeof(kr->nonce_prefix));
         cn_store_u64be(w + REC_AD_PREFIX + sizeof(kr->nonce_prefix), ctr);
         record_ad(fullad, w, ad, adlen);
-        crypto_aead_xchacha20poly1305_ietf_encrypt(w + CN_ATREST_HDR_LEN, NULL, pt, n, fullad,
-                                                   REC_AD_PREFIX + adlen, NULL, w + REC_AD_PREFIX,
-                                                   key_at(kr, (size_t)slot));
+        if (kr->subkey_for == kr->current) {
+            uint8_t npub[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+            subkey_nonce(npub, w + REC_AD_PREFIX);
+            crypto_aead_chacha20poly1305_ietf_encrypt(w + CN_ATREST_HDR_LEN, NULL, pt, n, fullad,
+                                                      REC_AD_PREFIX + adlen, NULL, npub,
+                                                      subkey(kr));
+        } else {
+            crypto_aead_xchacha20poly1305_ietf_encrypt(w + CN_ATREST_HDR_LEN, NULL, pt, n, fullad,
+                                                       REC_AD_PREFIX + adlen, NULL,
+                                                       w + REC_AD_PREFIX, key_at(kr, (size_t)slot));
+        }
     }
     pthread_rwlock_unlock(&kr->lock);
     if (rc == CN_OK)
@@ -393,12 +436,21 @@ int cn_atrest_open(cn_keyring_t *kr, const void *ad, size_t adlen, const uint8_t
     unsigned long long plen = 0;
     pthread_rwlock_rdlock(&kr->lock);
     int slot = slot_of(kr, id);
-    if (slot < 0)
+    if (slot < 0) {
         rc = CN_ENOTFOUND;
-    else if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-                 out, &plen, NULL, p + CN_ATREST_HDR_LEN, n - CN_ATREST_HDR_LEN, fullad,
-                 REC_AD_PREFIX + adlen, nonce, key_at(kr, (size_t)slot)) != 0)
+    } else if (id == kr->subkey_for &&
+               memcmp(nonce, kr->nonce_prefix, sizeof(kr->nonce_prefix)) == 0) {
+        uint8_t npub[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
+        subkey_nonce(npub, nonce);
+        if (crypto_aead_chacha20poly1305_ietf_decrypt(out, &plen, NULL, p + CN_ATREST_HDR_LEN,
+                                                      n - CN_ATREST_HDR_LEN, fullad,
+                                                      REC_AD_PREFIX + adlen, npub, subkey(kr)) != 0)
+            rc = CN_EAUTH;
+    } else if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+                   out, &plen, NULL, p + CN_ATREST_HDR_LEN, n - CN_ATREST_HDR_LEN, fullad,
+                   REC_AD_PREFIX + adlen, nonce, key_at(kr, (size_t)slot)) != 0) {
         rc = CN_EAUTH;
+    }
     pthread_rwlock_unlock(&kr->lock);
     *outlen = rc == CN_OK ? (size_t)plen : 0;
     return rc;

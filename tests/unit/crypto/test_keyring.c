@@ -312,6 +312,18 @@ static void test_formats_with_raw_libsodium(void **state)
                          13 + sizeof(cfkey), rec.data + 13, dkey),
                      0);
     assert_memory_equal(pt, "sixteen bytes!!!", 16);
+    /* And back: raw libsodium under this process's nonce prefix (the one
+     * the ring's cached subkey covers) opens through the ring. */
+    uint8_t raw[CN_ATREST_HDR_LEN + 16 + 16], got[16];
+    size_t glen;
+    memcpy(raw, rec.data, CN_ATREST_HDR_LEN);
+    raw[CN_ATREST_HDR_LEN - 1] ^= 1; /* another counter value */
+    crypto_aead_xchacha20poly1305_ietf_encrypt(raw + CN_ATREST_HDR_LEN, NULL,
+                                               (const uint8_t *)"sealed elsewhere", 16, ad,
+                                               13 + sizeof(cfkey), NULL, raw + 13, dkey);
+    assert_int_equal(cn_atrest_open(kr, cfkey, sizeof(cfkey), raw, sizeof(raw), got, &glen), CN_OK);
+    assert_int_equal(glen, 16);
+    assert_memory_equal(got, "sealed elsewhere", 16);
     sodium_memzero(dkey, sizeof(dkey));
     cn_buf_dispose(&ring);
     cn_buf_dispose(&rec);
