@@ -45,17 +45,8 @@ ONLY=${BENCH_ONLY:-}
 CMP_RATE=${BENCH_CMP_RATE:-10000} # the side-by-side rate, both servers
 MAX_GROUP=1000                    # the node's group limit (its default, stated; the protocol's hard maximum)
 
-./scripts/install-deps.sh
 # Bench-only packages: the peer broker and the profiler.
-missing=()
-for p in mosquitto linux-perf; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+./scripts/install-deps.sh mosquitto linux-perf
 
 if [ -z "${BENCH_NODE_BIN:-}${BENCH_BIN:-}" ]; then
     cmake --preset release >/dev/null

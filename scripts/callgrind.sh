@@ -23,12 +23,7 @@ TOP=${CALLGRIND_TOP:-15}
 BIN=${STOREBENCH_BIN:-$ROOT/build/release/tests/storebench}
 [[ $N =~ ^[0-9]+$ ]] && [ "$N" -gt 0 ] || { echo "callgrind: CALLGRIND_MESSAGES must be a positive integer" >&2; exit 2; }
 
-./scripts/install-deps.sh
-if ! dpkg-query -W -f='${Status}' valgrind 2>/dev/null | grep -q "install ok installed"; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends valgrind
-fi
+./scripts/install-deps.sh valgrind
 if [ -z "${STOREBENCH_BIN:-}" ]; then
     cmake --preset release >/dev/null
     cmake --build --preset release --target storebench >/dev/null

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs every Debian package chatnode needs to build, run and test.
+# Installs every Debian package chatnode needs to build, run and test, plus
+# any packages named as arguments (the bench and callgrind scripts' tools).
 # Idempotent: installs only what is missing, so `make` can call it every time.
+#
+#   scripts/install-deps.sh [EXTRA-PACKAGE...]
 set -euo pipefail
 
 PACKAGES=(
@@ -12,6 +15,8 @@ PACKAGES=(
     openssl ca-certificates python3 prometheus
     testssl.sh fiu-utils libfiu0
 )
+
+PACKAGES+=("$@")
 
 # Node.js + npm run the interop test (tests/interop); Debian's packages
 # unless a node is installed already.
