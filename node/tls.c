@@ -1,23 +1,30 @@
 /*
- * Server-side TLS 1.3 over a BIO of our own: the connection layer hands in
- * the bytes it read from the socket and names the buffer that collects what
- * goes back, so no OpenSSL call ever touches a file descriptor or blocks.
+ * Server-side TLS 1.3: OpenSSL runs the handshake over a BIO of our own, then
+ * hands the connection to our record layer (node/tls_record.c) and is freed.
+ * The connection layer hands in the bytes it read from the socket and names
+ * the buffer that collects what goes back, so nothing here touches a file
+ * descriptor or blocks.
  *
  * Decisions:
  * - TLS 1.3 only, three AEAD suites, no session tickets and no session
  *   cache: a reconnecting client pays one full handshake, and no resumption
  *   state is kept per connection or per context (memory per idle
  *   connection matters more than a saved round trip).
+ * - After the handshake the SSL object is freed (an established OpenSSL 3.0
+ *   session holds about 14 KiB of heap) and records are protected by
+ *   tls_record.c with the application traffic secrets, which OpenSSL hands
+ *   out through its key-log callback (the interface SSLKEYLOGFILE uses; the
+ *   secrets are only copied into the session, never written anywhere). This
+ *   is what kTLS does with them; this kernel has no kTLS. The channel
+ *   binding (RFC 9266) is exported before the SSL object goes.
  * - The BIO (g_bio_method) reads straight from the socket's read buffer
- *   and appends ciphertext straight to the connection's output buffer.
- *   OpenSSL's memory BIOs cost a copy on each side, a BUF_MEM that keeps the
- *   size of the largest flight, and control calls around every record
- *   (BIO_ctrl 4 % of the node's samples in the fanout profile). Nothing is
- *   held between calls: a partial record stays in OpenSSL's own read
- *   buffer, so an idle connection has no TLS buffers but OpenSSL's.
- * - SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers while a
- *   connection is idle; small records are decrypted through a per-thread
- *   record buffer so the connection's input buffer stays small too.
+ *   and appends the handshake's ciphertext straight to the connection's
+ *   output buffer: no copies through memory BIOs, no BUF_MEM per session.
+ *   OpenSSL reads one record at a time (no read-ahead), so at the end of the
+ *   handshake whatever the client sent after its Finished is still in the
+ *   caller's bytes and goes to the record layer.
+ * - SSL_MODE_RELEASE_BUFFERS frees OpenSSL's record buffers between the
+ *   handshake's flights.
  * - SSL_MODE_NO_AUTO_CHAIN: the certificate file is the chain sent.
  * - Tried and dropped (docs/PERFORMANCE.md "connect"): restricting groups or
  *   signature algorithms and reusing SSL objects with SSL_clear; neither
@@ -27,8 +34,10 @@
  * - Failures caused by peers are logged at debug level only: a scanner can
  *   produce them at line rate.
  */
+#include "node/tls_record.h"
 #include "node/transport.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
@@ -41,13 +50,25 @@
 #define CN_TLS_EXPORTER_LEN   32
 #define CN_TLS_CIPHERSUITES                                                                        \
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define CN_TLS_READ_CHUNK 16384 /* one maximal TLS record of plaintext */
+
+/* The key log's lines for the two application traffic secrets (RFC 8446
+ * 7.1), as in the NSS key log format: label, client random, secret in hex. */
+#define KEYLOG_CLIENT     "CLIENT_TRAFFIC_SECRET_0 "
+#define KEYLOG_SERVER     "SERVER_TRAFFIC_SECRET_0 "
+#define KEYLOG_RANDOM_HEX 64
+
+enum { HAVE_CLIENT_SECRET = 1, HAVE_SERVER_SECRET = 2 };
 
 struct cn_tls {
-    SSL *ssl;
+    SSL *ssl;          /* the handshake; NULL once the record layer took over */
     cn_buf_t *out;     /* ciphertext to the peer is appended here */
     const uint8_t *in; /* ciphertext from the peer not yet read by OpenSSL */
     size_t in_len;     /* (only during cn_tls_feed) */
+    cn_tls_record_t rec;
+    uint8_t exporter[CN_TLS_EXPORTER_LEN];
+    /* From the key log until the hand-over, then wiped. */
+    uint8_t have_secrets, secret_len;
+    uint8_t client_secret[CN_TLS_SECRET_MAX], server_secret[CN_TLS_SECRET_MAX];
 };
 
 /** Logs and clears the OpenSSL error queue. */
@@ -76,6 +97,62 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies the hex secret at the end of a key-log line; 0 when malformed. */
+static size_t parse_secret(const char *line, uint8_t out[CN_TLS_SECRET_MAX])
+{
+    for (int i = 0; i < KEYLOG_RANDOM_HEX; i++)
+        if (hex_nibble(line[i]) < 0)
+            return 0;
+    const char *h = line + KEYLOG_RANDOM_HEX;
+    if (*h++ != ' ')
+        return 0;
+    size_t n = 0;
+    while (h[0] != '\0' && n < CN_TLS_SECRET_MAX) {
+        int hi = hex_nibble(h[0]), lo = hi < 0 ? -1 : hex_nibble(h[1]);
+        if (lo < 0)
+            return 0;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+        h += 2;
+    }
+    return h[0] == '\0' ? n : 0;
+}
+
+/* OpenSSL's key log: only the two application traffic secrets are kept. */
+static void keylog(const SSL *ssl, const char *line)
+{
+    cn_tls_t *t = SSL_get_app_data(ssl);
+    uint8_t secret[CN_TLS_SECRET_MAX];
+    uint8_t *dst = NULL;
+    uint8_t bit = 0;
+    size_t n = 0;
+    if (!t)
+        return;
+    if (strncmp(line, KEYLOG_CLIENT, strlen(KEYLOG_CLIENT)) == 0) {
+        n = parse_secret(line + strlen(KEYLOG_CLIENT), secret);
+        dst = t->client_secret, bit = HAVE_CLIENT_SECRET;
+    } else if (strncmp(line, KEYLOG_SERVER, strlen(KEYLOG_SERVER)) == 0) {
+        n = parse_secret(line + strlen(KEYLOG_SERVER), secret);
+        dst = t->server_secret, bit = HAVE_SERVER_SECRET;
+    }
+    if (dst && n > 0 && (t->secret_len == 0 || t->secret_len == n)) {
+        memcpy(dst, secret, n);
+        t->secret_len = (uint8_t)n;
+        t->have_secrets |= bit;
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+}
+
 static int ctx_configure(SSL_CTX *ctx)
 {
     CN_ENSURE(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1, CN_EINTERNAL);
@@ -90,6 +167,7 @@ static int ctx_configure(SSL_CTX *ctx)
      * from the context's (empty) trust store on every handshake. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_keylog_callback(ctx, keylog);
     return CN_OK;
 }
 
@@ -215,6 +293,8 @@ cn_tls_t *cn_tls_new(SSL_CTX *ctx, cn_buf_t *out)
     }
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio); /* one BIO both ways: ssl owns its one reference */
+    SSL_set_app_data(t->ssl, t);   /* for the key log */
+    cn_buf_init(&t->rec.partial);
     SSL_set_accept_state(t->ssl);
     return t;
 }
@@ -224,6 +304,9 @@ void cn_tls_free(cn_tls_t *t)
     if (!t)
         return;
     SSL_free(t->ssl);
+    if (!t->ssl)
+        cn_tls_record_dispose(&t->rec);
+    OPENSSL_cleanse(t, sizeof(*t));
     free(t);
 }
 
@@ -232,7 +315,7 @@ static int ssl_result(cn_tls_t *t, int r, const char *what)
 {
     switch (SSL_get_error(t->ssl, r)) {
     case SSL_ERROR_WANT_READ:
-        /* Memory BIOs never block on write, so only more input helps. */
+        /* Our BIO never blocks on write, so only more input helps. */
         return CN_OK;
     case SSL_ERROR_ZERO_RETURN:
         ERR_clear_error();
@@ -243,101 +326,95 @@ static int ssl_result(cn_tls_t *t, int r, const char *what)
     }
 }
 
-/*
- * Decryption target when plain has less than one record of room: a record is
- * decrypted here and only its bytes are appended, so a connection's input
- * buffer grows to what it holds (a few hundred bytes for the upgrade and the
- * Auth) instead of to two 16 KiB chunks reserved just in case. One per loop
- * thread; only that thread's connections use it.
- */
-static _Thread_local uint8_t t_record[CN_TLS_READ_CHUNK];
-
-/** Decrypts every complete record in the read BIO into plain. */
-static int read_plain(cn_tls_t *t, cn_buf_t *plain)
+/* The handshake is done: export the channel binding, give the traffic
+ * secrets to the record layer and free the SSL object. */
+static int hand_over(cn_tls_t *t)
 {
-    for (;;) {
-        size_t got = 0;
-        bool direct = plain->cap - plain->len >= CN_TLS_READ_CHUNK;
-        uint8_t *dst = direct ? plain->data + plain->len : t_record;
-        ERR_clear_error();
-        int r = SSL_read_ex(t->ssl, dst, CN_TLS_READ_CHUNK, &got);
-        if (r != 1)
-            return ssl_result(t, r, "read");
-        if (direct)
-            plain->len += got;
-        else
-            CN_TRY(cn_buf_append(plain, t_record, got));
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(t->ssl);
+    uint16_t suite = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
+    int rc = CN_EINTERNAL;
+    /* Nothing may wait inside OpenSSL: its records' sequence numbers would
+     * be lost with it. Without read-ahead it never reads past a record. */
+    if (t->have_secrets != (HAVE_CLIENT_SECRET | HAVE_SERVER_SECRET) || SSL_has_pending(t->ssl)) {
+        cn_log_error("tls_handover_failed", "what=%s",
+                     SSL_has_pending(t->ssl) ? "pending_input" : "no_traffic_secrets");
+        goto out;
     }
+    /* RFC 9266 2: 32 bytes, label "EXPORTER-Channel-Binding", no context. */
+    if (SSL_export_keying_material(t->ssl, t->exporter, CN_TLS_EXPORTER_LEN, CN_TLS_EXPORTER_LABEL,
+                                   strlen(CN_TLS_EXPORTER_LABEL), NULL, 0, 0) != 1) {
+        log_ssl_errors(CN_LOG_ERROR, "tls_handover_failed", "export");
+        goto out;
+    }
+    rc = cn_tls_record_init(&t->rec, suite, t->client_secret, t->server_secret, t->secret_len);
+    if (rc != CN_OK) {
+        cn_log_error("tls_handover_failed", "what=record_layer suite=0x%04x rc=%d", suite, rc);
+        goto out;
+    }
+    SSL_free(t->ssl);
+    t->ssl = NULL;
+out:
+    OPENSSL_cleanse(t->client_secret, sizeof(t->client_secret));
+    OPENSSL_cleanse(t->server_secret, sizeof(t->server_secret));
+    ERR_clear_error();
+    return rc;
 }
 
-static int feed(cn_tls_t *t, cn_buf_t *plain)
-{
-    if (!SSL_is_init_finished(t->ssl)) {
-        ERR_clear_error();
-        int r = SSL_do_handshake(t->ssl);
-        if (r != 1)
-            return ssl_result(t, r, "handshake");
-    }
-    /* Records that arrived with the client's Finished are read at once. */
-    return read_plain(t, plain);
-}
-
-int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain)
+/* Runs the handshake on p[0..n); *rest is what follows the client's Finished. */
+static int handshake(cn_tls_t *t, const uint8_t *p, size_t n, size_t *rest)
 {
     t->in = p;
     t->in_len = n;
-    int rc = feed(t, plain);
-    /* OpenSSL reads until the BIO runs dry and keeps a partial record
-     * itself; only a failure or the peer's close_notify leaves input,
-     * which then no longer matters. */
-    if (rc == CN_OK && t->in_len != 0)
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    int rc = r == 1 ? hand_over(t) : ssl_result(t, r, "handshake");
+    /* Short of the end of the handshake, OpenSSL reads until the BIO runs dry
+     * and keeps a partial record itself; only a failure or a close_notify
+     * leaves input, which then no longer matters. */
+    if (rc == CN_OK && r != 1 && t->in_len != 0)
         rc = CN_EINTERNAL;
+    *rest = t->in_len;
     t->in = NULL;
     t->in_len = 0;
     return rc;
 }
 
+int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain)
+{
+    if (t->ssl) {
+        size_t rest = 0;
+        CN_TRY(handshake(t, p, n, &rest));
+        if (t->ssl)
+            return CN_OK; /* more of the handshake to come */
+        p += n - rest;
+        n = rest; /* records that came with the client's Finished */
+    }
+    return cn_tls_record_open(&t->rec, p, n, plain, t->out);
+}
+
 int cn_tls_write(cn_tls_t *t, const uint8_t *p, size_t n)
 {
-    CN_ENSURE(SSL_is_init_finished(t->ssl), CN_EINVAL);
+    CN_ENSURE(!t->ssl, CN_EINVAL);
     if (n == 0)
         return CN_OK;
-    size_t written = 0;
-    ERR_clear_error();
-    /* Without SSL_MODE_ENABLE_PARTIAL_WRITE this writes all or nothing. */
-    int r = SSL_write_ex(t->ssl, p, n, &written);
-    if (r != 1) {
-        int rc = ssl_result(t, r, "write");
-        return rc == CN_OK ? CN_EPROTO : rc;
-    }
-    return written == n ? CN_OK : CN_EINTERNAL;
+    return cn_tls_record_seal(&t->rec, p, n, t->out);
 }
 
 bool cn_tls_handshake_done(const cn_tls_t *t)
 {
-    return SSL_is_init_finished(t->ssl) == 1;
+    return t->ssl == NULL;
 }
 
 int cn_tls_exporter(cn_tls_t *t, uint8_t out[32])
 {
-    CN_ENSURE(SSL_is_init_finished(t->ssl), CN_EINVAL);
-    ERR_clear_error();
-    /* RFC 9266 2: 32 bytes, label "EXPORTER-Channel-Binding", no context. */
-    int r = SSL_export_keying_material(t->ssl, out, CN_TLS_EXPORTER_LEN, CN_TLS_EXPORTER_LABEL,
-                                       strlen(CN_TLS_EXPORTER_LABEL), NULL, 0, 0);
-    if (r != 1) {
-        log_ssl_errors(CN_LOG_ERROR, "tls_exporter_failed", "export");
-        return CN_EINTERNAL;
-    }
+    CN_ENSURE(!t->ssl, CN_EINVAL);
+    memcpy(out, t->exporter, CN_TLS_EXPORTER_LEN);
     return CN_OK;
 }
 
 void cn_tls_shutdown(cn_tls_t *t)
 {
     /* A close_notify only makes sense once the handshake is done. */
-    if (!SSL_is_init_finished(t->ssl))
-        return;
-    ERR_clear_error();
-    (void)SSL_shutdown(t->ssl);
-    ERR_clear_error();
+    if (!t->ssl)
+        cn_tls_record_close(&t->rec, t->out);
 }

@@ -3,7 +3,8 @@
  * No libuv here: bytes in, events and bytes out, so each layer is unit
  * tested and fuzzed on its own.
  *
- *   TCP bytes -> cn_tls (OpenSSL over memory BIOs) -> plaintext
+ *   TCP bytes -> cn_tls (OpenSSL's handshake, then our TLS 1.3 record
+ *                layer, node/tls_record.h) -> plaintext
  *   plaintext -> cn_http_request (the upgrade) -> cn_ws (RFC 6455 frames)
  */
 #ifndef CN_NODE_TRANSPORT_H
@@ -62,21 +63,26 @@ SSL_CTX *cn_tls_server_ctx_new(const char *cert_file, const char *key_file);
 /**
  * A server-side TLS session; owned; cn_tls_free. Every byte of ciphertext
  * for the peer (handshake flights, records, alerts) is appended to *out as
- * OpenSSL produces it; out must outlive the session.
+ * it is produced; out must outlive the session. OpenSSL runs the handshake;
+ * at its end the SSL object is freed and the record layer takes over.
  */
 cn_tls_t *cn_tls_new(SSL_CTX *ctx, cn_buf_t *out);
 void cn_tls_free(cn_tls_t *t);
 
 /**
- * Feeds n bytes received from the socket (read in place, none kept), then
- * decrypts into plain (appended). Returns CN_OK, CN_ECLOSED (peer sent
- * close_notify) or CN_EPROTO (a TLS failure); CN_ENOMEM (no room for the
- * plaintext) and CN_EINTERNAL (input OpenSSL left unread) end the stream
- * like CN_EPROTO: the connection must close.
+ * Feeds n bytes received from the socket (read in place; only a record split
+ * across feeds is copied, until it is whole), then decrypts into plain
+ * (appended). Returns CN_OK, CN_ECLOSED (peer sent close_notify) or
+ * CN_EPROTO (a TLS failure; an alert was queued); CN_ENOMEM (no room for the
+ * plaintext) and CN_EINTERNAL end the stream like CN_EPROTO: the connection
+ * must close. Anything but CN_OK is final.
  */
 CN_MUST_USE int cn_tls_feed(cn_tls_t *t, const uint8_t *p, size_t n, cn_buf_t *plain);
 
-/** Encrypts n plaintext bytes (only after the handshake completed). */
+/**
+ * Encrypts n plaintext bytes (only after the handshake completed: CN_EINVAL
+ * before, CN_ECLOSED after cn_tls_shutdown or a fatal alert).
+ */
 CN_MUST_USE int cn_tls_write(cn_tls_t *t, const uint8_t *p, size_t n);
 
 bool cn_tls_handshake_done(const cn_tls_t *t);

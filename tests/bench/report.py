@@ -142,9 +142,10 @@ def rows(work):
         per = r.get("rss_per_conn_bytes", 0)
         n = int(r.get("connections", 0))
         ok = per <= 16384 and n >= 15000
-        out.append((f"idle, {n:,} connections", "≤ 16 KiB RSS per connection",
+        stretch = "; stretch (8 KiB) met" if ok and per <= 8192 else ""
+        out.append((f"idle, {n:,} connections", "≤ 16 KiB RSS per connection (stretch 8 KiB)",
                     f'{num(per / 1024)} KiB per connection (VmRSS {num(r.get("rss_before_kib", 0) / 1024)}'
-                    f' → {num(r.get("rss_after_kib", 0) / 1024)} MiB)',
+                    f' → {num(r.get("rss_after_kib", 0) / 1024)} MiB){stretch}',
                     cpu(r), verdict(ok)))
     r = load(work, "drain")
     if r:

@@ -1,8 +1,10 @@
 /*
- * cn_tls over memory BIOs against a real OpenSSL client in the same
- * process: a self-signed Ed25519 certificate is made in a temp dir, the
- * handshake is pumped by hand, then data, exporters, close_notify, a TLS
+ * cn_tls against a real OpenSSL client in the same process: a self-signed
+ * Ed25519 certificate is made in a temp dir, the handshake is pumped by hand,
+ * then data, exporters, close_notify, key updates, every cipher suite, a TLS
  * 1.2-only client, garbage input and broken certificate files are checked.
+ * After the handshake the server's records are node/tls_record.c's, so every
+ * test here is also an interoperability test against OpenSSL's record layer.
  */
 /* cmocka.h needs these first. */
 /* clang-format off */
@@ -276,9 +278,10 @@ static void test_client_to_server_big(void **state)
     pair_dispose(&p);
 }
 
-/* The session holds no ciphertext of its own: input is read in place (a
- * partial record waits inside OpenSSL, even one byte at a time) and output
- * lands in the caller's buffer, which an idle connection may free. */
+/* The session holds no ciphertext of its own between records: input is read
+ * in place (a partial record is held only until it is whole, even one byte
+ * at a time) and output lands in the caller's buffer, which an idle
+ * connection may free. */
 static void test_no_buffers_of_its_own(void **state)
 {
     (void)state;
@@ -397,6 +400,114 @@ static void test_ctx_bad_files(void **state)
     assert_int_equal(ERR_peek_error(), 0);
 }
 
+/* Moves pending client output to the server without pumping back. */
+static void client_to_server(pair_t *p)
+{
+    char buf[4096];
+    int n;
+    while ((n = BIO_read(p->c_out, buf, sizeof(buf))) > 0) {
+        p->server_rc = cn_tls_feed(p->server, (const uint8_t *)buf, (size_t)n, &p->plain);
+        if (p->server_rc != CN_OK)
+            break;
+    }
+}
+
+/* Every suite the server offers, chosen by the client; padded client records;
+ * key updates asked by either side; data both ways after each. */
+static void test_suites_padding_key_updates(void **state)
+{
+    (void)state;
+    static const char *suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                   "TLS_CHACHA20_POLY1305_SHA256"};
+    for (size_t i = 0; i < 3; i++) {
+        pair_t p;
+        pair_init(&p, TLS1_3_VERSION);
+        assert_int_equal(SSL_set_ciphersuites(p.client, suites[i]), 1);
+        assert_int_equal(SSL_set_block_padding(p.client, 256), 1);
+        assert_int_equal(handshake(&p), 1);
+        assert_string_equal(SSL_CIPHER_get_name(SSL_get_current_cipher(p.client)), suites[i]);
+        for (int round = 0; round < 3; round++) {
+            /* round 0: the client updates and asks back; 1: updates only;
+             * 2: nothing (keys of two generations later still agree). */
+            if (round < 2)
+                assert_int_equal(SSL_key_update(p.client, round == 0
+                                                              ? SSL_KEY_UPDATE_REQUESTED
+                                                              : SSL_KEY_UPDATE_NOT_REQUESTED),
+                                 1);
+            char msg[32];
+            int len = snprintf(msg, sizeof(msg), "suite %zu round %d", i, round);
+            cn_buf_reset(&p.plain);
+            assert_int_equal(SSL_write(p.client, msg, len), len);
+            pump(&p);
+            assert_int_equal(p.server_rc, CN_OK);
+            assert_int_equal(p.plain.len, (size_t)len);
+            assert_memory_equal(p.plain.data, msg, (size_t)len);
+            assert_int_equal(cn_tls_write(p.server, (const uint8_t *)msg, (size_t)len), CN_OK);
+            pump(&p);
+            char got[32];
+            assert_int_equal(SSL_read(p.client, got, sizeof(got)), len);
+            assert_memory_equal(got, msg, (size_t)len);
+        }
+        server_to_client_big(&p);
+        pair_dispose(&p);
+    }
+}
+
+/* The client's first request rides with its Finished: the server must find
+ * it after the hand-over from OpenSSL. */
+static void test_data_with_finished(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, TLS1_3_VERSION);
+    int r = 0;
+    for (int i = 0; i < 10 && r != 1; i++) {
+        r = SSL_do_handshake(p.client);
+        if (r == 1)
+            break; /* the Finished is in c_out, not yet pumped */
+        pump(&p);
+    }
+    assert_int_equal(r, 1);
+    assert_false(cn_tls_handshake_done(p.server));
+    const char req[] = "GET /ws HTTP/1.1\r\n\r\n";
+    assert_int_equal(SSL_write(p.client, req, (int)strlen(req)), (int)strlen(req));
+    /* Finished and the request in one feed. */
+    char buf[4096];
+    int n = BIO_read(p.c_out, buf, sizeof(buf));
+    assert_true(n > (int)strlen(req));
+    assert_int_equal(BIO_pending(p.c_out), 0);
+    assert_int_equal(cn_tls_feed(p.server, (const uint8_t *)buf, (size_t)n, &p.plain), CN_OK);
+    assert_true(cn_tls_handshake_done(p.server));
+    assert_int_equal(p.plain.len, strlen(req));
+    assert_memory_equal(p.plain.data, req, p.plain.len);
+    pair_dispose(&p);
+}
+
+/* A record altered on the way: the server refuses it and tells the client
+ * with a bad_record_mac alert. */
+static void test_tampered_record_alerts_client(void **state)
+{
+    (void)state;
+    pair_t p;
+    pair_init(&p, TLS1_3_VERSION);
+    assert_int_equal(handshake(&p), 1);
+    assert_int_equal(SSL_write(p.client, "hello", 5), 5);
+    char buf[256];
+    int n = BIO_read(p.c_out, buf, sizeof(buf));
+    assert_true(n > 10);
+    buf[n - 3] ^= 1;
+    assert_int_equal(cn_tls_feed(p.server, (const uint8_t *)buf, (size_t)n, &p.plain), CN_EPROTO);
+    assert_int_equal(p.plain.len, 0);
+    assert_int_equal(cn_tls_write(p.server, (const uint8_t *)"x", 1), CN_ECLOSED);
+    assert_true(p.sout.len > 0);
+    client_to_server(&p);
+    assert_int_equal(BIO_write(p.c_in, p.sout.data, (int)p.sout.len), (int)p.sout.len);
+    char c;
+    assert_true(SSL_read(p.client, &c, 1) <= 0);
+    assert_int_equal(ERR_GET_REASON(ERR_peek_last_error()), SSL_R_SSLV3_ALERT_BAD_RECORD_MAC);
+    pair_dispose(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +518,9 @@ int main(void)
         cmocka_unit_test(test_garbage_is_eproto),
         cmocka_unit_test(test_ctx_bad_files),
         cmocka_unit_test(test_client_to_server_big),
+        cmocka_unit_test(test_suites_padding_key_updates),
+        cmocka_unit_test(test_data_with_finished),
+        cmocka_unit_test(test_tampered_record_alerts_client),
     };
     return cmocka_run_group_tests(tests, setup_certs, teardown_certs);
 }
