@@ -278,6 +278,8 @@ static int on_handshake(cn_tls_record_t *r, const uint8_t *m, size_t n, cn_buf_t
         return fail(r, AD_UNEXPECTED_MESSAGE, out);
     if (m[4] > 1)
         return fail(r, AD_ILLEGAL_PARAMETER, out);
+    if (++r->updates_in_row > CN_TLS_KEY_UPDATES_MAX)
+        return fail(r, AD_UNEXPECTED_MESSAGE, out);
     int rc = update_dir(r, &r->rd, 0);
     if (rc == CN_OK && m[4] == 1 && !r->sent_close) /* 4.6.3: answer before any more data */
         rc = cn_tls_record_key_update(r, false, out);
@@ -341,6 +343,8 @@ static int open_record(cn_tls_record_t *r, const uint8_t *rec, size_t total, cn_
     switch (type) {
     case CT_APPLICATION_DATA:
         plain->len += n; /* zero-length application data is allowed (5.4) */
+        if (n > 0)
+            r->updates_in_row = 0;
         return CN_OK;
     case CT_HANDSHAKE:
         return on_handshake(r, dst, n, out);

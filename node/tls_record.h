@@ -9,7 +9,8 @@
  * KeyUpdate both ways (RFC 8446 4.6.3: a requested update is answered at
  * once, and the send side updates its own key every CN_TLS_RECORDS_PER_KEY
  * records), close_notify both ways, and a fatal alert before every error it
- * detects. What it refuses: any other post-handshake message (this server
+ * detects. What it refuses: more than CN_TLS_KEY_UPDATES_MAX KeyUpdates in a
+ * row, any other post-handshake message (this server
  * sends no tickets and asks for no certificate), a handshake message split
  * across records, unprotected records, records over the RFC's limits.
  */
@@ -26,6 +27,10 @@
 #define CN_TLS_RECORD_TAG        16u                 /* all three suites */
 #define CN_TLS_SECRET_MAX        48u                 /* SHA-384's length */
 #define CN_TLS_RECORDS_PER_KEY   ((uint64_t)1 << 24) /* RFC 8446 5.5: AES-GCM <= 2^24.5 */
+/* KeyUpdates accepted in a row without application data between them (as
+ * OpenSSL's MAX_KEY_UPDATE_MESSAGES): each costs key derivations, so a peer
+ * may not send nothing else. */
+#define CN_TLS_KEY_UPDATES_MAX 32
 
 /* RFC 8446 B.4 cipher suites. */
 #define CN_TLS_AES_128_GCM_SHA256       0x1301
@@ -46,6 +51,7 @@ typedef struct cn_tls_record {
     uint8_t secret_len; /* the suite's hash length */
     uint8_t key_len;
     bool sent_close;          /* our close_notify or fatal alert went out */
+    uint8_t updates_in_row;   /* the peer's KeyUpdates since its last data */
     int status;               /* CN_OK, or the sticky end of input */
     uint64_t records_per_key; /* CN_TLS_RECORDS_PER_KEY; tests lower it */
     cn_tls_dir_t rd, wr;

@@ -196,6 +196,34 @@ static void test_send_key_rotates(void **state)
     ends_dispose(&e);
 }
 
+/* KeyUpdates in a row are bounded; application data between them resets
+ * the count. */
+static void test_key_update_flood_refused(void **state)
+{
+    (void)state;
+    ends_t e;
+    ends_init(&e, CN_TLS_AES_128_GCM_SHA256);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < CN_TLS_KEY_UPDATES_MAX; i++)
+            assert_int_equal(cn_tls_record_key_update(&e.client, true, &e.to_server), CN_OK);
+        assert_int_equal(to_server(&e, 4096), CN_OK);
+        /* The server's answers, then data, which resets the client's count. */
+        assert_int_equal(cn_tls_record_seal(&e.server, (const uint8_t *)"s", 1, &e.to_client),
+                         CN_OK);
+        assert_int_equal(to_client(&e), CN_OK);
+        assert_int_equal(cn_tls_record_seal(&e.client, (const uint8_t *)"d", 1, &e.to_server),
+                         CN_OK);
+        assert_int_equal(to_server(&e, 4096), CN_OK);
+    }
+    assert_int_equal(e.server_plain.len, 2);
+    assert_int_equal(e.client_plain.len, 2);
+    for (int i = 0; i <= CN_TLS_KEY_UPDATES_MAX; i++)
+        assert_int_equal(cn_tls_record_key_update(&e.client, false, &e.to_server), CN_OK);
+    assert_int_equal(to_server(&e, 4096), CN_EPROTO);
+    assert_int_equal(to_client(&e), CN_EPROTO); /* the alert reached the client */
+    ends_dispose(&e);
+}
+
 static void test_close_notify(void **state)
 {
     (void)state;
@@ -392,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_split_records_held_then_freed),
         cmocka_unit_test(test_key_update_both_ways),
         cmocka_unit_test(test_send_key_rotates),
+        cmocka_unit_test(test_key_update_flood_refused),
         cmocka_unit_test(test_close_notify),
         cmocka_unit_test(test_bad_records_refused),
         cmocka_unit_test(test_peer_alerts),
