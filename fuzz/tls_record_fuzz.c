@@ -17,7 +17,8 @@
  *             3:     close_notify
  *           What the server opens must be a prefix of the application data
  *           sent (all of it when every record was application data, a
- *           KeyUpdate or a close), its answers must open at the client, and
+ *           close or one of at most CN_TLS_KEY_UPDATES_MAX KeyUpdates in a
+ *           row), its answers must open at the client, and
  *           after a well-formed script it must still be able to answer.
  */
 #include "node/tls_record.h"
@@ -36,7 +37,8 @@ typedef struct {
     cn_buf_t plain, client_plain;
     cn_buf_t sent; /* application data the client sealed */
     size_t chunk;
-    bool malformed; /* the script sent something a correct peer never would */
+    bool malformed;          /* the script sent something a correct peer never would */
+    unsigned updates_in_row; /* the client's KeyUpdates since its last data */
 } fz_t;
 
 static int feed_server(fz_t *f)
@@ -76,9 +78,13 @@ static void run_script(fz_t *f, const uint8_t *p, size_t n)
             rc = cn_tls_record_seal(&f->client, p + i, len, &f->wire);
             if (rc == CN_OK && cn_buf_append(&f->sent, p + i, len) != CN_OK)
                 abort();
+            if (len > 0)
+                f->updates_in_row = 0;
             i += len;
         } else if (op == 1 && i < n) {
             rc = cn_tls_record_key_update(&f->client, p[i++] & 1, &f->wire);
+            if (++f->updates_in_row > CN_TLS_KEY_UPDATES_MAX)
+                f->malformed = true; /* refused: a flood */
         } else if (op == 2 && i + 1 < n) {
             uint8_t type = p[i++];
             size_t len = p[i++];
@@ -92,6 +98,8 @@ static void run_script(fz_t *f, const uint8_t *p, size_t n)
             if (inner == 23) {
                 if (cn_buf_append(&f->sent, p + i, end) != CN_OK)
                     abort();
+                if (end > 0)
+                    f->updates_in_row = 0;
             } else {
                 f->malformed = true; /* most are; the rest are checked by the unit tests */
             }
@@ -104,6 +112,11 @@ static void run_script(fz_t *f, const uint8_t *p, size_t n)
         if (rc != CN_OK)
             abort(); /* sealing a bounded record cannot fail */
         (void)feed_server(f);
+        /* Data after the server's answers, so that the client (not under
+         * test here) never sees more KeyUpdates in a row than it accepts. */
+        if (f->back.len && !f->server.sent_close &&
+            cn_tls_record_seal(&f->server, (const uint8_t *)".", 1, &f->back) != CN_OK)
+            __builtin_trap();
         feed_client(f);
     }
 }
