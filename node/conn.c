@@ -220,6 +220,46 @@ static bool write_now(cn_conn_t *c)
     return true;
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    cn_conn_t *c = req->data;
+    free(req);
+    if (status < 0 && c->state != CN_CONN_CLOSED)
+        close_now(c);
+}
+
+/*
+ * Everything we had to say, close_notify included, is in the kernel: send a
+ * FIN and read (and drop) what the peer still sends until it closes too, at
+ * most CN_LINGER_MS. Closing with unread input would make the kernel answer
+ * with a reset, and a reset can destroy our last records at the peer
+ * before it reads them (the web servers' "lingering close").
+ */
+static void linger(cn_conn_t *c)
+{
+    if (c->lingering)
+        return;
+    c->lingering = true;
+    if (c->state != CN_CONN_CLOSING) { /* e.g. after the peer's close_notify */
+        leave_registry(c);
+        c->state = CN_CONN_CLOSING;
+    }
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
+        close_now(c);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
+        close_now(c);
+        return;
+    }
+    c->linger_until_ms = cn_now_ms() + CN_LINGER_MS;
+    cn__conn_read_start(c);
+    cn__conn_arm_timer(c);
+}
+
 /* Encrypts pending frames in one TLS write, moves TLS output to the
  * socket and enforces the hard output limit. */
 static void flush_now(cn_conn_t *c)
@@ -233,6 +273,10 @@ static void flush_now(cn_conn_t *c)
         }
         cn_buf_reset(&c->plain_out);
     }
+    /* RFC 8446 6.1: a close_notify before we close (once; none before the
+     * handshake is done, and none after a fatal alert). */
+    if (c->close_after_flush)
+        cn_tls_shutdown(c->tls);
     size_t b = backlog(c);
     if (b > srv(c)->cfg.out_hard_limit) {
         count(&srv(c)->counters.slow_reader_closes, 1);
@@ -250,7 +294,7 @@ static void flush_now(cn_conn_t *c)
     if (!c->writing && c->out.len > c->out.rpos)
         start_write(c);
     else if (!c->writing && c->close_after_flush)
-        close_now(c);
+        linger(c);
     else if (!c->writing)
         release_idle_buffers(c);
 }
@@ -466,8 +510,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     cn_conn_t *c = s->data;
     if (nread == 0 || c->state == CN_CONN_CLOSED)
         return;
-    if (nread < 0) {
-        close_now(c);
+    if (nread < 0 || c->lingering) { /* a lingering close drops input */
+        if (nread < 0)
+            close_now(c);
         return;
     }
     count(&srv(c)->counters.bytes_in, (uint64_t)nread);
@@ -521,8 +566,8 @@ static uint64_t next_deadline(const cn_conn_t *c)
         uint64_t ping = CN_MAX(c->last_activity_ms, c->last_ping_ms) + cfg->ping_interval_ms;
         return CN_MIN(idle, ping);
     }
-    case CN_CONN_CLOSING:
-        return cn_now_ms() + 5000; /* a peer that never finishes the close */
+    case CN_CONN_CLOSING: /* a peer that never finishes the close */
+        return c->lingering ? c->linger_until_ms : cn_now_ms() + 5000;
     case CN_CONN_CLOSED:
         break;
     }

@@ -339,6 +339,8 @@ struct cn_conn {
     bool writing;
     bool reading;
     bool close_after_flush;
+    bool lingering; /* output done, FIN sent: dropping input until EOF */
+    uint64_t linger_until_ms;
     bool authed;            /* registered in the device registry */
     uint8_t handles_closed; /* tcp + timer; freed at 2 */
     uint64_t ws_opened_ms;
@@ -361,6 +363,10 @@ struct cn_conn {
     char (*subs)[CN_HANDLE_MAX + 1];
     uint32_t nsubs;
 };
+
+/* After our last bytes and a FIN, how long a closing connection may keep
+ * sending before it is dropped (its input is discarded meanwhile). */
+#define CN_LINGER_MS 2000
 
 /** Accepts a connection on loop (called from the listener callback). */
 void cn__conn_accept(cn_loop_t *loop);

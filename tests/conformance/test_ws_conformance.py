@@ -89,6 +89,11 @@ def alive(c):
     expect_pong(c, probe)
 
 
+def check_close_notify(c):
+    """RFC 8446 6.1: the node ends TLS with close_notify before closing TCP."""
+    check(c.eof_kind == "close_notify", "TCP closed without a TLS close_notify (%s)" % c.eof_kind)
+
+
 def expect_fail(c, code, allow_before=()):
     """The node fails the connection: close frame with code, then TCP close."""
     got, _, before = c.expect_close(WAIT)
@@ -97,6 +102,7 @@ def expect_fail(c, code, allow_before=()):
     check(got is not None, "connection dropped without a close frame (want %d)" % code)
     check(got == code, "close code %s, want %d" % (got, code))
     check(c.wait_eof(WAIT), "TCP connection not closed after the close handshake")
+    check_close_notify(c)
     return before
 
 
@@ -105,6 +111,7 @@ def expect_clean_close(c, codes):
     check(not before, "unexpected frames before the close: %r" % before)
     check(got in codes, "close code %s, want one of %s" % (got, sorted(codes)))
     check(c.wait_eof(WAIT), "TCP connection not closed after the close handshake")
+    check_close_notify(c)
     return reason
 
 

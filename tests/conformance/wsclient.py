@@ -87,6 +87,9 @@ def tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # the test node's certificate is self-signed
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    # Python sets this by default; without it a TCP close that is not
+    # preceded by close_notify is an error (see Conn.eof_kind).
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     return ctx
 
 
@@ -100,7 +103,9 @@ def connect_tls(port, host="127.0.0.1", timeout=10.0):
     raw = socket.create_connection((host, port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        return _CTX.wrap_socket(raw, server_hostname="localhost")
+        # Not suppressing ragged EOFs tells a TLS close_notify (recv returns
+        # b"") from a bare TCP close (SSLEOFError): see Conn.eof_kind.
+        return _CTX.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
     except Exception:
         raw.close()
         raise
@@ -128,6 +133,7 @@ class Conn:
         self.sock = connect_tls(port, timeout=timeout)
         self.buf = b""
         self.eof = False
+        self.eof_kind = None  # "close_notify" or the exception that ended the stream
         self.frames_sent = 0
         self.send_failed = False
 
@@ -179,10 +185,12 @@ class Conn:
                 if time.monotonic() >= deadline:
                     raise Timeout()
                 continue
-            except (ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError):
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError) as e:
                 data = b""
+                self.eof_kind = type(e).__name__
             if not data:
                 self.eof = True
+                self.eof_kind = self.eof_kind or "close_notify"
                 raise Eof("connection ended")
             self.buf += data
             return
