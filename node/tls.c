@@ -97,35 +97,18 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Copies the hex secret at the end of a key-log line; 0 when malformed. */
+/* Copies the hex secret at the end of a key-log line (after the client
+ * random); 0 when malformed. */
 static size_t parse_secret(const char *line, uint8_t out[CN_TLS_SECRET_MAX])
 {
-    for (int i = 0; i < KEYLOG_RANDOM_HEX; i++)
-        if (hex_nibble(line[i]) < 0)
-            return 0;
-    const char *h = line + KEYLOG_RANDOM_HEX;
-    if (*h++ != ' ')
+    if (strnlen(line, KEYLOG_RANDOM_HEX + 1) != KEYLOG_RANDOM_HEX + 1 ||
+        line[KEYLOG_RANDOM_HEX] != ' ')
         return 0;
-    size_t n = 0;
-    while (h[0] != '\0' && n < CN_TLS_SECRET_MAX) {
-        int hi = hex_nibble(h[0]), lo = hi < 0 ? -1 : hex_nibble(h[1]);
-        if (lo < 0)
-            return 0;
-        out[n++] = (uint8_t)(hi << 4 | lo);
-        h += 2;
-    }
-    return h[0] == '\0' ? n : 0;
+    const char *hex = line + KEYLOG_RANDOM_HEX + 1;
+    size_t n = strnlen(hex, 2 * CN_TLS_SECRET_MAX + 1) / 2;
+    if (n == 0 || n > CN_TLS_SECRET_MAX || cn_hex_decode(out, n, hex) != CN_OK)
+        return 0;
+    return n;
 }
 
 /* OpenSSL's key log: only the two application traffic secrets are kept. */
