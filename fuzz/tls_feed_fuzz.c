@@ -1,6 +1,7 @@
 /*
- * Fuzzes the node's TLS layer (node/tls.c, its BIO included): the server
- * side of TLS 1.3 fed in chunks whose size the input chooses.
+ * Fuzzes the node's TLS layer (node/tls.c: its BIO, OpenSSL's handshake and
+ * the hand-over to node/tls_record.c): the server side of TLS 1.3 fed in
+ * chunks whose size the input chooses.
  *
  *   byte 0: bit 0 the mode, bits 1..6 the chunk size - 1 (1..64 bytes),
  *           bit 7 set: the plaintext buffer starts with room for two
