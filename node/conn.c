@@ -148,11 +148,16 @@ static void release_idle_buffers(cn_conn_t *c)
 }
 
 /* The socket took all output: resume what a backlog paused. */
+bool cn__conn_may_read(const cn_conn_t *c)
+{
+    return !cn__conn_backlogged(c) && c->pending_ops < CN_CONN_PENDING_MAX;
+}
+
 static void output_drained(cn_conn_t *c)
 {
     if (cn__conn_backlogged(c))
         return;
-    if (!c->reading && c->state != CN_CONN_CLOSING)
+    if (!c->reading && c->state != CN_CONN_CLOSING && cn__conn_may_read(c))
         cn__conn_read_start(c);
     if (c->state == CN_CONN_AUTHED)
         cn__delivery_resume(c);
@@ -533,9 +538,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (rc == CN_ECLOSED && c->state != CN_CONN_CLOSED)
         c->close_after_flush = true;
     flush(c);
-    if (c->state != CN_CONN_CLOSED && c->reading && cn__conn_backlogged(c)) {
+    if (c->state != CN_CONN_CLOSED && c->reading && !cn__conn_may_read(c)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
+        if (c->pending_ops >= CN_CONN_PENDING_MAX)
+            count(&srv(c)->counters.read_pauses, 1);
     }
 }
 

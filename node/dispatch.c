@@ -182,6 +182,8 @@ void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p)
         c->pending_ops--;
         if (c->state == CN_CONN_CLOSED || c->state == CN_CONN_CLOSING)
             c = NULL;
+        else if (!c->reading && c->pending_ops == CN_CONN_PENDING_MAX / 2 && cn__conn_may_read(c))
+            cn__conn_read_start(c); /* paused by its requests (conn.c read_cb) */
     }
     if (p->op.result == CN_EIO)
         atomic_fetch_add(&loop->server->counters.store_errors, 1);

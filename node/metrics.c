@@ -63,6 +63,9 @@ static const struct metric {
     COUNTER("chatnode_messages_acked_total", "Mailbox entries deleted by acks.", messages_acked),
     COUNTER("chatnode_bytes_in_total", "Bytes read from client sockets.", bytes_in),
     COUNTER("chatnode_bytes_out_total", "Bytes written to client sockets.", bytes_out),
+    COUNTER("chatnode_read_pauses_total",
+            "Times a connection was not read because 256 of its requests waited for the store.",
+            read_pauses),
 };
 
 static const char *const auth_fail_labels[CN_AUTHF__COUNT] = {

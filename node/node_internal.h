@@ -127,6 +127,7 @@ typedef struct cn_counters {
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t slow_reader_closes;
+    atomic_uint_fast64_t read_pauses; /* reading stopped at CN_CONN_PENDING_MAX */
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t store_errors;
     atomic_uint_fast64_t auth_failed_by[CN_AUTHF__COUNT];
@@ -364,6 +365,12 @@ struct cn_conn {
     uint32_t nsubs;
 };
 
+/* Requests of one connection waiting for the store; at this many the node
+ * stops reading the connection until half of them are answered, so that a
+ * client pipelining faster than the disk commits holds a bounded amount of
+ * the node's memory and feels it as TCP backpressure. */
+#define CN_CONN_PENDING_MAX 256
+
 /* After our last bytes and a FIN, how long a closing connection may keep
  * sending before it is dropped (its input is discarded meanwhile). */
 #define CN_LINGER_MS 2000
@@ -375,6 +382,8 @@ void cn__conn_accept(cn_loop_t *loop);
 void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame);
 /** Sends pre-encoded ServerFrame bytes. */
 void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n);
+/** Whether c may be read: its output backlog and store requests are below their limits. */
+bool cn__conn_may_read(const cn_conn_t *c);
 /** Starts the WebSocket closing handshake with code and reason. */
 void cn__conn_close(cn_conn_t *c, uint16_t code, const char *reason);
 /** Drops the connection at once (no close frame), e.g. a slow reader. */

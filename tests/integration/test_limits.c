@@ -7,6 +7,8 @@
 #include "tests/integration/harness.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -125,6 +127,49 @@ static void test_slow_reader(void **state)
         b = h_login(n, bob);
         drain_all(b, count, SIZE);
     }
+}
+
+/* A client that pipelines Sends faster than the store commits them: the
+ * node stops reading it at CN_CONN_PENDING_MAX requests in flight and
+ * resumes as they are answered; every Send is answered once, in full. */
+static void test_pipelined_sends_bounded(void **state)
+{
+    (void)state;
+    enum { COUNT = 2000 };
+    const char *const flags[] = {"--ratelimit", "send=100000/s:100000", "--ratelimit",
+                                 "send-bytes=1000000000/s:1000000000", NULL};
+    h_node_t *n = h_node_start(flags);
+    h_client_t *a = h_register(n, "alice");
+    h_client_t *b = h_register(n, "bob");
+    double pauses0 = h_metric(n, "chatnode_read_pauses_total");
+    /* Corked: the node gets full 64 KiB segments of ~500 Sends each, more
+     * than the limit in one read, before any of them can be committed. */
+    int on = 1, off = 0;
+    assert_int_equal(setsockopt(a->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)), 0);
+    uint64_t first = 0;
+    for (int i = 0; i < COUNT; i++) {
+        uint8_t id[CN_MESSAGE_ID_LEN];
+        h_msg_id(id);
+        uint64_t rid = h_send_nowait(a, b->user, id, CHAT__KIND__MESSAGE, "x", 1);
+        first = i == 0 ? rid : first;
+    }
+    assert_int_equal(setsockopt(a->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)), 0);
+    for (int i = 0; i < COUNT; i++) {
+        Chat__Response *r = h_wait_response(a, first + (uint64_t)i, H_WAIT_MS);
+        if (!r)
+            fail_msg("no answer to Send %d of %d", i, COUNT);
+        assert_int_equal(r->status, CHAT__STATUS__OK);
+    }
+    assert_true(h_metric(n, "chatnode_read_pauses_total") > pauses0);
+    assert_int_equal(h_ping(a)->status, CHAT__STATUS__OK);
+    h_assert_serving(n);
+    /* All of them reached bob's mailbox. */
+    h_clear_queue(b);
+    int got = 0;
+    Chat__ServerFrame *f;
+    while ((f = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, 5000)) != NULL && got < COUNT)
+        got++;
+    assert_int_equal(got, COUNT);
 }
 
 static void test_handshake_timeout(void **state)
@@ -281,10 +326,10 @@ static void test_sigterm_going_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        H_TEST(test_slow_reader),           H_TEST(test_handshake_timeout),
-        H_TEST(test_auth_timeout),          H_TEST(test_idle_timeout),
-        H_TEST(test_first_ping_after_auth), H_TEST(test_metrics_endpoint),
-        H_TEST(test_sigterm_going_away),
+        H_TEST(test_slow_reader),       H_TEST(test_pipelined_sends_bounded),
+        H_TEST(test_handshake_timeout), H_TEST(test_auth_timeout),
+        H_TEST(test_idle_timeout),      H_TEST(test_first_ping_after_auth),
+        H_TEST(test_metrics_endpoint),  H_TEST(test_sigterm_going_away),
     };
     return cmocka_run_group_tests_name("integration_limits", tests, h_group_setup,
                                        h_group_teardown);
