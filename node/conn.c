@@ -147,12 +147,12 @@ static void release_idle_buffers(cn_conn_t *c)
         cn_buf_dispose(&c->plain_in);
 }
 
-/* The socket took all output: resume what a backlog paused. */
 bool cn__conn_may_read(const cn_conn_t *c)
 {
     return !cn__conn_backlogged(c) && c->pending_ops < CN_CONN_PENDING_MAX;
 }
 
+/* The socket took all output: resume what a backlog paused. */
 static void output_drained(cn_conn_t *c)
 {
     if (cn__conn_backlogged(c))

@@ -340,10 +340,10 @@ struct cn_conn {
     bool writing;
     bool reading;
     bool close_after_flush;
-    bool lingering; /* output done, FIN sent: dropping input until EOF */
-    uint64_t linger_until_ms;
+    bool lingering;         /* output done, FIN sent: dropping input until EOF */
     bool authed;            /* registered in the device registry */
     uint8_t handles_closed; /* tcp + timer; freed at 2 */
+    uint64_t linger_until_ms;
     uint64_t ws_opened_ms;
     uint64_t opened_ms;
     uint64_t last_activity_ms;
