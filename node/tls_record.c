@@ -7,7 +7,7 @@
  * profile, about 10 us per delivered copy with cold caches). Here a
  * connection keeps two keyed AEAD contexts and a record is one nonce, one
  * AAD and one in-place encryption through EVP. The cryptography is still
- * OpenSSL's; only the framing (RFC 8446 5.1-5.3, 4.6.3, 6) is ours.
+ * OpenSSL's; only the framing (RFC 8446 5.1-5.4, 4.6.3, 6) is ours.
  */
 #include "node/tls_record.h"
 
