@@ -11,11 +11,12 @@
  */
 #include "node/tls_record.h"
 
+#include "crypto/cn_crypto.h"
+
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <string.h>
 
 /* RFC 8446 5.1 content types, B.3 handshake type, 6 alerts. */
@@ -46,8 +47,6 @@ static pthread_once_t g_fetch_once = PTHREAD_ONCE_INIT;
 
 static void fetch_algorithms(void)
 {
-    if (sodium_init() < 0)
-        return; /* no algorithms: every init fails with CN_EINTERNAL */
     g_aes128gcm = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
     g_aes256gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     g_chacha = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
@@ -56,8 +55,11 @@ static void fetch_algorithms(void)
     ERR_clear_error(); /* a missing one is reported by the suite that needs it */
 }
 
-/* RFC 8446 7.1 HKDF-Expand-Label with an empty context. Every length asked
- * for here fits in one HMAC output, so HKDF-Expand is T(1) cut to len. */
+/* RFC 8446 7.1 HKDF-Expand-Label with an empty context. SHA-256 suites use
+ * the project's HKDF (crypto/kdf.c, libsodium's HMAC: OpenSSL's HMAC()
+ * fetches the MAC and the digest by name on every call, about 3 us each
+ * here, four per handshake). For SHA-384 every length asked for fits in one
+ * HMAC output, so HKDF-Expand is T(1) cut to len. */
 static int expand_label(const cn_tls_record_t *r, const uint8_t *secret, const char *label,
                         uint8_t *out, size_t len)
 {
@@ -73,21 +75,13 @@ static int expand_label(const cn_tls_record_t *r, const uint8_t *secret, const c
     memcpy(info + i, label, llen);
     i += llen;
     info[i++] = 0; /* context length */
+    if (r->md == g_sha256)
+        return cn_hkdf_expand(out, len, secret, r->secret_len, info, i) == CN_OK ? CN_OK
+                                                                                 : CN_EINTERNAL;
     info[i++] = 1; /* T(1)'s counter */
     uint8_t t1[EVP_MAX_MD_SIZE];
     unsigned t1_len = 0;
-    if (r->md == g_sha256) {
-        /* libsodium's HMAC-SHA-256 is a plain function; OpenSSL's HMAC()
-         * fetches the MAC and the digest by name on every call (about
-         * 3 us each here, four per handshake). */
-        crypto_auth_hmacsha256_state st;
-        if (crypto_auth_hmacsha256_init(&st, secret, r->secret_len) != 0 ||
-            crypto_auth_hmacsha256_update(&st, info, i) != 0 ||
-            crypto_auth_hmacsha256_final(&st, t1) != 0)
-            return CN_EINTERNAL;
-        sodium_memzero(&st, sizeof(st));
-        t1_len = crypto_auth_hmacsha256_BYTES;
-    } else if (!HMAC(r->md, secret, (int)r->secret_len, info, i, t1, &t1_len)) {
+    if (!HMAC(r->md, secret, (int)r->secret_len, info, i, t1, &t1_len)) {
         ERR_clear_error();
         return CN_EINTERNAL;
     }
