@@ -4,11 +4,18 @@
  * so when the table is full such buckets are dropped first. Defaults are
  * modeled on the published Signal-Server limits (per account/IP, scaled
  * to per-second rates) and documented in docs/OPERATIONS.md.
+ *
+ * Keys are source IPs and device ids, both chosen by clients, so they are
+ * hashed with SipHash (libsodium's crypto_shorthash) under a random key:
+ * nobody can aim keys at one probe sequence. Each Send takes two buckets,
+ * so the key is hashed once per take: its low bits pick the shard, the
+ * bits above them the slot.
  */
 #include "node/ratelimit.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +50,7 @@ struct cn_ratelimit {
     override_t overrides[CN_RL_OVERRIDES_MAX];
     size_t noverrides;
     atomic_uint_fast64_t refused[CN_RL__COUNT];
+    uint8_t siphash_key[crypto_shorthash_KEYBYTES];
 };
 
 static const struct {
@@ -87,6 +95,7 @@ cn_ratelimit_t *cn__rl_new(void)
         return NULL;
     for (int a = 0; a < CN_RL__COUNT; a++)
         rl->defaults[a] = builtin[a].p;
+    randombytes_buf(rl->siphash_key, sizeof(rl->siphash_key));
     pthread_mutex_init(&rl->policy_lock, NULL);
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&rl->shards[i].lock, NULL);
@@ -111,14 +120,18 @@ void cn__rl_free(cn_ratelimit_t *rl)
     free(rl);
 }
 
-static uint64_t hash_key(const uint8_t *k)
+static uint64_t hash_key(const cn_ratelimit_t *rl, const uint8_t *k)
 {
-    /* FNV-1a: keys include attacker-chosen IPs, but a shard only degrades to
-     * a longer probe, bounded by SHARD_CAP; the table never grows. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < KEY_LEN; i++)
-        h = (h ^ k[i]) * 1099511628211ull;
+    uint8_t out[crypto_shorthash_BYTES];
+    uint64_t h;
+    crypto_shorthash(out, k, KEY_LEN, rl->siphash_key);
+    memcpy(&h, out, sizeof(h));
     return h;
+}
+
+static size_t home_slot(uint64_t hash)
+{
+    return (size_t)(hash / SHARDS) % SHARD_CAP;
 }
 
 static override_t *find_override(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *device)
@@ -161,7 +174,7 @@ static void evict_full(shard_t *s, cn_ratelimit_t *rl, uint64_t now)
         refill(b, p, now);
         if (b->tokens >= p.burst)
             continue;
-        size_t j = hash_key(b->key) % SHARD_CAP;
+        size_t j = home_slot(hash_key(rl, b->key));
         while (fresh[j].used)
             j = (j + 1) % SHARD_CAP;
         fresh[j] = *b;
@@ -173,10 +186,10 @@ static void evict_full(shard_t *s, cn_ratelimit_t *rl, uint64_t now)
 }
 
 /* Finds or creates the bucket; NULL when the shard is full. Lock held. */
-static bucket_t *lookup(cn_ratelimit_t *rl, shard_t *s, const uint8_t *k, cn_rl_policy_t p,
-                        uint64_t now)
+static bucket_t *lookup(cn_ratelimit_t *rl, shard_t *s, const uint8_t *k, uint64_t hash,
+                        cn_rl_policy_t p, uint64_t now)
 {
-    size_t i = hash_key(k) % SHARD_CAP;
+    size_t i = home_slot(hash);
     for (size_t n = 0; n < SHARD_CAP; n++, i = (i + 1) % SHARD_CAP) {
         bucket_t *b = &s->slots[i];
         if (b->used && memcmp(b->key, k, KEY_LEN) == 0)
@@ -189,7 +202,7 @@ static bucket_t *lookup(cn_ratelimit_t *rl, shard_t *s, const uint8_t *k, cn_rl_
         if (s->live >= SHARD_CAP / 2)
             return NULL;
     }
-    i = hash_key(k) % SHARD_CAP;
+    i = home_slot(hash);
     while (s->slots[i].used)
         i = (i + 1) % SHARD_CAP;
     bucket_t *b = &s->slots[i];
@@ -209,10 +222,11 @@ static int bucket_op(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key
     uint8_t k[KEY_LEN] = {(uint8_t)a, (uint8_t)keylen};
     memcpy(k + 2, key, keylen);
     cn_rl_policy_t p = cn__rl_get(rl, a, device);
-    shard_t *s = &rl->shards[hash_key(k) % SHARDS];
+    uint64_t hash = hash_key(rl, k);
+    shard_t *s = &rl->shards[hash % SHARDS];
     int rc = CN_OK;
     pthread_mutex_lock(&s->lock);
-    bucket_t *b = lookup(rl, s, k, p, now);
+    bucket_t *b = lookup(rl, s, k, hash, p, now);
     if (b) {
         refill(b, p, now);
         if (b->tokens + 1e-9 >= cost) {

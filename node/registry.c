@@ -3,9 +3,13 @@
  * is on, so that a Send on one loop can push to a device on another. A
  * mutex-protected open-addressing table keyed by device id; lookups are a
  * hash and a compare, far below the cost of the TLS write they precede.
+ * Device ids are public keys that clients make, so one can grind keys
+ * whose bytes collide: the hash is SipHash (libsodium's crypto_shorthash)
+ * under a random key, so nobody can aim devices at one probe sequence.
  */
 #include "node/node_internal.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -23,13 +27,15 @@ struct cn_registry {
     size_t cap;  /* power of two */
     size_t used; /* live + tombstones */
     size_t live;
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
 };
 
-static size_t hash_dev(const uint8_t *dev)
+static size_t hash_dev(const cn_registry_t *r, const uint8_t *dev)
 {
-    /* Device ids are public keys: their bytes are already uniform. */
+    uint8_t out[crypto_shorthash_BYTES];
     uint64_t h;
-    memcpy(&h, dev, sizeof(h));
+    crypto_shorthash(out, dev, CN_DEVICE_ID_LEN, r->hash_key);
+    memcpy(&h, out, sizeof(h));
     return (size_t)h;
 }
 
@@ -39,6 +45,7 @@ cn_registry_t *cn__registry_new(void)
     if (!r)
         return NULL;
     r->cap = 1024;
+    randombytes_buf(r->hash_key, sizeof(r->hash_key));
     r->slots = calloc(r->cap, sizeof(slot_t));
     if (!r->slots || uv_mutex_init(&r->lock) != 0) {
         free(r->slots);
@@ -61,7 +68,7 @@ void cn__registry_free(cn_registry_t *r)
 static slot_t *find(cn_registry_t *r, const uint8_t *dev)
 {
     size_t mask = r->cap - 1;
-    for (size_t i = hash_dev(dev) & mask, n = 0; n < r->cap; i = (i + 1) & mask, n++) {
+    for (size_t i = hash_dev(r, dev) & mask, n = 0; n < r->cap; i = (i + 1) & mask, n++) {
         slot_t *s = &r->slots[i];
         if (s->route.conn_id == 0)
             return NULL;
@@ -71,10 +78,11 @@ static slot_t *find(cn_registry_t *r, const uint8_t *dev)
     return NULL;
 }
 
-static void insert_fresh(slot_t *slots, size_t cap, const uint8_t *dev, cn_route_t route)
+static void insert_fresh(const cn_registry_t *r, slot_t *slots, size_t cap, const uint8_t *dev,
+                         cn_route_t route)
 {
     size_t mask = cap - 1;
-    size_t i = hash_dev(dev) & mask;
+    size_t i = hash_dev(r, dev) & mask;
     while (slots[i].route.conn_id != 0 && slots[i].route.conn_id != TOMBSTONE)
         i = (i + 1) & mask;
     memcpy(slots[i].dev, dev, CN_DEVICE_ID_LEN);
@@ -89,7 +97,7 @@ static int grow(cn_registry_t *r)
     for (size_t i = 0; i < r->cap; i++) {
         cn_route_t rt = r->slots[i].route;
         if (rt.conn_id != 0 && rt.conn_id != TOMBSTONE)
-            insert_fresh(slots, cap, r->slots[i].dev, rt);
+            insert_fresh(r, slots, cap, r->slots[i].dev, rt);
     }
     free(r->slots);
     r->slots = slots;
@@ -113,7 +121,7 @@ int cn__registry_set(cn_registry_t *r, const uint8_t dev[CN_DEVICE_ID_LEN], cn_r
     if ((r->used + 1) * 2 > r->cap)
         CN_TRY_OUT(grow(r));
     size_t mask = r->cap - 1;
-    size_t i = hash_dev(dev) & mask;
+    size_t i = hash_dev(r, dev) & mask;
     while (r->slots[i].route.conn_id != 0 && r->slots[i].route.conn_id != TOMBSTONE)
         i = (i + 1) & mask;
     if (r->slots[i].route.conn_id == 0)
