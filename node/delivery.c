@@ -113,35 +113,85 @@ void cn__delivery_resume(cn_conn_t *c)
         pump(c);
 }
 
-void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
+enum live_action { LIVE_SEND, LIVE_SKIP, LIVE_PUMP };
+
+/* What a freshly stored (seq > 0) or ephemeral (seq 0) envelope does on c. */
+static enum live_action live_action(const cn_conn_t *c, uint64_t seq)
+{
+    if (seq == 0) /* ephemeral: now or never */
+        return cn__conn_backlogged(c) ? LIVE_SKIP : LIVE_SEND;
+    if (c->pumping || (c->next_seq != 0 && seq < c->next_seq))
+        return LIVE_SKIP; /* the pump will read it, or it was sent already */
+    return c->next_seq == seq && !cn__conn_backlogged(c) ? LIVE_SEND : LIVE_PUMP;
+}
+
+/* Books a live envelope that was just sent on c. */
+static void live_sent(cn_conn_t *c, uint64_t seq, uint64_t sent_ns)
 {
     cn_counters_t *ctr = &c->loop->server->counters;
-    if (m->seq == 0) { /* ephemeral: now or never */
-        if (!cn__conn_backlogged(c)) {
-            cn__conn_send_bytes(c, m->data, m->len);
-            cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - m->sent_ns) / 1000);
-        }
-        return;
-    }
-    if (c->pumping || (c->next_seq != 0 && m->seq < c->next_seq))
-        return; /* the pump will read it, or it was sent already */
-    if (c->next_seq == m->seq && !cn__conn_backlogged(c)) {
-        cn__conn_send_bytes(c, m->data, m->len);
+    if (seq != 0) {
         atomic_fetch_add(&ctr->messages_delivered, 1);
-        cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - m->sent_ns) / 1000);
         c->next_seq++;
-        return;
     }
+    cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - sent_ns) / 1000);
+}
+
+static void live_pump(cn_conn_t *c)
+{
     c->pumping = true;
     pump(c);
 }
 
-static void post_frame(cn_server_t *s, enum cn_msg_type type, const uint8_t *device, uint64_t seq,
-                       const Chat__ServerFrame *frame, uint64_t sent_ns)
+void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
+{
+    switch (live_action(c, m->seq)) {
+    case LIVE_SEND:
+        cn__conn_send_bytes(c, m->data, m->len);
+        live_sent(c, m->seq, m->sent_ns);
+        break;
+    case LIVE_PUMP:
+        live_pump(c);
+        break;
+    case LIVE_SKIP:
+        break;
+    }
+}
+
+/*
+ * A device on the routing loop itself gets its frame at once, not through
+ * the inbox: no copy into a message, no lock, and the frame leaves in this
+ * iteration's flush instead of the next one's.
+ */
+static void deliver_here(cn_loop_t *here, uint64_t conn_id, uint64_t seq,
+                         const Chat__ServerFrame *frame, uint64_t sent_ns)
+{
+    cn_conn_t *c = cn__loop_conn_find(here, conn_id);
+    if (!c || c->state != CN_CONN_AUTHED)
+        return; /* gone: the mailbox keeps it */
+    switch (live_action(c, seq)) {
+    case LIVE_SEND:
+        cn__conn_send_frame(c, frame);
+        live_sent(c, seq, sent_ns);
+        break;
+    case LIVE_PUMP:
+        live_pump(c);
+        break;
+    case LIVE_SKIP:
+        break;
+    }
+}
+
+static void post_frame(cn_server_t *s, cn_loop_t *here, enum cn_msg_type type,
+                       const uint8_t *device, uint64_t seq, const Chat__ServerFrame *frame,
+                       uint64_t sent_ns)
 {
     cn_route_t route;
     if (cn__registry_get(s->registry, device, &route) < 0)
         return; /* offline: the mailbox keeps it */
+    if (here && type == CN_MSG_DELIVER && route.loop == here->index) {
+        deliver_here(here, route.conn_id, seq, frame, sent_ns);
+        return;
+    }
     size_t n = chat__server_frame__get_packed_size(frame);
     cn_msg_t *m = cn__msg_new(type, n);
     if (!m)
@@ -154,10 +204,10 @@ static void post_frame(cn_server_t *s, enum cn_msg_type type, const uint8_t *dev
     cn__loop_post(s->loops[route.loop], m);
 }
 
-void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
-                        const Chat__ServerFrame *frame, uint64_t sent_ns)
+void cn__delivery_route(cn_server_t *s, cn_loop_t *here, const uint8_t device[CN_DEVICE_ID_LEN],
+                        uint64_t seq, const Chat__ServerFrame *frame, uint64_t sent_ns)
 {
-    post_frame(s, CN_MSG_DELIVER, device, seq, frame, sent_ns);
+    post_frame(s, here, CN_MSG_DELIVER, device, seq, frame, sent_ns);
 }
 
 void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
@@ -196,5 +246,5 @@ void cn__free_op(cn_store_op_t *op)
 void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                         const Chat__ServerFrame *frame)
 {
-    post_frame(s, CN_MSG_PUSH, device, 0, frame, 0);
+    post_frame(s, NULL, CN_MSG_PUSH, device, 0, frame, 0);
 }

@@ -124,8 +124,8 @@ static void fill_deliver(Chat__Deliver *d, const cn_rec_envelope_t *env, uint64_
         d->group_id = cn__pb_bytes(env->group_id, CN_GROUP_ID_LEN);
 }
 
-static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_recipient_t *rcpt,
-                      uint32_t n, bool ephemeral, uint64_t sent_ns)
+static void route_all(cn_server_t *s, cn_loop_t *here, const cn_rec_envelope_t *env,
+                      cn_store_recipient_t *rcpt, uint32_t n, bool ephemeral, uint64_t sent_ns)
 {
     Chat__Deliver d;
     Chat__ServerFrame f;
@@ -134,7 +134,7 @@ static void route_all(cn_server_t *s, const cn_rec_envelope_t *env, cn_store_rec
     f.deliver = &d;
     for (uint32_t i = 0; i < n; i++) {
         fill_deliver(&d, env, ephemeral ? 0 : rcpt[i].seq, rcpt[i].ciphertext);
-        cn__delivery_route(s, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f, sent_ns);
+        cn__delivery_route(s, here, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f, sent_ns);
     }
 }
 
@@ -168,7 +168,7 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
                     cn__push_kick(s->push);
                     break;
                 }
-            route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, false,
+            route_all(s, p->loop, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, false,
                       p->started_ns);
         }
     }
@@ -246,7 +246,8 @@ static void send_ephemeral(cn_conn_t *c, uint64_t rid, cn_pending_t *p)
     cn_route_t route;
     for (uint32_t i = 0; i < p->op.u.send.n; i++)
         online += cn__registry_get(s->registry, p->op.u.send.recipients[i].device_id, &route) == 0;
-    route_all(s, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true, p->started_ns);
+    route_all(s, c->loop, &p->op.u.send.env, p->op.u.send.recipients, p->op.u.send.n, true,
+              p->started_ns);
     respond_ok(c, rid, p->op.u.send.env.server_time, false, online);
     cn__pending_free(p);
 }

@@ -495,10 +495,12 @@ void cn__delivery_resume(cn_conn_t *c);
 void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *msg);
 /**
  * Routes a Deliver frame for a freshly stored (seq > 0) or ephemeral
- * (seq 0) envelope to the loop the device is connected to, if any.
+ * (seq 0) envelope to the loop the device is connected to, if any. here is
+ * the calling loop (its thread only), or NULL: a device on it gets the
+ * frame at once instead of through the inbox.
  */
-void cn__delivery_route(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
-                        const Chat__ServerFrame *frame, uint64_t sent_ns);
+void cn__delivery_route(cn_server_t *s, cn_loop_t *here, const uint8_t device[CN_DEVICE_ID_LEN],
+                        uint64_t seq, const Chat__ServerFrame *frame, uint64_t sent_ns);
 /** Encodes a mailbox record as a Deliver frame and sends it on c. */
 CN_MUST_USE int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value,
                                          size_t len);

@@ -169,6 +169,60 @@ static void test_deliver_online(void **state)
     assert_true(h_metric(n, "chatnode_messages_accepted_total") >= 3);
 }
 
+/* With one I/O loop every online recipient is on the sender's loop, and
+ * its Deliver is written at once instead of through the loop's inbox. Two
+ * senders take turns: first one Send at a time (each its own store batch,
+ * each Deliver sent live), then a pipelined burst (batches that mix both
+ * senders). The recipient must get every envelope exactly once, in seq
+ * order, with its bytes. */
+static void test_deliver_live_same_loop(void **state)
+{
+    (void)state;
+    enum { ONE_BY_ONE = 10, TOTAL = 100 };
+    const char *const flags[] = {"--threads", "1", NULL};
+    h_node_t *n = h_node_start(flags);
+    h_client_t *senders[2] = {h_register(n, "alice"), h_register(n, "carol")};
+    h_client_t *b = h_register(n, "bob");
+    assert_non_null(h_next_push(b, CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED, H_WAIT_MS));
+    double delivered0 = h_metric(n, "chatnode_messages_delivered_total");
+    uint8_t ids[TOTAL][CN_MESSAGE_ID_LEN], ct[64];
+    uint64_t rids[TOTAL];
+    uint64_t seq = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        h_client_t *from = senders[i % 2];
+        h_msg_id(ids[i]);
+        h_pattern(ct, sizeof(ct), (uint32_t)i);
+        rids[i] = h_send_nowait(from, b->user, ids[i], CHAT__KIND__MESSAGE, ct, sizeof(ct));
+        if (i >= ONE_BY_ONE)
+            continue;
+        Chat__Response *r = h_wait_response(from, rids[i], H_WAIT_MS);
+        assert_non_null(r);
+        assert_int_equal(r->status, CHAT__STATUS__OK);
+        Chat__ServerFrame *d = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS);
+        assert_deliver(d, ++seq, ids[i], from->user, ct, sizeof(ct));
+    }
+    /* Each sender's burst is stored in its order; the two interleave. */
+    int next[2] = {ONE_BY_ONE, ONE_BY_ONE + 1};
+    while (seq < TOTAL) {
+        Chat__ServerFrame *d = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS);
+        assert_non_null(d);
+        int k =
+            memcmp(d->deliver->from_device.data, senders[1]->user->id.pk, CN_DEVICE_ID_LEN) == 0;
+        int i = next[k];
+        assert_true(i < TOTAL);
+        h_pattern(ct, sizeof(ct), (uint32_t)i);
+        assert_deliver(d, ++seq, ids[i], senders[k]->user, ct, sizeof(ct));
+        next[k] += 2;
+    }
+    for (int i = ONE_BY_ONE; i < TOTAL; i++) {
+        Chat__Response *r = h_wait_response(senders[i % 2], rids[i], H_WAIT_MS);
+        assert_non_null(r);
+        assert_int_equal(r->status, CHAT__STATUS__OK);
+    }
+    assert_null(h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, 300)); /* nothing twice */
+    assert_true(h_metric(n, "chatnode_messages_delivered_total") - delivered0 == TOTAL);
+}
+
 static void test_deliver_offline_ack_redeliver(void **state)
 {
     (void)state;
@@ -490,6 +544,7 @@ int main(void)
         H_TEST(test_send_unknown_user_and_bad_fields),
         H_TEST(test_send_ciphertext_limit),
         H_TEST(test_deliver_online),
+        H_TEST(test_deliver_live_same_loop),
         H_TEST(test_deliver_offline_ack_redeliver),
         H_TEST(test_idempotent_retry),
         H_TEST(test_typing_is_ephemeral),
