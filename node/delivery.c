@@ -3,10 +3,11 @@
  *   - on auth the connection "pumps": it reads its mailbox from the store
  *     in slices and pushes Deliver frames until it is caught up, then
  *     pushes MailboxDrained once;
- *   - afterwards each freshly stored envelope arrives as a CN_MSG_DELIVER
- *     carrying its encoded frame and seq: the next expected seq is pushed
- *     as is (no read-back), an older one was already sent, a newer one
- *     means a gap (envelopes from several loops race) and pumps again;
+ *   - afterwards each freshly stored envelope arrives with its frame and
+ *     seq (as a CN_MSG_DELIVER from another loop, or at once from the
+ *     loop's own send completion): the next expected seq is pushed as is
+ *     (no read-back), an older one was already sent, a newer one means a
+ *     gap (envelopes from several loops race) and pumps again;
  *   - while the output backlog is above the soft limit the pump pauses and
  *     live frames are left in the store, so a slow reader costs disk, not
  *     memory.
@@ -113,22 +114,30 @@ void cn__delivery_resume(cn_conn_t *c)
         pump(c);
 }
 
-enum live_action { LIVE_SEND, LIVE_SKIP, LIVE_PUMP };
-
-/* What a freshly stored (seq > 0) or ephemeral (seq 0) envelope does on c. */
-static enum live_action live_action(const cn_conn_t *c, uint64_t seq)
-{
-    if (seq == 0) /* ephemeral: now or never */
-        return cn__conn_backlogged(c) ? LIVE_SKIP : LIVE_SEND;
-    if (c->pumping || (c->next_seq != 0 && seq < c->next_seq))
-        return LIVE_SKIP; /* the pump will read it, or it was sent already */
-    return c->next_seq == seq && !cn__conn_backlogged(c) ? LIVE_SEND : LIVE_PUMP;
-}
-
-/* Books a live envelope that was just sent on c. */
-static void live_sent(cn_conn_t *c, uint64_t seq, uint64_t sent_ns)
+/*
+ * A freshly stored (seq > 0) or ephemeral (seq 0) envelope for c: sent now
+ * (the frame when given, else its encoded bytes); dropped when the pump is
+ * reading the mailbox or the envelope went out already; or, after a gap,
+ * read back by the pump.
+ */
+static void offer_live(cn_conn_t *c, uint64_t seq, uint64_t sent_ns, const Chat__ServerFrame *frame,
+                       const uint8_t *bytes, size_t len)
 {
     cn_counters_t *ctr = &c->loop->server->counters;
+    if (seq == 0) { /* ephemeral: now or never */
+        if (cn__conn_backlogged(c))
+            return;
+    } else if (c->pumping || (c->next_seq != 0 && seq < c->next_seq)) {
+        return;
+    } else if (c->next_seq != seq || cn__conn_backlogged(c)) {
+        c->pumping = true;
+        pump(c);
+        return;
+    }
+    if (frame)
+        cn__conn_send_frame(c, frame);
+    else
+        cn__conn_send_bytes(c, bytes, len);
     if (seq != 0) {
         atomic_fetch_add(&ctr->messages_delivered, 1);
         c->next_seq++;
@@ -136,49 +145,9 @@ static void live_sent(cn_conn_t *c, uint64_t seq, uint64_t sent_ns)
     cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - sent_ns) / 1000);
 }
 
-static void live_pump(cn_conn_t *c)
-{
-    c->pumping = true;
-    pump(c);
-}
-
 void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
 {
-    switch (live_action(c, m->seq)) {
-    case LIVE_SEND:
-        cn__conn_send_bytes(c, m->data, m->len);
-        live_sent(c, m->seq, m->sent_ns);
-        break;
-    case LIVE_PUMP:
-        live_pump(c);
-        break;
-    case LIVE_SKIP:
-        break;
-    }
-}
-
-/*
- * A device on the routing loop itself gets its frame at once, not through
- * the inbox: no copy into a message, no lock, and the frame leaves in this
- * iteration's flush instead of the next one's.
- */
-static void deliver_here(cn_loop_t *here, uint64_t conn_id, uint64_t seq,
-                         const Chat__ServerFrame *frame, uint64_t sent_ns)
-{
-    cn_conn_t *c = cn__loop_conn_find(here, conn_id);
-    if (!c || c->state != CN_CONN_AUTHED)
-        return; /* gone: the mailbox keeps it */
-    switch (live_action(c, seq)) {
-    case LIVE_SEND:
-        cn__conn_send_frame(c, frame);
-        live_sent(c, seq, sent_ns);
-        break;
-    case LIVE_PUMP:
-        live_pump(c);
-        break;
-    case LIVE_SKIP:
-        break;
-    }
+    offer_live(c, m->seq, m->sent_ns, NULL, m->data, m->len);
 }
 
 static void post_frame(cn_server_t *s, cn_loop_t *here, enum cn_msg_type type,
@@ -188,8 +157,13 @@ static void post_frame(cn_server_t *s, cn_loop_t *here, enum cn_msg_type type,
     cn_route_t route;
     if (cn__registry_get(s->registry, device, &route) < 0)
         return; /* offline: the mailbox keeps it */
+    /* A device on the routing loop itself gets its frame at once, not
+     * through the inbox: no copy into a message, no lock, and the frame
+     * leaves in this iteration's flush instead of the next one's. */
     if (here && type == CN_MSG_DELIVER && route.loop == here->index) {
-        deliver_here(here, route.conn_id, seq, frame, sent_ns);
+        cn_conn_t *c = cn__loop_conn_find(here, route.conn_id);
+        if (c && c->state == CN_CONN_AUTHED) /* else gone: the mailbox keeps it */
+            offer_live(c, seq, sent_ns, frame, NULL, 0);
         return;
     }
     size_t n = chat__server_frame__get_packed_size(frame);
