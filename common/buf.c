@@ -28,8 +28,10 @@ int cn_buf_reserve(cn_buf_t *b, size_t n)
 {
     if (b->cap - b->len >= n)
         return CN_OK;
-    /* Reclaim consumed space before growing. */
-    if (b->rpos > 0) {
+    /* Reclaim consumed space before growing, when that moves no more bytes
+     * than it reclaims. A buffer full of output that the socket takes a
+     * little at a time would otherwise move all of it on every append. */
+    if (b->rpos > 0 && b->rpos >= b->len - b->rpos) {
         memmove(b->data, b->data + b->rpos, b->len - b->rpos);
         b->len -= b->rpos;
         b->rpos = 0;

@@ -108,7 +108,10 @@ typedef struct cn_buf {
 void cn_buf_init(cn_buf_t *b);
 /** Frees the storage; the buffer may be reused after cn_buf_init. */
 void cn_buf_dispose(cn_buf_t *b);
-/** Makes room for n more bytes. */
+/**
+ * Makes room for n more bytes: moves the unread bytes to the front when the
+ * consumed part is at least as large as they are, else grows.
+ */
 CN_MUST_USE int cn_buf_reserve(cn_buf_t *b, size_t n);
 /** Appends n bytes copied from p. */
 CN_MUST_USE int cn_buf_append(cn_buf_t *b, const void *p, size_t n);

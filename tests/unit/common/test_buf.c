@@ -36,6 +36,38 @@ static void test_buf_append_and_consume(void **state)
     cn_buf_dispose(&b); /* idempotent */
 }
 
+/* Consumed space is reclaimed only when that moves no more than it frees:
+ * a large unread tail behind a few consumed bytes makes the buffer grow. */
+static void test_buf_reclaims_without_quadratic_moves(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    uint8_t chunk[100];
+    for (size_t i = 0; i < sizeof(chunk); i++)
+        chunk[i] = (uint8_t)i;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(cn_buf_append(&b, chunk, sizeof(chunk)), CN_OK);
+    assert_int_equal(b.cap, 1024);
+    cn_buf_consume(&b, 10); /* 990 unread behind 10 consumed */
+    assert_int_equal(cn_buf_append(&b, chunk, sizeof(chunk)), CN_OK);
+    assert_int_equal(b.rpos, 10); /* grown, not moved */
+    assert_int_equal(b.cap, 2048);
+    assert_int_equal(cn_buf_unread(&b).len, 1090);
+    assert_int_equal(cn_buf_unread(&b).base[0], 10);
+    cn_buf_consume(&b, 1000); /* 90 unread behind 1010 consumed */
+    uint8_t big[1000];
+    memset(big, 7, sizeof(big));
+    assert_int_equal(cn_buf_append(&b, big, sizeof(big)), CN_OK);
+    assert_int_equal(b.rpos, 0); /* moved: 90 bytes to reclaim 1010 */
+    assert_int_equal(b.cap, 2048);
+    cn_slice_t u = cn_buf_unread(&b);
+    assert_int_equal(u.len, 1090);
+    assert_memory_equal(u.base, chunk + 10, 90);
+    assert_int_equal(u.base[90], 7);
+    cn_buf_dispose(&b);
+}
+
 static void test_buf_grows_large(void **state)
 {
     (void)state;
@@ -107,8 +139,11 @@ static void test_strerror_and_levels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_append_and_consume), cmocka_unit_test(test_buf_grows_large),
-        cmocka_unit_test(test_cursor_bounds),          cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_buf_append_and_consume),
+        cmocka_unit_test(test_buf_grows_large),
+        cmocka_unit_test(test_buf_reclaims_without_quadratic_moves),
+        cmocka_unit_test(test_cursor_bounds),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_strerror_and_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
