@@ -129,6 +129,31 @@ void cn_buf_consume(cn_buf_t *b, size_t n);
 /** Drops all content, keeps the storage. */
 void cn_buf_reset(cn_buf_t *b);
 
+/* ---------------------------------------------------------------- arena */
+
+/**
+ * A bump allocator for short-lived allocations that all end together (one
+ * decoded request): cn_arena_alloc is a pointer bump in one block that is
+ * kept across resets, cn_arena_reset frees everything at once. What does
+ * not fit the block gets a malloc'd chunk of its own, freed by the next
+ * reset. Under AddressSanitizer the block is poisoned by each reset, so a
+ * pointer kept past it still faults. Not thread-safe: one per thread.
+ */
+#define CN_ARENA_BLOCK (16u * 1024u)
+
+typedef struct cn_arena {
+    uint8_t *block; /* CN_ARENA_BLOCK bytes, allocated on first use */
+    size_t used;
+    struct cn_arena_chunk *chunks; /* overflow, newest first */
+} cn_arena_t;
+
+/** Returns n bytes aligned for any type; NULL on ENOMEM (n == 0: 1 byte). */
+void *cn_arena_alloc(cn_arena_t *a, size_t n);
+/** Frees every allocation; keeps the block. */
+void cn_arena_reset(cn_arena_t *a);
+/** Frees everything; the arena may be reused (zeroed) afterwards. */
+void cn_arena_dispose(cn_arena_t *a);
+
 /* --------------------------------------------------------------- cursor */
 
 /**

@@ -100,14 +100,30 @@ static void route(cn_conn_t *c, const Chat__ClientFrame *f)
     }
 }
 
-void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
+/*
+ * A decoded request lives until its handler returns: handlers copy what
+ * they keep (a pending op owns its data). So protobuf-c allocates it from a
+ * per-thread arena, reset after each request, instead of malloc'ing every
+ * message, array and bytes field and freeing each one again. A request
+ * decoded while another one's handler runs (none does today) would take
+ * malloc, so that the reset never pulls a request from under its handler.
+ */
+static _Thread_local cn_arena_t t_request;
+static _Thread_local bool t_in_request;
+
+static void *request_alloc(void *arena, size_t n)
 {
-    Chat__ClientFrame *f = chat__client_frame__unpack(NULL, n, p);
-    if (!f) {
-        atomic_fetch_add(&c->loop->server->counters.protocol_errors, 1);
-        cn__conn_close(c, CN_WS_CLOSE_POLICY, "unparseable frame");
-        return;
-    }
+    return cn_arena_alloc(arena, n);
+}
+
+static void request_free(void *arena, void *p)
+{
+    (void)arena; /* everything goes at the next reset */
+    (void)p;
+}
+
+static void dispatch(cn_conn_t *c, const Chat__ClientFrame *f)
+{
     cn_log_debug("request", "conn=%llu req=%llu type=%d", (unsigned long long)c->id,
                  (unsigned long long)f->request_id, (int)f->body_case);
     if (f->request_id == 0) {
@@ -117,7 +133,27 @@ void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
     } else {
         route(c, f);
     }
-    chat__client_frame__free_unpacked(f, NULL);
+}
+
+void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n)
+{
+    ProtobufCAllocator arena = {request_alloc, request_free, &t_request};
+    bool nested = t_in_request;
+    Chat__ClientFrame *f = chat__client_frame__unpack(nested ? NULL : &arena, n, p);
+    if (!f) {
+        if (!nested)
+            cn_arena_reset(&t_request);
+        atomic_fetch_add(&c->loop->server->counters.protocol_errors, 1);
+        cn__conn_close(c, CN_WS_CLOSE_POLICY, "unparseable frame");
+        return;
+    }
+    t_in_request = true;
+    dispatch(c, f);
+    t_in_request = nested;
+    if (nested)
+        chat__client_frame__free_unpacked(f, NULL);
+    else
+        cn_arena_reset(&t_request);
 }
 
 /* ----------------------------------------------------------- pending */
@@ -134,13 +170,72 @@ static void on_store_done(cn_store_op_t *op)
     cn__loop_post(p->loop, m);
 }
 
+/*
+ * Pending requests come and go by the thousand per loop iteration under
+ * load, and with their op (864 bytes) and a one-to-one Send's recipient
+ * and ciphertext they are too large for malloc's per-thread cache: every
+ * allocation and free went through its bins (about 3 % of the node's
+ * samples at relay-80k). So each loop thread keeps up to PENDING_POOL_MAX
+ * freed blocks of PENDING_BLOCK bytes for reuse; larger requests (many
+ * recipients, big ciphertexts) use malloc as before. A block freed on
+ * another thread (none is today) simply joins that thread's pool.
+ */
+#define PENDING_BLOCK    2048
+#define PENDING_POOL_MAX 256
+
+static _Thread_local void *t_pool; /* free blocks, linked through their first word */
+static _Thread_local size_t t_pool_n;
+
+static void *block_alloc(size_t size)
+{
+    void *b = NULL;
+    if (size <= PENDING_BLOCK && t_pool != NULL) {
+        b = t_pool;
+        memcpy(&t_pool, b, sizeof(t_pool));
+        t_pool_n--;
+    } else {
+        b = malloc(size <= PENDING_BLOCK ? PENDING_BLOCK : size);
+    }
+    if (b)
+        memset(b, 0, size);
+    return b;
+}
+
+static void block_free(void *b, size_t size)
+{
+    if (b != NULL && size <= PENDING_BLOCK && t_pool_n < PENDING_POOL_MAX) {
+        memcpy(b, &t_pool, sizeof(t_pool));
+        t_pool = b;
+        t_pool_n++;
+        return;
+    }
+    free(b);
+}
+
+static void pool_dispose(void)
+{
+    while (t_pool != NULL) {
+        void *b = t_pool;
+        memcpy(&t_pool, b, sizeof(t_pool));
+        free(b);
+    }
+    t_pool_n = 0;
+}
+
+void cn__dispatch_thread_exit(void)
+{
+    cn_arena_dispose(&t_request);
+    pool_dispose();
+}
+
 cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_op_type type,
                               cn_pending_fn complete, size_t extra_len)
 {
-    cn_pending_t *p = calloc(1, sizeof(*p) + extra_len);
+    size_t size = sizeof(cn_pending_t) + extra_len;
+    cn_pending_t *p = extra_len <= SIZE_MAX - sizeof(cn_pending_t) ? block_alloc(size) : NULL;
     cn_msg_t *m = cn__msg_new(CN_MSG_STORE_DONE, 0);
     if (!p || !m) {
-        free(p);
+        block_free(p, size);
         free(m);
         cn__conn_respond_status(c, request_id, CHAT__STATUS__UNAVAILABLE, "out of memory");
         return NULL;
@@ -155,13 +250,14 @@ cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_o
     p->complete = complete;
     p->extra = extra_len ? (uint8_t *)(p + 1) : NULL;
     p->done_msg = m;
+    p->size = size;
     return p;
 }
 
 void cn__pending_free(cn_pending_t *p)
 {
     free(p->done_msg);
-    free(p);
+    block_free(p, p->size);
 }
 
 void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)
@@ -188,5 +284,5 @@ void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p)
     if (p->op.result == CN_EIO)
         atomic_fetch_add(&loop->server->counters.store_errors, 1);
     p->complete(c, p);
-    free(p);
+    block_free(p, p->size);
 }

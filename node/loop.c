@@ -198,6 +198,7 @@ static void loop_thread(void *arg)
     cn_thread_name(name);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     cn__conn_thread_exit();
+    cn__dispatch_thread_exit();
 }
 
 int cn__loop_start(cn_loop_t *loop)

@@ -427,6 +427,7 @@ struct cn_pending {
     cn_pending_fn complete; /* runs on the loop; c is NULL if the conn is gone */
     void *extra;            /* handler-owned allocation freed with the pending */
     cn_msg_t *done_msg;     /* CN_MSG_STORE_DONE, allocated with the request */
+    size_t size;            /* of the allocation: the struct and extra */
 };
 
 /** Allocates a pending request for c; extra_len bytes follow at ->extra. */
@@ -441,6 +442,8 @@ void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p);
 
 /** Dispatches one decoded ClientFrame (after the size and decode checks). */
 void cn__dispatch(cn_conn_t *c, const uint8_t *p, size_t n);
+/** Frees the loop thread's request arena and pending pool; last call on a loop thread. */
+void cn__dispatch_thread_exit(void);
 
 void cn__handle_auth(cn_conn_t *c, uint64_t rid, const Chat__Auth *m);
 void cn__handle_register(cn_conn_t *c, uint64_t rid, const Chat__Register *m);
