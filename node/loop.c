@@ -128,6 +128,7 @@ static void handle_msg(cn_loop_t *loop, cn_msg_t *m)
         for_each_conn(loop, abort_conn);
         uv_close((uv_handle_t *)&loop->wakeup, close_cb_noop);
         uv_close((uv_handle_t *)&loop->flusher, close_cb_noop);
+        uv_close((uv_handle_t *)&loop->sweeper, close_cb_noop);
         break;
     }
     free(m);
@@ -150,6 +151,11 @@ static void on_wakeup(uv_async_t *a)
 static void on_prepare(uv_prepare_t *h)
 {
     cn__loop_flush_dirty(h->data);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    for_each_conn(t->data, cn__conn_sweep_buffers);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -177,6 +183,9 @@ int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd)
     CN_ENSURE(uv_prepare_init(&loop->uv, &loop->flusher) == 0, CN_EINTERNAL);
     loop->flusher.data = loop;
     uv_prepare_start(&loop->flusher, on_prepare);
+    CN_ENSURE(uv_timer_init(&loop->uv, &loop->sweeper) == 0, CN_EINTERNAL);
+    loop->sweeper.data = loop;
+    uv_timer_start(&loop->sweeper, on_sweep, CN_BUFFER_SWEEP_MS, CN_BUFFER_SWEEP_MS);
     CN_ENSURE(uv_tcp_init(&loop->uv, &loop->listener) == 0, CN_EINTERNAL);
     loop->listener.data = loop;
     int rc = uv_tcp_open(&loop->listener, fd);

@@ -127,7 +127,8 @@ typedef struct cn_counters {
     atomic_uint_fast64_t bytes_out;
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t slow_reader_closes;
-    atomic_uint_fast64_t read_pauses; /* reading stopped at CN_CONN_PENDING_MAX */
+    atomic_uint_fast64_t read_pauses;      /* reading stopped at CN_CONN_PENDING_MAX */
+    atomic_uint_fast64_t buffers_released; /* by the buffer sweep, from quiet connections */
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t store_errors;
     atomic_uint_fast64_t auth_failed_by[CN_AUTHF__COUNT];
@@ -272,6 +273,7 @@ struct cn_loop {
     cn_conn_t **buckets;
     size_t nbuckets, nconns;
     uv_prepare_t flusher; /* flushes dirty connections once per iteration */
+    uv_timer_t sweeper;   /* releases the buffers of quiet connections */
     cn_conn_t *dirty;     /* connections with output to encrypt and write */
     bool draining;        /* shutting down: no new connections */
     bool paused;          /* shutting down: no new requests read */
@@ -343,6 +345,7 @@ struct cn_conn {
     bool lingering;         /* output done, FIN sent: dropping input until EOF */
     bool authed;            /* registered in the device registry */
     uint8_t handles_closed; /* tcp + timer; freed at 2 */
+    bool io_recent;         /* read or flushed since the last buffer sweep */
     uint64_t linger_until_ms;
     uint64_t ws_opened_ms;
     uint64_t opened_ms;
@@ -392,6 +395,13 @@ void cn__conn_abort(cn_conn_t *c, const char *why);
 void cn__loop_flush_dirty(cn_loop_t *loop);
 /** Frees the loop thread's scratch buffers; last call on a loop thread. */
 void cn__conn_thread_exit(void);
+/**
+ * The loop's buffer sweep (every CN_BUFFER_SWEEP_MS): a connection that
+ * neither read nor flushed since the previous sweep gives back its empty
+ * buffers, so idle connections hold none while busy ones keep theirs.
+ */
+#define CN_BUFFER_SWEEP_MS 500
+void cn__conn_sweep_buffers(cn_conn_t *c);
 /** (Re)arms the connection timer for its next deadline (after a state change). */
 void cn__conn_arm_timer(cn_conn_t *c);
 /** Resumes reading from the socket (after back-pressure). */

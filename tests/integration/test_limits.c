@@ -172,6 +172,36 @@ static void test_pipelined_sends_bounded(void **state)
     assert_int_equal(got, COUNT);
 }
 
+/* Quiet connections give their buffers back within two buffer sweeps
+ * (CN_BUFFER_SWEEP_MS in node/node_internal.h: 500 ms), and a connection
+ * that gave them back still works. */
+static void test_quiet_connections_release_buffers(void **state)
+{
+    (void)state;
+    enum { SWEEP_MS = 500 };
+    h_node_t *n = h_node_start(NULL);
+    h_client_t *a = h_register(n, "alice");
+    h_client_t *b = h_register(n, "bob");
+    assert_non_null(h_next_push(b, CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED, H_WAIT_MS));
+    uint8_t id[CN_MESSAGE_ID_LEN], ct[200];
+    h_pattern(ct, sizeof(ct), 1);
+    h_msg_id(id);
+    assert_int_equal(h_send1(a, b->user, id, ct, sizeof(ct))->status, CHAT__STATUS__OK);
+    assert_non_null(h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS));
+    double released0 = h_metric(n, "chatnode_buffers_released_total");
+    h_sleep_ms(3 * SWEEP_MS);
+    double released = h_metric(n, "chatnode_buffers_released_total") - released0;
+    /* At least the sender's and the receiver's output buffers. */
+    if (released < 2)
+        fail_msg("%.0f buffers released by quiet connections", released);
+    h_msg_id(id);
+    assert_int_equal(h_send1(a, b->user, id, ct, sizeof(ct))->status, CHAT__STATUS__OK);
+    Chat__ServerFrame *d = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS);
+    assert_non_null(d);
+    assert_int_equal(d->deliver->seq, 2);
+    assert_memory_equal(d->deliver->ciphertext.data, ct, sizeof(ct));
+}
+
 static void test_handshake_timeout(void **state)
 {
     (void)state;
@@ -326,10 +356,15 @@ static void test_sigterm_going_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        H_TEST(test_slow_reader),       H_TEST(test_pipelined_sends_bounded),
-        H_TEST(test_handshake_timeout), H_TEST(test_auth_timeout),
-        H_TEST(test_idle_timeout),      H_TEST(test_first_ping_after_auth),
-        H_TEST(test_metrics_endpoint),  H_TEST(test_sigterm_going_away),
+        H_TEST(test_slow_reader),
+        H_TEST(test_pipelined_sends_bounded),
+        H_TEST(test_quiet_connections_release_buffers),
+        H_TEST(test_handshake_timeout),
+        H_TEST(test_auth_timeout),
+        H_TEST(test_idle_timeout),
+        H_TEST(test_first_ping_after_auth),
+        H_TEST(test_metrics_endpoint),
+        H_TEST(test_sigterm_going_away),
     };
     return cmocka_run_group_tests_name("integration_limits", tests, h_group_setup,
                                        h_group_teardown);
