@@ -5,22 +5,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CN_ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CN_ARENA_ASAN 1
-#endif
-#endif
-#ifdef CN_ARENA_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n)   ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #define ALIGN alignof(max_align_t)
 
 struct cn_arena_chunk {
@@ -40,12 +24,12 @@ void *cn_arena_alloc(cn_arena_t *a, size_t n)
         if (a->block == NULL)
             return NULL;
         a->used = 0;
-        POISON(a->block, CN_ARENA_BLOCK);
+        CN_POISON(a->block, CN_ARENA_BLOCK);
     }
     if (a->block != NULL && want <= CN_ARENA_BLOCK - a->used) {
         uint8_t *p = a->block + a->used;
         a->used += want;
-        UNPOISON(p, n);
+        CN_UNPOISON(p, n);
         return p;
     }
     struct cn_arena_chunk *c = malloc(sizeof(*c) + n);
@@ -64,7 +48,7 @@ void cn_arena_reset(cn_arena_t *a)
         a->chunks = next;
     }
     if (a->block != NULL)
-        POISON(a->block, CN_ARENA_BLOCK);
+        CN_POISON(a->block, CN_ARENA_BLOCK);
     a->used = 0;
 }
 
@@ -72,7 +56,7 @@ void cn_arena_dispose(cn_arena_t *a)
 {
     cn_arena_reset(a);
     if (a->block != NULL)
-        UNPOISON(a->block, CN_ARENA_BLOCK);
+        CN_UNPOISON(a->block, CN_ARENA_BLOCK);
     free(a->block);
     a->block = NULL;
 }

@@ -141,6 +141,24 @@ void cn_buf_reset(cn_buf_t *b);
  */
 #define CN_ARENA_BLOCK (16u * 1024u)
 
+/* Memory a pool or arena holds for reuse is poisoned under AddressSanitizer,
+ * so that a pointer kept past its release still faults (no-ops otherwise). */
+#if defined(__SANITIZE_ADDRESS__)
+#define CN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CN_ASAN 1
+#endif
+#endif
+#ifdef CN_ASAN
+#include <sanitizer/asan_interface.h>
+#define CN_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define CN_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define CN_POISON(p, n)   ((void)(p), (void)(n))
+#define CN_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 typedef struct cn_arena {
     uint8_t *block; /* CN_ARENA_BLOCK bytes, allocated on first use */
     size_t used;

@@ -191,6 +191,7 @@ static void *block_alloc(size_t size)
     void *b = NULL;
     if (size <= PENDING_BLOCK && t_pool != NULL) {
         b = t_pool;
+        CN_UNPOISON(b, PENDING_BLOCK);
         memcpy(&t_pool, b, sizeof(t_pool));
         t_pool_n--;
     } else {
@@ -207,6 +208,7 @@ static void block_free(void *b, size_t size)
         memcpy(b, &t_pool, sizeof(t_pool));
         t_pool = b;
         t_pool_n++;
+        CN_POISON(b, PENDING_BLOCK); /* a pending used after its release faults */
         return;
     }
     free(b);
@@ -216,6 +218,7 @@ static void pool_dispose(void)
 {
     while (t_pool != NULL) {
         void *b = t_pool;
+        CN_UNPOISON(b, PENDING_BLOCK);
         memcpy(&t_pool, b, sizeof(t_pool));
         free(b);
     }
