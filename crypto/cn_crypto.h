@@ -97,6 +97,16 @@ void cn_x25519_dispose(cn_x25519_t *kp);
 CN_MUST_USE int cn_x25519(uint8_t out[CN_X25519_LEN], const uint8_t sk[CN_X25519_LEN],
                           const uint8_t pk[CN_X25519_LEN]);
 
+/*
+ * A keyed 64-bit hash for in-memory tables whose keys clients choose (ids,
+ * addresses): SipHash-2-4, libsodium's crypto_shorthash, under a random key
+ * per table or process, so nobody can aim keys at one chain or probe run.
+ */
+#define CN_TABLE_KEY_LEN 16
+/** Fills key with random bytes. */
+void cn_table_key_new(uint8_t key[CN_TABLE_KEY_LEN]);
+uint64_t cn_table_hash(const uint8_t key[CN_TABLE_KEY_LEN], const void *p, size_t n);
+
 /** HMAC-SHA256 over msg with a key of any length (libsodium's
  * crypto_auth_hmacsha256 state API). */
 CN_MUST_USE int cn_hmac_sha256(uint8_t out[CN_SHA256_LEN], const void *key, size_t klen,

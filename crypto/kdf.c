@@ -110,3 +110,18 @@ void cn_buf_wipe(cn_buf_t *b)
         sodium_memzero(b->data, b->cap);
     cn_buf_dispose(b);
 }
+
+void cn_table_key_new(uint8_t key[CN_TABLE_KEY_LEN])
+{
+    _Static_assert(CN_TABLE_KEY_LEN == crypto_shorthash_KEYBYTES, "SipHash key size");
+    crypto_shorthash_keygen(key);
+}
+
+uint64_t cn_table_hash(const uint8_t key[CN_TABLE_KEY_LEN], const void *p, size_t n)
+{
+    uint8_t out[crypto_shorthash_BYTES];
+    uint64_t h;
+    crypto_shorthash(out, p, n, key);
+    memcpy(&h, out, sizeof(h));
+    return h;
+}

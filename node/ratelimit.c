@@ -13,9 +13,10 @@
  */
 #include "node/ratelimit.h"
 
+#include "crypto/cn_crypto.h"
+
 #include <math.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ struct cn_ratelimit {
     override_t overrides[CN_RL_OVERRIDES_MAX];
     size_t noverrides;
     atomic_uint_fast64_t refused[CN_RL__COUNT];
-    uint8_t siphash_key[crypto_shorthash_KEYBYTES];
+    uint8_t hash_key[CN_TABLE_KEY_LEN];
 };
 
 static const struct {
@@ -95,7 +96,7 @@ cn_ratelimit_t *cn__rl_new(void)
         return NULL;
     for (int a = 0; a < CN_RL__COUNT; a++)
         rl->defaults[a] = builtin[a].p;
-    randombytes_buf(rl->siphash_key, sizeof(rl->siphash_key));
+    cn_table_key_new(rl->hash_key);
     pthread_mutex_init(&rl->policy_lock, NULL);
     for (int i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&rl->shards[i].lock, NULL);
@@ -122,11 +123,7 @@ void cn__rl_free(cn_ratelimit_t *rl)
 
 static uint64_t hash_key(const cn_ratelimit_t *rl, const uint8_t *k)
 {
-    uint8_t out[crypto_shorthash_BYTES];
-    uint64_t h;
-    crypto_shorthash(out, k, KEY_LEN, rl->siphash_key);
-    memcpy(&h, out, sizeof(h));
-    return h;
+    return cn_table_hash(rl->hash_key, k, KEY_LEN);
 }
 
 static size_t home_slot(uint64_t hash)

@@ -9,7 +9,6 @@
  */
 #include "node/node_internal.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -27,16 +26,12 @@ struct cn_registry {
     size_t cap;  /* power of two */
     size_t used; /* live + tombstones */
     size_t live;
-    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    uint8_t hash_key[CN_TABLE_KEY_LEN];
 };
 
 static size_t hash_dev(const cn_registry_t *r, const uint8_t *dev)
 {
-    uint8_t out[crypto_shorthash_BYTES];
-    uint64_t h;
-    crypto_shorthash(out, dev, CN_DEVICE_ID_LEN, r->hash_key);
-    memcpy(&h, out, sizeof(h));
-    return (size_t)h;
+    return (size_t)cn_table_hash(r->hash_key, dev, CN_DEVICE_ID_LEN);
 }
 
 cn_registry_t *cn__registry_new(void)
@@ -45,7 +40,7 @@ cn_registry_t *cn__registry_new(void)
     if (!r)
         return NULL;
     r->cap = 1024;
-    randombytes_buf(r->hash_key, sizeof(r->hash_key));
+    cn_table_key_new(r->hash_key);
     r->slots = calloc(r->cap, sizeof(slot_t));
     if (!r->slots || uv_mutex_init(&r->lock) != 0) {
         free(r->slots);

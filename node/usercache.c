@@ -69,7 +69,6 @@
  */
 #include "node/node_internal.h"
 
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,7 +119,7 @@ typedef struct table {
 } table_t;
 
 struct cn_usercache {
-    uint8_t key[crypto_shorthash_KEYBYTES];
+    uint8_t key[CN_TABLE_KEY_LEN];
     table_t users, groups;
 };
 
@@ -138,11 +137,7 @@ static void group_drop(node_t *n)
 
 static uint64_t hash_key(const cn_usercache_t *uc, const void *key, size_t len)
 {
-    uint8_t h[crypto_shorthash_BYTES];
-    crypto_shorthash(h, key, len, uc->key);
-    uint64_t v;
-    memcpy(&v, h, sizeof(v));
-    return v;
+    return cn_table_hash(uc->key, key, len);
 }
 
 static shard_t *shard_of(table_t *t, uint64_t hash)
@@ -321,7 +316,7 @@ cn_usercache_t *cn__usercache_new(const cn_usercache_limits_t *limits)
     if (!uc)
         return NULL;
     memset(uc, 0, size);
-    crypto_shorthash_keygen(uc->key);
+    cn_table_key_new(uc->key);
     if (table_init(&uc->users, lim.users, lim.users, lim.max_age_ms, user_drop) < 0 ||
         table_init(&uc->groups, lim.groups, lim.group_members, lim.max_age_ms, group_drop) < 0) {
         cn__usercache_free(uc);

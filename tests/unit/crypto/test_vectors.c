@@ -149,12 +149,28 @@ static void test_aead_rfc8439(void **state)
     free(v);
 }
 
+/* The SipHash paper's (Aumasson, Bernstein 2012) appendix A vector: key
+ * 00..0f, message 00..0e; and a fresh key changes the hash. */
+static void test_table_hash_siphash(void **state)
+{
+    (void)state;
+    uint8_t key[CN_TABLE_KEY_LEN], msg[15];
+    for (int i = 0; i < CN_TABLE_KEY_LEN; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    assert_true(cn_table_hash(key, msg, sizeof(msg)) == 0xa129ca6149be45e5ull);
+    uint8_t other[CN_TABLE_KEY_LEN];
+    cn_table_key_new(other);
+    assert_true(cn_table_hash(other, msg, sizeof(msg)) != 0xa129ca6149be45e5ull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_x25519_rfc7748), cmocka_unit_test(test_x25519_low_order_rejected),
         cmocka_unit_test(test_hkdf_rfc5869),   cmocka_unit_test(test_hkdf_limits),
-        cmocka_unit_test(test_aead_rfc8439),
+        cmocka_unit_test(test_aead_rfc8439),   cmocka_unit_test(test_table_hash_siphash),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
