@@ -80,11 +80,57 @@ static void undirty(cn_conn_t *c)
     c->dirty = false;
 }
 
+/* Joins the loop's read_waiters: resumed when its requests fall to half. */
+static void wait_for_loop(cn_conn_t *c)
+{
+    cn_loop_t *loop = c->loop;
+    if (c->read_waiting)
+        return;
+    if (loop->read_waiters == NULL)
+        count(&srv(c)->counters.loop_read_pauses, 1);
+    c->read_waiting = true;
+    c->wait_prev = NULL;
+    c->wait_next = loop->read_waiters;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c;
+    loop->read_waiters = c;
+}
+
+static void unwait(cn_conn_t *c)
+{
+    if (!c->read_waiting)
+        return;
+    if (c->wait_prev)
+        c->wait_prev->wait_next = c->wait_next;
+    else
+        c->loop->read_waiters = c->wait_next;
+    if (c->wait_next)
+        c->wait_next->wait_prev = c->wait_prev;
+    c->wait_prev = c->wait_next = NULL;
+    c->read_waiting = false;
+}
+
+static bool loop_full(const cn_loop_t *loop)
+{
+    return loop->pending_ops >= CN_LOOP_PENDING_MAX;
+}
+
+void cn__loop_resume_readers(cn_loop_t *loop)
+{
+    while (loop->read_waiters) {
+        cn_conn_t *c = loop->read_waiters;
+        unwait(c);
+        if (!c->reading && c->state != CN_CONN_CLOSED && cn__conn_may_read(c))
+            cn__conn_read_start(c);
+    }
+}
+
 static void close_now(cn_conn_t *c)
 {
     if (c->state == CN_CONN_CLOSED)
         return;
     undirty(c);
+    unwait(c);
     leave_registry(c);
     c->state = CN_CONN_CLOSED;
     cn__loop_conn_remove(c->loop, c);
@@ -168,8 +214,8 @@ static void output_drained(cn_conn_t *c)
 {
     if (cn__conn_backlogged(c))
         return;
-    if (!c->reading && c->state != CN_CONN_CLOSING && cn__conn_may_read(c))
-        cn__conn_read_start(c);
+    if (c->state != CN_CONN_CLOSING)
+        cn__conn_read_resume(c);
     if (c->state == CN_CONN_AUTHED)
         cn__delivery_resume(c);
 }
@@ -561,12 +607,24 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (rc == CN_ECLOSED && c->state != CN_CONN_CLOSED)
         c->close_after_flush = true;
     flush(c);
-    if (c->state != CN_CONN_CLOSED && c->reading && !cn__conn_may_read(c)) {
+    if (c->state != CN_CONN_CLOSED && c->reading && (!cn__conn_may_read(c) || loop_full(c->loop))) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
         if (c->pending_ops >= CN_CONN_PENDING_MAX)
             count(&srv(c)->counters.read_pauses, 1);
+        else if (cn__conn_may_read(c))
+            wait_for_loop(c); /* only the loop's limit holds it */
     }
+}
+
+void cn__conn_read_resume(cn_conn_t *c)
+{
+    if (c->reading || c->state == CN_CONN_CLOSED || !cn__conn_may_read(c))
+        return;
+    if (loop_full(c->loop))
+        wait_for_loop(c);
+    else
+        cn__conn_read_start(c);
 }
 
 void cn__conn_read_start(cn_conn_t *c)

@@ -272,17 +272,20 @@ void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)
         return;
     }
     c->pending_ops++;
+    c->loop->pending_ops++;
 }
 
 void cn__pending_finish(cn_loop_t *loop, cn_pending_t *p)
 {
     cn_conn_t *c = cn__loop_conn_find(loop, p->conn_id);
+    if (--loop->pending_ops == CN_LOOP_PENDING_MAX / 2)
+        cn__loop_resume_readers(loop); /* paused by the loop's requests (conn.c read_cb) */
     if (c) {
         c->pending_ops--;
         if (c->state == CN_CONN_CLOSED || c->state == CN_CONN_CLOSING)
             c = NULL;
-        else if (!c->reading && c->pending_ops == CN_CONN_PENDING_MAX / 2 && cn__conn_may_read(c))
-            cn__conn_read_start(c); /* paused by its requests (conn.c read_cb) */
+        else if (c->pending_ops == CN_CONN_PENDING_MAX / 2)
+            cn__conn_read_resume(c); /* paused by its requests (conn.c read_cb) */
     }
     if (p->op.result == CN_EIO)
         atomic_fetch_add(&loop->server->counters.store_errors, 1);

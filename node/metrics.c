@@ -66,6 +66,10 @@ static const struct metric {
     COUNTER("chatnode_read_pauses_total",
             "Times a connection was not read because 256 of its requests waited for the store.",
             read_pauses),
+    COUNTER("chatnode_loop_read_pauses_total",
+            "Times a loop stopped reading its connections because 4096 of their requests waited "
+            "for the store.",
+            loop_read_pauses),
     COUNTER("chatnode_buffers_released_total",
             "Connection buffers given back after a quiet sweep period.", buffers_released),
 };

@@ -128,6 +128,7 @@ typedef struct cn_counters {
     atomic_uint_fast64_t protocol_errors;
     atomic_uint_fast64_t slow_reader_closes;
     atomic_uint_fast64_t read_pauses;      /* reading stopped at CN_CONN_PENDING_MAX */
+    atomic_uint_fast64_t loop_read_pauses; /* a loop stopped reading at CN_LOOP_PENDING_MAX */
     atomic_uint_fast64_t buffers_released; /* by the buffer sweep, from quiet connections */
     atomic_uint_fast64_t timeouts;
     atomic_uint_fast64_t store_errors;
@@ -272,11 +273,13 @@ struct cn_loop {
     /* Connections of this loop by id: chained buckets (cn_conn.hnext). */
     cn_conn_t **buckets;
     size_t nbuckets, nconns;
-    uv_prepare_t flusher; /* flushes dirty connections once per iteration */
-    uv_timer_t sweeper;   /* releases the buffers of quiet connections */
-    cn_conn_t *dirty;     /* connections with output to encrypt and write */
-    bool draining;        /* shutting down: no new connections */
-    bool paused;          /* shutting down: no new requests read */
+    uv_prepare_t flusher;    /* flushes dirty connections once per iteration */
+    uv_timer_t sweeper;      /* releases the buffers of quiet connections */
+    cn_conn_t *dirty;        /* connections with output to encrypt and write */
+    unsigned pending_ops;    /* store ops in flight for all its connections */
+    cn_conn_t *read_waiters; /* not read until pending_ops falls to half its limit */
+    bool draining;           /* shutting down: no new connections */
+    bool paused;             /* shutting down: no new requests read */
     bool stopping;
 };
 
@@ -351,7 +354,9 @@ struct cn_conn {
     uint64_t opened_ms;
     uint64_t last_activity_ms;
     uint64_t last_ping_ms;
-    unsigned pending_ops; /* store ops in flight for this connection */
+    unsigned pending_ops;             /* store ops in flight for this connection */
+    cn_conn_t *wait_prev, *wait_next; /* the loop's read_waiters */
+    bool read_waiting;
     /* Authentication. */
     uint8_t nonce[CN_NONCE_LEN];
     uint64_t challenge_time;
@@ -373,6 +378,16 @@ struct cn_conn {
  * client pipelining faster than the disk commits holds a bounded amount of
  * the node's memory and feels it as TCP backpressure. */
 #define CN_CONN_PENDING_MAX 256
+
+/* Store ops in flight for one loop; at this many the loop stops reading
+ * every connection until half of them are answered. The store answers in
+ * order, so this bounds how long a request waits behind others: above
+ * what one core commits, an Ack queued behind 25,600 Sends (100 clients at
+ * CN_CONN_PENDING_MAX) waited about 350 ms, longer than a mailbox memtable
+ * lives, so a message's put and its delete no longer met in one memtable
+ * and both went to disk. Twice a full batch at saturation (about 2,000
+ * ops) keeps the writer's batches as large as before. */
+#define CN_LOOP_PENDING_MAX 4096
 
 /* After our last bytes and a FIN, how long a closing connection may keep
  * sending before it is dropped (its input is discarded meanwhile). */
@@ -404,8 +419,12 @@ void cn__conn_thread_exit(void);
 void cn__conn_sweep_buffers(cn_conn_t *c);
 /** (Re)arms the connection timer for its next deadline (after a state change). */
 void cn__conn_arm_timer(cn_conn_t *c);
-/** Resumes reading from the socket (after back-pressure). */
+/** Starts reading from the socket, whatever the limits. */
 void cn__conn_read_start(cn_conn_t *c);
+/** Resumes reading after back-pressure, or waits for the loop's requests to fall. */
+void cn__conn_read_resume(cn_conn_t *c);
+/** Resumes the connections that waited for the loop's requests to fall. */
+void cn__loop_resume_readers(cn_loop_t *loop);
 /** True when the output backlog is above the soft limit. */
 bool cn__conn_backlogged(const cn_conn_t *c);
 /** Sends a Response with status and detail (and optional result set by caller). */

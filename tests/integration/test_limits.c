@@ -3,7 +3,8 @@
  * slow readers, handshake/auth/idle timeouts, the metrics endpoint and a
  * graceful SIGTERM.
  */
-#define _GNU_SOURCE /* POLLRDHUP */
+#define _GNU_SOURCE             /* POLLRDHUP */
+#include "node/node_internal.h" /* CN_CONN_PENDING_MAX, CN_LOOP_PENDING_MAX */
 #include "tests/integration/harness.h"
 
 #include <errno.h>
@@ -170,6 +171,72 @@ static void test_pipelined_sends_bounded(void **state)
     while ((f = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, 5000)) != NULL && got < COUNT)
         got++;
     assert_int_equal(got, COUNT);
+}
+
+/* Many clients pipelining at once, each below its own limit: the loop
+ * stops reading all of them at CN_LOOP_PENDING_MAX requests in flight and
+ * resumes at half; every Send is answered once, and all of them are stored.
+ * One loop, and a commit per op (sync=always), so the store falls behind. */
+static void test_loop_requests_bounded(void **state)
+{
+    (void)state;
+    enum { CLIENTS = 32, EACH = 200 }; /* 6,400 > 4,096; 200 < 256 each */
+    _Static_assert(CLIENTS * EACH > CN_LOOP_PENDING_MAX + CN_LOOP_PENDING_MAX / 2,
+                   "enough to pass the loop's limit while the store answers some");
+    _Static_assert(EACH < CN_CONN_PENDING_MAX, "below each connection's own limit");
+    const char *const flags[] = {"--threads",   "1",
+                                 "--sync",      "always",
+                                 "--ratelimit", "send=100000/s:100000",
+                                 "--ratelimit", "send-bytes=1000000000/s:1000000000",
+                                 "--ratelimit", "register=1000/s:1000",
+                                 NULL};
+    h_node_t *n = h_node_start(flags);
+    h_client_t *b = h_register(n, "bob");
+    h_user_t *bob = b->user;
+    h_client_free(b);
+    h_client_t *a[CLIENTS];
+    uint64_t first[CLIENTS];
+    for (int k = 0; k < CLIENTS; k++)
+        a[k] = h_register(n, "sender");
+    double loop0 = h_metric(n, "chatnode_loop_read_pauses_total");
+    double conn0 = h_metric(n, "chatnode_read_pauses_total");
+    int on = 1, off = 0;
+    for (int k = 0; k < CLIENTS; k++) {
+        assert_int_equal(setsockopt(a[k]->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)), 0);
+        for (int i = 0; i < EACH; i++) {
+            uint8_t id[CN_MESSAGE_ID_LEN];
+            h_msg_id(id);
+            uint64_t rid = h_send_nowait(a[k], bob, id, CHAT__KIND__MESSAGE, "x", 1);
+            first[k] = i == 0 ? rid : first[k];
+        }
+        assert_int_equal(setsockopt(a[k]->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)), 0);
+    }
+    for (int k = 0; k < CLIENTS; k++)
+        for (int i = 0; i < EACH; i++) {
+            Chat__Response *r = h_wait_response(a[k], first[k] + (uint64_t)i, 30000);
+            if (!r)
+                fail_msg("no answer to Send %d of client %d", i, k);
+            assert_int_equal(r->status, CHAT__STATUS__OK);
+        }
+    assert_true(h_metric(n, "chatnode_loop_read_pauses_total") > loop0);
+    assert_true(h_metric(n, "chatnode_read_pauses_total") == conn0);
+    for (int k = 0; k < CLIENTS; k++) {
+        assert_int_equal(h_ping(a[k])->status, CHAT__STATUS__OK);
+        h_client_free(a[k]);
+    }
+    h_assert_serving(n);
+    /* Every one of them is in bob's mailbox, in seq order. */
+    b = h_login(n, bob);
+    uint64_t expect = 1;
+    Chat__ServerFrame *f;
+    while ((f = h_next_push(b, CHAT__SERVER_FRAME__BODY__NOT_SET, 20000)) != NULL &&
+           f->body_case == CHAT__SERVER_FRAME__BODY_DELIVER) {
+        assert_int_equal(f->deliver->seq, expect);
+        expect++;
+    }
+    assert_non_null(f);
+    assert_int_equal(f->body_case, CHAT__SERVER_FRAME__BODY_MAILBOX_DRAINED);
+    assert_int_equal(expect - 1, (uint64_t)CLIENTS * EACH);
 }
 
 /* Quiet connections give their buffers back within two buffer sweeps
@@ -356,15 +423,11 @@ static void test_sigterm_going_away(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        H_TEST(test_slow_reader),
-        H_TEST(test_pipelined_sends_bounded),
-        H_TEST(test_quiet_connections_release_buffers),
-        H_TEST(test_handshake_timeout),
-        H_TEST(test_auth_timeout),
-        H_TEST(test_idle_timeout),
-        H_TEST(test_first_ping_after_auth),
-        H_TEST(test_metrics_endpoint),
-        H_TEST(test_sigterm_going_away),
+        H_TEST(test_slow_reader),           H_TEST(test_pipelined_sends_bounded),
+        H_TEST(test_loop_requests_bounded), H_TEST(test_quiet_connections_release_buffers),
+        H_TEST(test_handshake_timeout),     H_TEST(test_auth_timeout),
+        H_TEST(test_idle_timeout),          H_TEST(test_first_ping_after_auth),
+        H_TEST(test_metrics_endpoint),      H_TEST(test_sigterm_going_away),
     };
     return cmocka_run_group_tests_name("integration_limits", tests, h_group_setup,
                                        h_group_teardown);
