@@ -316,7 +316,7 @@ static void linger(cn_conn_t *c)
         close_now(c);
         return;
     }
-    c->linger_until_ms = cn_now_ms() + CN_LINGER_MS;
+    c->linger_until_ms = cn__loop_now(c->loop) + CN_LINGER_MS;
     cn__conn_read_start(c);
     cn__conn_arm_timer(c);
 }
@@ -430,7 +430,7 @@ bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, co
 {
     uint32_t retry = 0;
     const uint8_t *dev = c->authed ? c->device_id : NULL;
-    if (cn__rl_take(srv(c)->rl, a, key, keylen, dev, cost, cn_now_ms(), &retry) == CN_OK)
+    if (cn__rl_take(srv(c)->rl, a, key, keylen, dev, cost, cn__loop_now(c->loop), &retry) == CN_OK)
         return true;
     char detail[64];
     snprintf(detail, sizeof(detail), "rate limited (%s)", cn__rl_action_name(a));
@@ -483,7 +483,7 @@ static int ws_on_output(void *ctx, const uint8_t *p, size_t n)
 static void ws_on_activity(void *ctx)
 {
     cn_conn_t *c = ctx;
-    c->last_activity_ms = cn_now_ms();
+    c->last_activity_ms = cn__loop_now(c->loop);
 }
 
 static const cn_ws_callbacks_t ws_callbacks = {
@@ -537,7 +537,7 @@ static void on_http_bytes(cn_conn_t *c)
     }
     cn_buf_consume(&c->plain_in, req.consumed);
     c->state = CN_CONN_UNAUTH;
-    c->ws_opened_ms = c->last_activity_ms = cn_now_ms();
+    c->ws_opened_ms = c->last_activity_ms = cn__loop_now(c->loop);
     cn__auth_send_challenge(c);
     cn__conn_arm_timer(c);
 }
@@ -655,7 +655,7 @@ static uint64_t next_deadline(const cn_conn_t *c)
         return CN_MIN(idle, ping);
     }
     case CN_CONN_CLOSING: /* a peer that never finishes the close */
-        return c->lingering ? c->linger_until_ms : cn_now_ms() + 5000;
+        return c->lingering ? c->linger_until_ms : cn__loop_now(c->loop) + 5000;
     case CN_CONN_CLOSED:
         break;
     }
@@ -666,7 +666,7 @@ static void on_timer(uv_timer_t *t)
 {
     cn_conn_t *c = t->data;
     const cn_node_config_t *cfg = &srv(c)->cfg;
-    uint64_t now = cn_now_ms();
+    uint64_t now = cn__loop_now(c->loop);
     switch (c->state) {
     case CN_CONN_TLS:
     case CN_CONN_HTTP:
@@ -708,7 +708,7 @@ static void on_timer(uv_timer_t *t)
 
 void cn__conn_arm_timer(cn_conn_t *c)
 {
-    uint64_t now = cn_now_ms();
+    uint64_t now = cn__loop_now(c->loop);
     uint64_t due = next_deadline(c);
     uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
 }
@@ -752,15 +752,15 @@ void cn__conn_accept(cn_loop_t *loop)
     uint64_t open = atomic_load(&s->counters.connections_open);
     c->tls = cn_tls_new(s->tls, &c->out);
     uint32_t retry;
-    bool limited = cn__rl_take(s->rl, CN_RL_CONNECT, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
-                               &retry) != CN_OK;
+    bool limited = cn__rl_take(s->rl, CN_RL_CONNECT, c->ip, sizeof(c->ip), NULL, 1,
+                               cn__loop_now(loop), &retry) != CN_OK;
     if (!c->tls || loop->draining || open > s->cfg.max_connections || limited) {
         count(&s->counters.connections_rejected, 1);
         close_now(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    c->opened_ms = c->last_activity_ms = cn_now_ms();
+    c->opened_ms = c->last_activity_ms = cn__loop_now(loop);
     cn__conn_read_start(c);
     cn__conn_arm_timer(c);
 }

@@ -71,7 +71,7 @@ static void refuse(cn_conn_t *c, uint64_t rid, const char *why)
 {
     uint32_t retry;
     CN_IGNORE(cn__rl_take(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1,
-                          cn_now_ms(), &retry));
+                          cn__loop_now(c->loop), &retry));
     atomic_fetch_add(&srv(c)->counters.auth_failed, 1);
     atomic_fetch_add(&srv(c)->counters.auth_failed_by[fail_class(why)], 1);
     cn_log_info("auth_failed", "conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id,
@@ -107,8 +107,8 @@ static const char *verify_session(cn_conn_t *c, const char *context, ProtobufCBi
 static bool auth_allowed(cn_conn_t *c, uint64_t rid)
 {
     uint32_t retry = 0;
-    if (cn__rl_check(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1, cn_now_ms(),
-                     &retry) == CN_OK)
+    if (cn__rl_check(srv(c)->rl, CN_RL_AUTH_FAILURE, c->ip, sizeof(c->ip), NULL, 1,
+                     cn__loop_now(c->loop), &retry) == CN_OK)
         return true;
     Chat__Response r;
     chat__response__init(&r);
@@ -148,7 +148,7 @@ static void become_authed(cn_conn_t *c, uint64_t rid, const uint8_t *device, con
     }
     c->authed = true;
     c->state = CN_CONN_AUTHED;
-    c->last_activity_ms = cn_now_ms();
+    c->last_activity_ms = cn__loop_now(c->loop);
     cn__conn_arm_timer(c); /* the ping and idle deadlines start now */
     if (old.conn_id != 0 && old.conn_id != c->id) {
         /* One connection per device: the newest wins. */
@@ -378,7 +378,7 @@ void cn__handle_link_device(cn_conn_t *c, uint64_t rid, const Chat__LinkDevice *
         cn__conn_respond_status(c, rid, CHAT__STATUS__UNAVAILABLE, "too many pending links");
         return;
     }
-    c->link_expires = cn_now_ms() + CN_LINK_TTL_MS;
+    c->link_expires = cn__loop_now(c->loop) + CN_LINK_TTL_MS;
     cn__conn_arm_timer(c);
     Chat__LinkCode lc;
     chat__link_code__init(&lc);
@@ -400,7 +400,7 @@ void cn__link_completed(cn_conn_t *c, const uint8_t *frame, size_t len)
     cn__conn_send_bytes(c, frame, len);
     /* The device exists now: it authenticates like any other, on a fresh
      * challenge (the first nonce was spent by LinkDevice). */
-    c->ws_opened_ms = cn_now_ms();
+    c->ws_opened_ms = cn__loop_now(c->loop);
     cn__auth_send_challenge(c);
     cn__conn_arm_timer(c);
 }

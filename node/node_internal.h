@@ -283,6 +283,16 @@ struct cn_loop {
     bool stopping;
 };
 
+/**
+ * The loop's clock for connection deadlines and rate limits: monotonic ms,
+ * read once per iteration by libuv (uv_now), the same base on every loop.
+ * Wall time (cn_now_ms) is for what clients and records see.
+ */
+static inline uint64_t cn__loop_now(const cn_loop_t *loop)
+{
+    return uv_now(&loop->uv);
+}
+
 CN_MUST_USE int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd);
 /** Runs the loop on its own thread. */
 CN_MUST_USE int cn__loop_start(cn_loop_t *loop);

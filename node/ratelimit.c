@@ -148,11 +148,16 @@ cn_rl_policy_t cn__rl_get(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t
     return p;
 }
 
+/* Loops share buckets and each reads the clock once per iteration, so a
+ * take may come with a time a little behind the bucket's: it refills
+ * nothing and leaves the bucket's time alone (moving it back would count
+ * the same milliseconds twice). */
 static void refill(bucket_t *b, cn_rl_policy_t p, uint64_t now)
 {
-    if (now > b->last_ms)
+    if (now > b->last_ms) {
         b->tokens = fmin(p.burst, b->tokens + (double)(now - b->last_ms) * p.rate / 1000.0);
-    b->last_ms = now;
+        b->last_ms = now;
+    }
 }
 
 /* Drops buckets that refilled to their burst (they hold no information). */

@@ -55,6 +55,8 @@ cn_rl_policy_t cn__rl_default(enum cn_rl_action a);
 CN_MUST_USE int cn__rl_take(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key,
                             size_t keylen, const uint8_t *device, double cost, uint64_t now_ms,
                             uint32_t *retry_after_ms);
+/* now_ms: a monotonic clock in ms, the same for every caller (the loops'
+ * cn__loop_now); a time behind the bucket's refills nothing. */
 
 /** Like cn__rl_take but takes nothing: CN_ELIMIT when fewer than cost are left. */
 CN_MUST_USE int cn__rl_check(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key,

@@ -137,9 +137,10 @@ typedef struct cn__refs {
 } cn__refs_t;
 
 /** The unindexed part of a batch (store/overlay.c): a log of records and
- * the newest record per key (slots hold log offset + 1, 0: empty). */
+ * the newest record per key (slots hold the key hash's top 32 bits above
+ * log offset + 1; 0: empty). */
 typedef struct cn__overlay {
-    uint32_t *slots;
+    uint64_t *slots;
     size_t cap, count, nrecords;
     cn_buf_t log;
     const uint8_t **order; /* scratch of the replay: records in key order */

@@ -39,6 +39,25 @@ static void test_burst_then_refill(void **state)
     cn__rl_free(rl);
 }
 
+/* Loops read the clock once per iteration and share buckets: a take with
+ * a time behind the bucket's refills nothing, and does not set the bucket
+ * back (which would count the same milliseconds twice). */
+static void test_stale_time_counts_once(void **state)
+{
+    (void)state;
+    cn_ratelimit_t *rl = cn__rl_new();
+    assert_non_null(rl);
+    assert_int_equal(cn__rl_set(rl, CN_RL_SEND, NULL, (cn_rl_policy_t){10.0, 5.0}), CN_OK);
+    uint32_t retry = 0;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1000, &retry), CN_OK);
+    assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 900, &retry), CN_ELIMIT);
+    /* 100 ms after the bucket's time: one token, not the 200 ms since 900. */
+    assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1100, &retry), CN_OK);
+    assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1100, &retry), CN_ELIMIT);
+    cn__rl_free(rl);
+}
+
 static void test_cost_and_check(void **state)
 {
     (void)state;
@@ -134,9 +153,9 @@ static void test_many_keys_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_burst_then_refill), cmocka_unit_test(test_cost_and_check),
-        cmocka_unit_test(test_device_override),   cmocka_unit_test(test_names_and_rates),
-        cmocka_unit_test(test_many_keys_bounded),
+        cmocka_unit_test(test_burst_then_refill), cmocka_unit_test(test_stale_time_counts_once),
+        cmocka_unit_test(test_cost_and_check),    cmocka_unit_test(test_device_override),
+        cmocka_unit_test(test_names_and_rates),   cmocka_unit_test(test_many_keys_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
