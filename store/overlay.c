@@ -193,22 +193,6 @@ int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, siz
     return CN_EAGAIN;
 }
 
-/* Key order as RocksDB's bytewise comparator sees it, per column family;
- * records of one key keep their log order (the later one wins). */
-static int by_key(const void *pa, const void *pb)
-{
-    const uint8_t *a = *(const uint8_t *const *)pa, *b = *(const uint8_t *const *)pb;
-    if (a[0] != b[0])
-        return a[0] < b[0] ? -1 : 1;
-    size_t alen = rec_klen(a), blen = rec_klen(b);
-    int c = memcmp(a + REC_HEAD, b + REC_HEAD, CN_MIN(alen, blen));
-    if (c != 0)
-        return c;
-    if (alen != blen)
-        return alen < blen ? -1 : 1;
-    return a < b ? -1 : a > b; /* log order */
-}
-
 static void replay_one(const uint8_t *r, cn_store_t *s, rocksdb_writebatch_t *wb)
 {
     size_t klen = rec_klen(r), vlen = rec_vlen(r);
@@ -224,6 +208,103 @@ static size_t rec_len(const uint8_t *r)
     return REC_HEAD + rec_klen(r) + rec_vlen(r);
 }
 
+/* The column family, then the first 7 key bytes (zero-padded), as one
+ * number in the order RocksDB's bytewise comparator gives their keys. */
+static uint64_t sort_prefix(const uint8_t *r)
+{
+    uint8_t p[8] = {r[0]};
+    memcpy(p + 1, r + REC_HEAD, CN_MIN(rec_klen(r), sizeof(p) - 1));
+    return cn_load_u64be(p);
+}
+
+/* Whole keys, as RocksDB's bytewise comparator orders them. */
+static int key_cmp(const uint8_t *a, const uint8_t *b)
+{
+    size_t alen = rec_klen(a), blen = rec_klen(b);
+    int c = memcmp(a + REC_HEAD, b + REC_HEAD, CN_MIN(alen, blen));
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Stable LSD radix sort of n items by prefix, a byte at a time (tmp: room
+ * for n); returns where the sorted items are. A byte all items share
+ * costs its count only. */
+static cn__overlay_item_t *radix_sort(cn__overlay_item_t *a, cn__overlay_item_t *tmp, size_t n)
+{
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].prefix >> shift) & 0xff]++;
+        if (count[(a[0].prefix >> shift) & 0xff] == n)
+            continue;
+        size_t pos = 0;
+        for (size_t b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].prefix >> shift) & 0xff]++] = a[i];
+        cn__overlay_item_t *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+/* Whole keys, then log order: the order of qsort on a long tie run. */
+static int item_cmp(const void *pa, const void *pb)
+{
+    const uint8_t *a = ((const cn__overlay_item_t *)pa)->rec;
+    const uint8_t *b = ((const cn__overlay_item_t *)pb)->rec;
+    int c = key_cmp(a, b);
+    if (c != 0)
+        return c;
+    return a < b ? -1 : a > b; /* records sit in the log in log order */
+}
+
+/* Within each run of equal prefixes (one device's mailbox entries, say),
+ * the whole keys decide; records of one key keep their log order, so the
+ * later one wins. Short runs take an insertion sort; a long one (keys a
+ * client chose with a common start: message ids) takes qsort, so that no
+ * batch costs more than n log n comparisons. */
+#define TIE_RUN_INSERTION_MAX 16
+
+static void sort_ties(cn__overlay_item_t *a, size_t n)
+{
+    for (size_t lo = 0, hi; lo < n; lo = hi) {
+        for (hi = lo + 1; hi < n && a[hi].prefix == a[lo].prefix; hi++)
+            ;
+        if (hi - lo > TIE_RUN_INSERTION_MAX) {
+            qsort(a + lo, hi - lo, sizeof(*a), item_cmp);
+            continue;
+        }
+        for (size_t k = lo + 1; k < hi; k++) {
+            cn__overlay_item_t x = a[k];
+            size_t j = k;
+            while (j > lo && key_cmp(x.rec, a[j - 1].rec) < 0) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = x;
+        }
+    }
+}
+
+static bool order_room(cn__overlay_t *o)
+{
+    if (o->nrecords <= o->order_cap)
+        return true;
+    /* One allocation: the items, then the radix sort's scratch. */
+    cn__overlay_item_t *order = realloc(o->order, 2 * o->nrecords * sizeof(*order));
+    if (order == NULL)
+        return false;
+    o->order = order;
+    o->order_cap = o->nrecords;
+    return true;
+}
+
 /*
  * In key order: a memtable insert starts from where the previous one
  * ended (RocksDB keeps that splice), so ascending keys cost a short walk
@@ -232,29 +313,30 @@ static size_t rec_len(const uint8_t *r)
  * in member order). A batch is applied atomically, so only the order of
  * records of one key matters, and the sort keeps it. Without room for the
  * order (out of memory), the log order is as correct.
+ *
+ * The sort is a radix sort on an 8-byte prefix, then insertion sorts of
+ * the few records that share one: qsort with a comparator called n log n
+ * times (about 68,000 calls for a saturated batch of 5,500 records) was
+ * 2 % of the node's samples at relay-80k.
  */
 void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb)
 {
     if (o->nrecords == 0)
         return;
-    if (o->nrecords > o->order_cap) {
-        const uint8_t **order = realloc(o->order, o->nrecords * sizeof(*order));
-        if (order != NULL) {
-            o->order = order;
-            o->order_cap = o->nrecords;
-        }
-    }
-    if (o->nrecords > o->order_cap) {
+    if (!order_room(o)) {
         for (size_t off = 0; off < o->log.len; off += rec_len(o->log.data + off))
             replay_one(o->log.data + off, s, wb);
         return;
     }
     size_t n = 0;
-    for (size_t off = 0; off < o->log.len; off += rec_len(o->log.data + off))
-        o->order[n++] = o->log.data + off;
-    qsort(o->order, n, sizeof(*o->order), by_key);
+    for (size_t off = 0; off < o->log.len; off += rec_len(o->log.data + off)) {
+        const uint8_t *r = o->log.data + off;
+        o->order[n++] = (cn__overlay_item_t){.prefix = sort_prefix(r), .rec = r};
+    }
+    cn__overlay_item_t *sorted = radix_sort(o->order, o->order + o->order_cap, n);
+    sort_ties(sorted, n);
     for (size_t i = 0; i < n; i++)
-        replay_one(o->order[i], s, wb);
+        replay_one(sorted[i].rec, s, wb);
 }
 
 void cn__overlay_reset(cn__overlay_t *o)

@@ -136,6 +136,12 @@ typedef struct cn__refs {
     size_t cap, count;
 } cn__refs_t;
 
+/** A record of the overlay's log and its sort prefix (its replay order). */
+typedef struct cn__overlay_item {
+    uint64_t prefix;
+    const uint8_t *rec;
+} cn__overlay_item_t;
+
 /** The unindexed part of a batch (store/overlay.c): a log of records and
  * the newest record per key (slots hold the key hash's top 32 bits above
  * log offset + 1; 0: empty). */
@@ -143,7 +149,7 @@ typedef struct cn__overlay {
     uint64_t *slots;
     size_t cap, count, nrecords;
     cn_buf_t log;
-    const uint8_t **order; /* scratch of the replay: records in key order */
+    cn__overlay_item_t *order; /* scratch of the replay: 2 x order_cap items */
     size_t order_cap;
 } cn__overlay_t;
 

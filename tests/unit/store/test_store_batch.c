@@ -216,6 +216,76 @@ static void test_ack_of_same_batch_appends(void **state)
     assert_int_equal(seq, 3);
 }
 
+/* One batch of sends to many devices, three each, then acks of each
+ * device's second; and one busy device with 24, two of them acked. The
+ * batch's records are replayed in key order (a radix sort on a prefix,
+ * then the records sharing one by whole key: an insertion sort for a
+ * device's three, qsort for the busy one's 26), and a delete still wins
+ * over the put before it of the same key. Device ids differ in their first
+ * byte, in an order the log does not follow. */
+static void test_replay_order_many_devices(void **state)
+{
+    fx_t *f = *state;
+    enum { DEVICES = 40, EACH = 3, BUSY = 24, SENDS = DEVICES * EACH + BUSY };
+    static uint8_t dev[DEVICES][CN_DEVICE_ID_LEN], busy[CN_DEVICE_ID_LEN];
+    static cn_store_op_t sends[SENDS], acks[DEVICES + 1];
+    static cn_store_recipient_t rs[SENDS];
+    static char ct[SENDS][16];
+    static uint64_t acked[DEVICES], busy_acked[] = {5, 17};
+    static cn_store_op_t *ops[SENDS + DEVICES + 1];
+    size_t n = 0;
+    for (int d = 0; d < DEVICES; d++)
+        make_id(dev[d], (uint8_t)(0xf0 - 37 * d), (uint8_t)d);
+    make_id(busy, 0x77, 0xbb);
+    for (int i = 0; i < SENDS; i++) {
+        bool to_busy = i >= DEVICES * EACH;
+        int d = i % DEVICES, k = i / DEVICES;
+        if (to_busy)
+            snprintf(ct[i], sizeof(ct[i]), "b-%d", i - DEVICES * EACH + 1);
+        else
+            snprintf(ct[i], sizeof(ct[i]), "m-%d-%d", d, k + 1);
+        recipient(&rs[i], to_busy ? busy : dev[d], ct[i]);
+        op_send(&sends[i], SENDER, (uint8_t)(i + 1), &rs[i], 1, 10);
+        ops[n++] = &sends[i];
+    }
+    for (int d = 0; d <= DEVICES; d++) {
+        memset(&acks[d], 0, sizeof(acks[d]));
+        acks[d].type = CN_OP_ACK;
+        memcpy(acks[d].u.ack.device_id, d < DEVICES ? dev[d] : busy, CN_DEVICE_ID_LEN);
+        acked[d % DEVICES] = 2;
+        acks[d].u.ack.n = d < DEVICES ? 1 : 2;
+        acks[d].u.ack.seqs = d < DEVICES ? &acked[d] : busy_acked;
+        ops[n++] = &acks[d];
+    }
+    run_batch_of(f->s, ops, n);
+    fx_reopen(f);
+    char want[16];
+    for (int d = 0; d < DEVICES; d++) {
+        assert_int_equal(acks[d].u.ack.deleted, 1);
+        collect_t c = {0};
+        uint64_t next = 0;
+        assert_int_equal(cn_store_mailbox_read(f->s, dev[d], 0, 10, 1 << 20, collect_cb, &c, &next),
+                         2);
+        assert_int_equal(c.seqs[0], 1);
+        snprintf(want, sizeof(want), "m-%d-1", d);
+        assert_string_equal(c.ct[0], want);
+        assert_int_equal(c.seqs[1], 3);
+        snprintf(want, sizeof(want), "m-%d-3", d);
+        assert_string_equal(c.ct[1], want);
+    }
+    assert_int_equal(acks[DEVICES].u.ack.deleted, 2);
+    collect_t c = {0};
+    uint64_t next = 0;
+    assert_int_equal(cn_store_mailbox_read(f->s, busy, 0, 64, 1 << 20, collect_cb, &c, &next),
+                     BUSY - 2);
+    for (size_t i = 0, seq = 1; i < c.n; i++, seq++) {
+        seq += seq == 5 || seq == 17;
+        assert_int_equal(c.seqs[i], seq);
+        snprintf(want, sizeof(want), "b-%zu", seq);
+        assert_string_equal(c.ct[i], want);
+    }
+}
+
 static void test_refused_op_contributes_nothing(void **state)
 {
     fx_t *f = *state;
@@ -494,6 +564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_dedupe_key_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_replay_order_many_devices, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_of_same_batch_appends, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refused_op_contributes_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_then_ops_in_one_batch, fx_setup, fx_teardown),
