@@ -392,8 +392,8 @@ static void save_name(const cn_client_message_t *m, char *out, size_t cap)
             *p = '_';
     if (name[0] == '.')
         name[0] = '_';
-    char id[9];
-    cn_hex_encode(id, m->message_id, 4);
+    char id[9]; /* the id's last bytes: random (its first are a time) */
+    cn_hex_encode(id, m->message_id + CN_MESSAGE_ID_LEN - 4, 4);
     snprintf(out, cap, "%s-%s", id, name);
 }
 

@@ -58,7 +58,9 @@ int cn__client_queue(cn_client_t *c, const char *handle, uint8_t kind, const cn_
     CN_ENSURE(cn_handle_normalize(handle, e.to) == CN_OK, CN_EINVAL);
     e.kind = kind;
     e.created = cn_now_ms();
-    cn_random(e.message_id, sizeof(e.message_id));
+    uint8_t rnd[10];
+    cn_random(rnd, sizeof(rnd));
+    cn_time_ordered_id(e.message_id, e.created, rnd);
     cn_slice_t body = cn_buf_unread(content);
     CN_TRY_OUT(cn_buf_append(&e.content, body.base, body.len));
     CN_TRY_OUT(cn__outbox_put(c->outbox_dir, &c->outbox_next, &e));

@@ -218,6 +218,14 @@ uint64_t cn_mono_ns(void);
  * absolute deadline pthread_cond_timedwait takes.
  */
 void cn_deadline(struct timespec *out, clockid_t clock, uint64_t ms);
+/**
+ * A 16-byte time-ordered id in RFC 9562's UUIDv7 layout: unix_ms (48 bits,
+ * big-endian), then 74 bits of rnd (10 bytes), with the version (7) and
+ * variant bits set. The ids a client makes sort by creation time, so the
+ * node's dedupe index (keyed by message id first) takes each new one near
+ * the last instead of at a random place.
+ */
+void cn_time_ordered_id(uint8_t out[16], uint64_t unix_ms, const uint8_t rnd[10]);
 
 /* -------------------------------------------------------------- threads */
 

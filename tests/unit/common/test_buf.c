@@ -1,4 +1,4 @@
-/* Buffers, cursors and hex: the bounds every parser relies on. */
+/* Buffers, cursors, hex and time-ordered ids: what every parser and id relies on. */
 /* cmocka.h needs these first. */
 /* clang-format off */
 #include <setjmp.h>
@@ -125,6 +125,24 @@ static void test_hex(void **state)
     assert_int_equal(cn_hex_decode(back, 4, "00ff10ag"), CN_EINVAL);  /* not hex */
 }
 
+/* RFC 9562 UUIDv7 layout: 48-bit ms big-endian, version 7, variant 10;
+ * later milliseconds sort after earlier ones whatever the random part. */
+static void test_time_ordered_id(void **state)
+{
+    (void)state;
+    uint8_t rnd[10], a[16], b[16];
+    memset(rnd, 0xff, sizeof(rnd));
+    cn_time_ordered_id(a, 0x0123456789abull, rnd);
+    static const uint8_t want[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0x7f, 0xff,
+                                     0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    assert_memory_equal(a, want, sizeof(want));
+    memset(rnd, 0, sizeof(rnd));
+    cn_time_ordered_id(b, 0x0123456789acull, rnd);
+    assert_int_equal(b[6], 0x70);
+    assert_int_equal(b[8], 0x80);
+    assert_true(memcmp(a, b, sizeof(a)) < 0);
+}
+
 static void test_strerror_and_levels(void **state)
 {
     (void)state;
@@ -144,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_buf_reclaims_without_quadratic_moves),
         cmocka_unit_test(test_cursor_bounds),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_time_ordered_id),
         cmocka_unit_test(test_strerror_and_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
