@@ -621,10 +621,12 @@ void cn__conn_read_resume(cn_conn_t *c)
 {
     if (c->reading || c->state == CN_CONN_CLOSED || !cn__conn_may_read(c))
         return;
-    if (loop_full(c->loop))
+    if (loop_full(c->loop)) {
         wait_for_loop(c);
-    else
+    } else {
+        unwait(c);
         cn__conn_read_start(c);
+    }
 }
 
 void cn__conn_read_start(cn_conn_t *c)

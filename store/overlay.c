@@ -314,10 +314,10 @@ static bool order_room(cn__overlay_t *o)
  * records of one key matters, and the sort keeps it. Without room for the
  * order (out of memory), the log order is as correct.
  *
- * The sort is a radix sort on an 8-byte prefix, then insertion sorts of
- * the few records that share one: qsort with a comparator called n log n
- * times (about 68,000 calls for a saturated batch of 5,500 records) was
- * 2 % of the node's samples at relay-80k.
+ * The sort is a radix sort on an 8-byte prefix, then a sort by whole key
+ * of each run of records that share one (sort_ties): qsort of everything,
+ * its comparator called n log n times (about 68,000 calls for a saturated
+ * batch of 5,500 records), was 2 % of the node's samples at relay-80k.
  */
 void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb)
 {

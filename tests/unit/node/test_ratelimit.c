@@ -15,15 +15,24 @@
 static const uint8_t DEV_A[32] = {1};
 static const uint8_t DEV_B[32] = {2};
 
-static void test_burst_then_refill(void **state)
+/* A limiter whose send policy is 10/s with a burst of 5, and DEV_A's
+ * bucket emptied at t = 1000 ms. */
+static cn_ratelimit_t *drained_at_1000(void)
 {
-    (void)state;
     cn_ratelimit_t *rl = cn__rl_new();
     assert_non_null(rl);
     assert_int_equal(cn__rl_set(rl, CN_RL_SEND, NULL, (cn_rl_policy_t){10.0, 5.0}), CN_OK);
     uint32_t retry = 0;
     for (int i = 0; i < 5; i++)
         assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1000, &retry), CN_OK);
+    return rl;
+}
+
+static void test_burst_then_refill(void **state)
+{
+    (void)state;
+    cn_ratelimit_t *rl = drained_at_1000();
+    uint32_t retry = 0;
     assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1000, &retry), CN_ELIMIT);
     assert_int_equal(retry, 100); /* one token at 10/s */
     assert_int_equal(cn__rl_refused(rl, CN_RL_SEND), 1);
@@ -45,12 +54,8 @@ static void test_burst_then_refill(void **state)
 static void test_stale_time_counts_once(void **state)
 {
     (void)state;
-    cn_ratelimit_t *rl = cn__rl_new();
-    assert_non_null(rl);
-    assert_int_equal(cn__rl_set(rl, CN_RL_SEND, NULL, (cn_rl_policy_t){10.0, 5.0}), CN_OK);
+    cn_ratelimit_t *rl = drained_at_1000();
     uint32_t retry = 0;
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1000, &retry), CN_OK);
     assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 900, &retry), CN_ELIMIT);
     /* 100 ms after the bucket's time: one token, not the 200 ms since 900. */
     assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 1100, &retry), CN_OK);
