@@ -371,6 +371,7 @@ typedef struct cn_store_op {
     void (*done)(struct cn_store_op *op);
     void *ctx;
     struct cn_store_op *next; /* internal: writer queue link */
+    bool dedupe_absent;       /* internal: a SEND's dedupe key is not in committed data */
     /*
      * Nobody waits for this op to be durable (a last-seen time, a wake-up
      * marker cleared): it does not wake the writer, which takes it with

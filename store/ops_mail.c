@@ -72,8 +72,8 @@ static int send_check(cn__batch_t *b, cn_store_op_t *op)
  * dedupe records, always through the unindexed part, so the indexed one
  * need not be searched.
  */
-static int dedupe_lookup(cn__batch_t *b, const uint8_t key[CN__KEY_DEDUPE], bool *dup,
-                         cn_rec_dedupe_t *rec)
+static int dedupe_lookup(cn__batch_t *b, const cn_store_op_t *op, const uint8_t key[CN__KEY_DEDUPE],
+                         bool *dup, cn_rec_dedupe_t *rec)
 {
     const uint8_t *sealed, *plain;
     char *v = NULL;
@@ -83,6 +83,8 @@ static int dedupe_lookup(cn__batch_t *b, const uint8_t key[CN__KEY_DEDUPE], bool
     if (rc == CN_OK) {
         CN_TRY(cn__open_copy(b->s, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, sealed, vlen, &b->v2, &plain,
                              &plen));
+    } else if (op->dedupe_absent) {
+        return CN_OK; /* not committed (writer.c prefetch_dedupe), not in this batch */
     } else {
         rc = cn__db_get(b->s, CN__CF_DEDUPE, key, CN__KEY_DEDUPE, &v, &plen);
         if (rc == CN_ENOTFOUND)
@@ -193,7 +195,7 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     CN_TRY(send_check(b, op));
     size_t header_len = cn_buf_unread(&b->v1).len;
     cn__key_dedupe(dkey, op->u.send.env.from_device, op->u.send.env.message_id);
-    CN_TRY(dedupe_lookup(b, dkey, &dup, &first));
+    CN_TRY(dedupe_lookup(b, op, dkey, &dup, &first));
     if (dup) {
         /* A retry: answer with the first result, store nothing. */
         op->u.send.duplicate = true;

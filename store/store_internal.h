@@ -182,6 +182,16 @@ typedef struct cn__readhint {
 } cn__readhint_t;
 
 /** The writer's per-batch state, reused from batch to batch. */
+/** Scratch of the batched dedupe lookup: room for cap keys. */
+typedef struct cn__prefetch {
+    uint8_t (*keys)[CN__KEY_DEDUPE];
+    const char **ptrs;
+    size_t *lens;
+    rocksdb_pinnableslice_t **values;
+    char **errs;
+    size_t cap;
+} cn__prefetch_t;
+
 typedef struct cn__batch {
     cn_store_t *s;
     rocksdb_writebatch_wi_t *wb; /* indexed: later ops read earlier ops' writes */
@@ -194,6 +204,7 @@ typedef struct cn__batch {
     cn__refs_t refs;              /* group message bodies' counts changed by this batch */
     cn__recent_t recent;          /* mailbox entries written lately: acks skip the read */
     cn__overlay_t overlay;        /* mailbox and dedupe writes, not indexed */
+    cn__prefetch_t prefetch;      /* the batch's dedupe lookups (writer.c) */
     /* Key ring changes of this batch (store/ops_keys.c), settled by
      * cn__keys_end once the batch is written or failed. */
     uint32_t rotated[CN__BATCH_ROTATE_MAX]; /* keys added, in order */

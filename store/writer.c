@@ -195,6 +195,61 @@ static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool synced, bool 
     pthread_mutex_unlock(&s->mu);
 }
 
+static bool prefetch_room(cn__prefetch_t *p, size_t n)
+{
+    if (n <= p->cap)
+        return true;
+    free(p->keys), free(p->ptrs), free(p->lens), free(p->values), free(p->errs);
+    p->keys = malloc(n * sizeof(*p->keys));
+    p->ptrs = malloc(n * sizeof(*p->ptrs));
+    p->lens = malloc(n * sizeof(*p->lens));
+    p->values = malloc(n * sizeof(*p->values));
+    p->errs = malloc(n * sizeof(*p->errs));
+    p->cap = p->keys && p->ptrs && p->lens && p->values && p->errs ? n : 0;
+    return p->cap != 0;
+}
+
+/*
+ * Every Send looks its (sender device, message id) up in dedupe, and
+ * almost always finds nothing. One batched MultiGet for all the Sends of
+ * a batch (one superversion, the filters of each table probed together)
+ * replaces a Get each; it reads committed data, which nothing changes
+ * until this batch is written, so an op marked absent needs only its
+ * batch's own records checked (ops_mail.c). Without room, or on any
+ * error, ops stay unmarked and look up as before.
+ */
+static void prefetch_dedupe(cn_store_t *s, cn__prefetch_t *p, cn_store_op_t *ops, size_t n)
+{
+    size_t k = 0;
+    for (cn_store_op_t *op = ops; op != NULL; op = op->next)
+        op->dedupe_absent = false;
+    if (n < 2 || !prefetch_room(p, n))
+        return;
+    for (cn_store_op_t *op = ops; op != NULL; op = op->next) {
+        if (op->type != CN_OP_SEND)
+            continue;
+        cn__key_dedupe(p->keys[k], op->u.send.env.from_device, op->u.send.env.message_id);
+        p->ptrs[k] = (const char *)p->keys[k];
+        p->lens[k] = CN__KEY_DEDUPE;
+        k++;
+    }
+    if (k < 2)
+        return;
+    rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CN__CF_DEDUPE], k, p->ptrs, p->lens, p->values,
+                                 p->errs, false);
+    k = 0;
+    for (cn_store_op_t *op = ops; op != NULL; op = op->next) {
+        if (op->type != CN_OP_SEND)
+            continue;
+        op->dedupe_absent = p->values[k] == NULL && p->errs[k] == NULL;
+        if (p->values[k])
+            rocksdb_pinnableslice_destroy(p->values[k]);
+        if (p->errs[k])
+            rocksdb_free(p->errs[k]);
+        k++;
+    }
+}
+
 /** Applies, writes and completes one batch of n ops (a list via next). */
 static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
 {
@@ -206,6 +261,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     cn__overlay_reset(&b->overlay);
     b->nrevoked = 0;
     b->fatal = CN_OK;
+    prefetch_dedupe(s, &b->prefetch, ops, n);
     for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next) {
         lazy = lazy && op->lazy;
         op->result = apply_op(b, op);
@@ -367,4 +423,7 @@ void cn__writer_stop(cn_store_t *s)
     cn__refs_dispose(&s->batch.refs);
     cn__recent_dispose(&s->batch.recent);
     cn__overlay_dispose(&s->batch.overlay);
+    cn__prefetch_t *p = &s->batch.prefetch;
+    free(p->keys), free(p->ptrs), free(p->lens), free(p->values), free(p->errs);
+    memset(p, 0, sizeof(*p));
 }

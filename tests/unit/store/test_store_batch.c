@@ -30,6 +30,41 @@ static void test_same_dedupe_key_in_one_batch(void **state)
     assert_int_equal(depth(f->s, a), 1);
 }
 
+/* The Sends of a batch look their dedupe keys up together (writer.c
+ * prefetch_dedupe): a retry of a message committed by an earlier batch is
+ * still a duplicate when it shares its batch with new messages, which are
+ * not, and the answer holds after a restart too. */
+static void test_committed_dedupe_key_in_a_batch(void **state)
+{
+    fx_t *f = *state;
+    uint8_t a[CN_DEVICE_ID_LEN];
+    make_id(a, 2, 2);
+    uint64_t seq;
+    assert_int_equal(send1(f->s, SENDER, 9, a, "first", &seq), CN_OK);
+    assert_int_equal(seq, 1);
+    for (int round = 0; round < 2; round++) {
+        cn_store_op_t ops[3];
+        cn_store_recipient_t r[3];
+        const uint8_t ids[3] = {(uint8_t)(20 + round), 9, (uint8_t)(30 + round)};
+        cn_store_op_t *list[3];
+        for (int i = 0; i < 3; i++) {
+            recipient(&r[i], a, "again");
+            op_send(&ops[i], SENDER, ids[i], &r[i], 1, 500);
+            list[i] = &ops[i];
+        }
+        run_batch_of(f->s, list, 3);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(ops[i].result, CN_OK);
+        assert_false(ops[0].u.send.duplicate);
+        assert_true(ops[1].u.send.duplicate);
+        assert_false(ops[2].u.send.duplicate);
+        assert_int_equal(r[0].seq, 2 + 2 * (uint64_t)round);
+        assert_int_equal(r[2].seq, 3 + 2 * (uint64_t)round);
+        fx_reopen(f);
+    }
+    assert_int_equal(depth(f->s, a), 5);
+}
+
 static uint64_t fsyncs(cn_store_t *s)
 {
     cn_store_stats_t st;
@@ -561,6 +596,8 @@ static void test_concurrent_senders_contiguous(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_committed_dedupe_key_in_a_batch, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_dedupe_key_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
