@@ -15,7 +15,8 @@
 #                     the table shows the median run and the range
 #   BENCH_ONLY="fanout drain"  run only these scenarios (names as in the
 #                     JSON files: relay-80k relay-50k relay-cmp fanout connect
-#                     connect-ref idle drain peer-mqtt-cmp peer-mqtt-50k); no doc update
+#                     connect-ref idle drain peer-mqtt-cmp peer-mqtt-50k peer-mqtt-80k);
+#                     no doc update
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -183,6 +184,7 @@ mqtt() { # mqtt NAME RATE: the relay load on a fresh mosquitto
 }
 repeated mqtt peer-mqtt-cmp "$CMP_RATE"
 repeated mqtt peer-mqtt-50k 50000
+repeated mqtt peer-mqtt-80k 80000
 echo "bench: all scenarios ran in $(($(date +%s) - t0)) s"
 
 MACHINE="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"

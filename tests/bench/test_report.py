@@ -55,6 +55,10 @@ def main():
         write(work, "drain", [run({"drain_per_s": 150000, "enqueue_per_s": 1}),
                               run({"drain_per_s": 210000, "enqueue_per_s": 1}),
                               run({"drain_per_s": 230000, "enqueue_per_s": 1})])
+        # mosquitto at 80,000/s offered: its median run by delivered/s.
+        write(work, "peer-mqtt-80k", [run({"delivered_per_s": 40000, "node_cpu_us_per_op": 24.0}),
+                                      run({"delivered_per_s": 44000, "node_cpu_us_per_op": 22.0}),
+                                      run({"delivered_per_s": 30500, "node_cpu_us_per_op": 30.0})])
         text = render(work, "# Perf\n\nbefore\n<!-- bench:results:begin -->\nold\n"
                             "<!-- bench:results:end -->\nafter\n")
         check(text.startswith("# Perf\n\nbefore\n"), "the text before the markers is kept")
@@ -73,6 +77,10 @@ def main():
         check("210,000 msg/s" in drain and drain.endswith("| met |"), f"drain median: {drain}")
         check("150,000–230,000/s" in drain, f"drain range: {drain}")
         check("| fanout" not in text, "no row for a scenario that did not run")
+        peer = rows.get("| 80,000", "")
+        check("61,000 / 40,000 | 1.52 |" in peer, f"80k side by side, medians and ratio: {peer}")
+        check("20.0 / 24.0 µs | 1.20 |" in peer, f"80k CPU per message and ratio: {peer}")
+        check("| 50,000 |" not in text, "no side-by-side row without a mosquitto run")
     print("ok")
 
 
