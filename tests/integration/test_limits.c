@@ -240,12 +240,10 @@ static void test_loop_requests_bounded(void **state)
 }
 
 /* Quiet connections give their buffers back within two buffer sweeps
- * (CN_BUFFER_SWEEP_MS in node/node_internal.h: 500 ms), and a connection
- * that gave them back still works. */
+ * (CN_BUFFER_SWEEP_MS), and a connection that gave them back still works. */
 static void test_quiet_connections_release_buffers(void **state)
 {
     (void)state;
-    enum { SWEEP_MS = 500 };
     h_node_t *n = h_node_start(NULL);
     h_client_t *a = h_register(n, "alice");
     h_client_t *b = h_register(n, "bob");
@@ -256,7 +254,7 @@ static void test_quiet_connections_release_buffers(void **state)
     assert_int_equal(h_send1(a, b->user, id, ct, sizeof(ct))->status, CHAT__STATUS__OK);
     assert_non_null(h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS));
     double released0 = h_metric(n, "chatnode_buffers_released_total");
-    h_sleep_ms(3 * SWEEP_MS);
+    h_sleep_ms(3 * CN_BUFFER_SWEEP_MS);
     double released = h_metric(n, "chatnode_buffers_released_total") - released0;
     /* At least the sender's and the receiver's output buffers. */
     if (released < 2)
