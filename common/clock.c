@@ -10,6 +10,13 @@ uint64_t cn_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t cn_now_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 void cn_deadline(struct timespec *out, clockid_t clock, uint64_t ms)
 {
     clock_gettime(clock, out);

@@ -211,6 +211,11 @@ CN_MUST_USE int cn_hex_decode(void *out, size_t n, const char *s);
 
 /** Wall-clock milliseconds since the Unix epoch. */
 uint64_t cn_now_ms(void);
+/**
+ * The same, from the kernel's last tick (a few ms old) without reading the
+ * clock source: for per-record expiry checks in bulk (compaction filters).
+ */
+uint64_t cn_now_coarse_ms(void);
 /** Monotonic nanoseconds (for durations only). */
 uint64_t cn_mono_ns(void);
 /**

@@ -137,7 +137,7 @@ static unsigned char ttl_filter(void *state, int level, const char *key, size_t 
             return 0;
         server_time = d.server_time;
     }
-    uint64_t now = cn_now_ms();
+    uint64_t now = cn_now_coarse_ms();
     return now > server_time && now - server_time > t->ttl_ms;
 }
 
@@ -154,7 +154,7 @@ static unsigned char media_filter(void *state, int level, const char *key, size_
                                   const char *val, size_t vlen, char **new_val, size_t *new_len,
                                   unsigned char *changed)
 {
-    uint64_t expires, now = cn_now_ms();
+    uint64_t expires, now = cn_now_coarse_ms();
     (void)state, (void)level, (void)new_val, (void)new_len;
     *changed = 0;
     if (cn_atrest_header((const uint8_t *)val, vlen, NULL, &expires) == CN_OK)

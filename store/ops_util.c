@@ -1,6 +1,7 @@
 /*
  * Reads and writes through the writer's indexed batch, so that every op of
- * a batch sees the effects of the ops before it.
+ * a batch sees the effects of the ops before it. Every write also goes to
+ * the batch that is written (b->final), in the same order.
  */
 #include "store/store_internal.h"
 
@@ -57,13 +58,15 @@ void cn__batch_put_raw(cn__batch_t *b, enum cn__cf cf, const void *key, size_t k
         val = b->seal.data;
         vlen = b->seal.len;
     }
-    rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], (const char *)key, klen,
-                                 val != NULL ? (const char *)val : "", vlen);
+    const char *v = val != NULL ? (const char *)val : "";
+    rocksdb_writebatch_wi_put_cf(b->wb, b->s->cf[cf], (const char *)key, klen, v, vlen);
+    rocksdb_writebatch_put_cf(b->final, b->s->cf[cf], (const char *)key, klen, v, vlen);
 }
 
 void cn__batch_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen)
 {
     rocksdb_writebatch_wi_delete_cf(b->wb, b->s->cf[cf], (const char *)key, klen);
+    rocksdb_writebatch_delete_cf(b->final, b->s->cf[cf], (const char *)key, klen);
 }
 
 int cn__batch_device(cn__batch_t *b, const uint8_t *id, cn_rec_device_t *out)

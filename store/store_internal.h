@@ -195,7 +195,11 @@ typedef struct cn__prefetch {
 typedef struct cn__batch {
     cn_store_t *s;
     rocksdb_writebatch_wi_t *wb; /* indexed: later ops read earlier ops' writes */
-    cn_buf_t v1, v2;             /* scratch for encoded values */
+    /* What is written: wb's ops as they are made, then the overlay and the
+     * range deletes (writer.c). Kept from batch to batch, so appends reuse
+     * its grown buffer. */
+    rocksdb_writebatch_t *final;
+    cn_buf_t v1, v2; /* scratch for encoded values */
     uint8_t (*revoked)[CN_DEVICE_ID_LEN];
     size_t nrevoked, revoked_cap; /* devices whose ranges are dropped at commit */
     int fatal;                    /* an internal failure: the whole batch fails */

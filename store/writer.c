@@ -120,32 +120,26 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
     return CN_EINVAL;
 }
 
-/* The final batch: the indexed part, the unindexed records (overlay.c),
- * then the range deletes of revoked devices (an indexed batch cannot carry
- * those; later ops of this batch cannot have written anything there that
- * must survive). Never a range delete on a family with memtable insert
- * hints (meta, db.c): RocksDB 7.8 would insert through the wrong list. */
-static int write_combined(cn_store_t *s, cn__batch_t *b, const rocksdb_writeoptions_t *wo)
+/* The final batch: the indexed part's ops (copied as they were made,
+ * ops_util.c), the unindexed records (overlay.c), then the range deletes of
+ * revoked devices (an indexed batch cannot carry those; later ops of this
+ * batch cannot have written anything there that must survive). Never a
+ * range delete on a family with memtable insert hints (meta, db.c):
+ * RocksDB 7.8 would insert through the wrong list. */
+static void finish_final(cn_store_t *s, cn__batch_t *b)
 {
-    size_t size;
-    char *err = NULL;
-    const char *data = rocksdb_writebatch_wi_data(b->wb, &size);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create_from(data, size);
-    cn__overlay_replay(&b->overlay, s, wb);
+    cn__overlay_replay(&b->overlay, s, b->final);
     for (size_t i = 0; i < b->nrevoked; i++) {
         uint8_t lo[CN_DEVICE_ID_LEN], hi[CN_DEVICE_ID_LEN + 10];
         memcpy(lo, b->revoked[i], CN_DEVICE_ID_LEN);
         memcpy(hi, b->revoked[i], CN_DEVICE_ID_LEN);
         /* device ‖ 0xff × (suffix + 1) is above every key of the device. */
         memset(hi + CN_DEVICE_ID_LEN, 0xff, 10);
-        rocksdb_writebatch_delete_range_cf(wb, s->cf[CN__CF_MAILBOX], (const char *)lo, sizeof(lo),
-                                           (const char *)hi, CN_DEVICE_ID_LEN + 9);
-        rocksdb_writebatch_delete_range_cf(wb, s->cf[CN__CF_PREKEYS], (const char *)lo, sizeof(lo),
-                                           (const char *)hi, CN_DEVICE_ID_LEN + 10);
+        rocksdb_writebatch_delete_range_cf(b->final, s->cf[CN__CF_MAILBOX], (const char *)lo,
+                                           sizeof(lo), (const char *)hi, CN_DEVICE_ID_LEN + 9);
+        rocksdb_writebatch_delete_range_cf(b->final, s->cf[CN__CF_PREKEYS], (const char *)lo,
+                                           sizeof(lo), (const char *)hi, CN_DEVICE_ID_LEN + 10);
     }
-    rocksdb_write(s->db, wo, wb, &err);
-    rocksdb_writebatch_destroy(wb);
-    return cn__rdb_err(err, "write");
 }
 
 /**
@@ -158,20 +152,30 @@ static int write_batch(cn_store_t *s, cn__batch_t *b, bool lazy, uint64_t *ns, b
     char *err = NULL;
     uint64_t t0 = cn_mono_ns();
     const rocksdb_writeoptions_t *wo = lazy ? s->wo_lazy : s->wo;
-    int rc;
     *ns = 0;
     *synced = false;
     if (rocksdb_writebatch_wi_count(b->wb) == 0 && b->overlay.nrecords == 0 && b->nrevoked == 0)
         return CN_OK;
     *synced = !lazy && s->opts.sync != CN_SYNC_NONE;
-    if (b->nrevoked > 0 || b->overlay.nrecords > 0) {
-        rc = write_combined(s, b, wo);
-    } else {
-        rocksdb_write_writebatch_wi(s->db, wo, b->wb, &err);
-        rc = cn__rdb_err(err, "write");
-    }
+    finish_final(s, b);
+    rocksdb_write(s->db, wo, b->final, &err);
     *ns = cn_mono_ns() - t0;
-    return rc;
+    return cn__rdb_err(err, "write");
+}
+
+/* A batch that grew the final batch's buffer past this gives it back. */
+#define FINAL_KEEP_BYTES (4u << 20)
+
+static void final_reset(cn__batch_t *b)
+{
+    size_t size;
+    rocksdb_writebatch_data(b->final, &size);
+    if (size > FINAL_KEEP_BYTES) {
+        rocksdb_writebatch_destroy(b->final);
+        b->final = rocksdb_writebatch_create();
+    } else {
+        rocksdb_writebatch_clear(b->final);
+    }
 }
 
 static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool synced, bool failed)
@@ -257,6 +261,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     uint64_t ns = 0;
     bool synced = false, lazy = true;
     rocksdb_writebatch_wi_clear(b->wb);
+    final_reset(b);
     cn__refs_reset(&b->refs);
     cn__overlay_reset(&b->overlay);
     b->nrevoked = 0;
@@ -373,6 +378,7 @@ int cn__writer_start(cn_store_t *s)
     cn_buf_init(&s->batch.overlay.log);
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
+    s->batch.final = rocksdb_writebatch_create();
     /* Without memory for it, acks read the mailbox back: only slower. */
     if (cn__recent_init(&s->batch.recent) < 0)
         cn_log_warn("store_recent_unavailable", "entries=%d", CN__RECENT_MAX);
@@ -412,6 +418,9 @@ void cn__writer_stop(cn_store_t *s)
     if (s->batch.wb)
         rocksdb_writebatch_wi_destroy(s->batch.wb);
     s->batch.wb = NULL;
+    if (s->batch.final)
+        rocksdb_writebatch_destroy(s->batch.final);
+    s->batch.final = NULL;
     cn_buf_dispose(&s->batch.v1);
     cn_buf_dispose(&s->batch.v2);
     cn_buf_dispose(&s->batch.seal);

@@ -143,6 +143,18 @@ static void test_time_ordered_id(void **state)
     assert_true(memcmp(a, b, sizeof(a)) < 0);
 }
 
+/* The coarse wall clock (compaction filters' expiry checks) is the same
+ * clock as cn_now_ms, a tick or so behind it, never ahead. */
+static void test_coarse_clock(void **state)
+{
+    (void)state;
+    uint64_t before = cn_now_ms();
+    uint64_t coarse = cn_now_coarse_ms();
+    uint64_t after = cn_now_ms();
+    assert_true(coarse <= after);
+    assert_true(coarse + 100 >= before);
+}
+
 static void test_strerror_and_levels(void **state)
 {
     (void)state;
@@ -163,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_cursor_bounds),
         cmocka_unit_test(test_hex),
         cmocka_unit_test(test_time_ordered_id),
+        cmocka_unit_test(test_coarse_clock),
         cmocka_unit_test(test_strerror_and_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -321,6 +321,56 @@ static void test_replay_order_many_devices(void **state)
     }
 }
 
+/* The writer keeps the batch it writes from one batch to the next
+ * (writer.c final_reset) and gives its buffer back after one larger than
+ * 4 MiB. Batches after a large one (an ack, one with only indexed ops, a
+ * send) write exactly their own ops: nothing of an earlier batch again
+ * (which would bring the acked entries back), nothing lost. */
+static void test_batches_after_a_large_one(void **state)
+{
+    fx_t *f = *state;
+    enum { LARGE = 80 };
+    static char big[LARGE][CN_CIPHERTEXT_MAX];
+    static cn_store_op_t sends[LARGE];
+    static cn_store_recipient_t rs[LARGE];
+    cn_store_op_t *ops[LARGE];
+    uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN];
+    make_id(a, 3, 1);
+    make_id(b, 3, 2);
+    for (int i = 0; i < LARGE; i++) {
+        memset(big[i], 'a' + i % 26, sizeof(big[i]) - 1);
+        recipient(&rs[i], a, big[i]);
+        op_send(&sends[i], SENDER, (uint8_t)(i + 1), &rs[i], 1, 10);
+        ops[i] = &sends[i];
+    }
+    run_batch_of(f->s, ops, LARGE); /* about 5 MiB in one batch */
+    for (int i = 0; i < LARGE; i++)
+        assert_int_equal(sends[i].result, CN_OK);
+    const uint64_t acked[] = {1, 2};
+    assert_int_equal(ack_seqs(f->s, a, acked, 2, NULL), CN_OK);
+    cn_store_op_t reg;
+    op_register(&reg, CN_OP_REGISTER, "ivy", b);
+    cn_store_op_t *only_indexed[] = {&reg};
+    run_batch_of(f->s, only_indexed, 1);
+    assert_int_equal(reg.result, CN_OK);
+    uint64_t seq;
+    assert_int_equal(send1(f->s, SENDER, 200, a, "small", &seq), CN_OK);
+    assert_int_equal(seq, LARGE + 1);
+    fx_reopen(f);
+    cn_rec_user_t u;
+    assert_int_equal(cn_store_user_get(f->s, "ivy", &u), CN_OK);
+    assert_int_equal(u.ndevices, 1);
+    assert_int_equal(depth(f->s, a), LARGE - 1);
+    assert_int_equal(depth(f->s, b), 0);
+    collect_t c = {0};
+    uint64_t next = 0;
+    assert_true(queued_bytes(f->s, a) > (uint64_t)(LARGE - 2) * (CN_CIPHERTEXT_MAX - 1));
+    assert_int_equal(cn_store_mailbox_read(f->s, a, LARGE + 1, 10, 1 << 20, collect_cb, &c, &next),
+                     1);
+    assert_int_equal(c.seqs[0], LARGE + 1);
+    assert_string_equal(c.ct[0], "small");
+}
+
 static void test_refused_op_contributes_nothing(void **state)
 {
     fx_t *f = *state;
@@ -603,6 +653,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_replay_order_many_devices, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_of_same_batch_appends, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_batches_after_a_large_one, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refused_op_contributes_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_then_ops_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_batch_limit, fx_setup, fx_teardown),
