@@ -27,7 +27,8 @@
 struct cn__recent_entry {
     uint8_t device[CN_DEVICE_ID_LEN];
     uint64_t seq;
-    uint32_t next; /* bucket chain */
+    uint32_t next;   /* bucket chain */
+    uint32_t bucket; /* its chain's head: unlinking needs no hash */
     uint32_t size;
     bool used, shared;
     uint8_t body[CN__KEY_GMSG];
@@ -64,7 +65,7 @@ void cn__recent_dispose(cn__recent_t *r)
 static void unlink_entry(cn__recent_t *r, uint32_t i)
 {
     cn__recent_entry_t *e = &r->entries[i];
-    uint32_t *p = &r->buckets[bucket_of(r, e->device, e->seq)];
+    uint32_t *p = &r->buckets[e->bucket];
     while (*p != NIL && *p != i)
         p = &r->entries[*p].next;
     if (*p == i)
@@ -115,7 +116,8 @@ void cn__recent_end(cn__recent_t *r, bool ok)
             unlink_entry(r, i); /* the oldest goes */
         r->entries[i] = r->pending[k];
         cn__recent_entry_t *e = &r->entries[i];
-        uint32_t *b = &r->buckets[bucket_of(r, e->device, e->seq)];
+        e->bucket = bucket_of(r, e->device, e->seq);
+        uint32_t *b = &r->buckets[e->bucket];
         e->used = true;
         e->next = *b;
         *b = i;
