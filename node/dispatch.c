@@ -175,16 +175,21 @@ static void on_store_done(cn_store_op_t *op)
  * load, and with their op (864 bytes) and a one-to-one Send's recipient
  * and ciphertext they are too large for malloc's per-thread cache: every
  * allocation and free went through its bins (about 3 % of the node's
- * samples at relay-80k). So each loop thread keeps up to PENDING_POOL_MAX
- * freed blocks of PENDING_BLOCK bytes for reuse; larger requests (many
- * recipients, big ciphertexts) use malloc as before. A block freed on
- * another thread (none is today) simply joins that thread's pool.
+ * samples at relay-80k). So each loop thread keeps freed blocks of
+ * PENDING_BLOCK bytes for reuse, as many as it can have in flight
+ * (CN_LOOP_PENDING_MAX), and its sweep gives back what a quiet period did
+ * not use, down to PENDING_POOL_KEEP (cn__pending_pool_trim). Larger
+ * requests (many recipients, big ciphertexts) use malloc as before. A
+ * block freed on another thread (none is today) simply joins that
+ * thread's pool.
  */
-#define PENDING_BLOCK    2048
-#define PENDING_POOL_MAX 256
+#define PENDING_BLOCK     2048
+#define PENDING_POOL_MAX  CN_LOOP_PENDING_MAX
+#define PENDING_POOL_KEEP 256
 
 static _Thread_local void *t_pool; /* free blocks, linked through their first word */
 static _Thread_local size_t t_pool_n;
+static _Thread_local size_t t_pool_low; /* fewest free blocks since the last trim */
 
 static void *block_alloc(size_t size)
 {
@@ -194,8 +199,11 @@ static void *block_alloc(size_t size)
         CN_UNPOISON(b, PENDING_BLOCK);
         memcpy(&t_pool, b, sizeof(t_pool));
         t_pool_n--;
+        if (t_pool_n < t_pool_low)
+            t_pool_low = t_pool_n;
     } else {
         b = malloc(size <= PENDING_BLOCK ? PENDING_BLOCK : size);
+        t_pool_low = 0;
     }
     if (b)
         memset(b, 0, size);
@@ -214,15 +222,35 @@ static void block_free(void *b, size_t size)
     free(b);
 }
 
-static void pool_dispose(void)
+static void pool_release(size_t n)
 {
-    while (t_pool != NULL) {
+    for (; n > 0 && t_pool != NULL; n--) {
         void *b = t_pool;
         CN_UNPOISON(b, PENDING_BLOCK);
         memcpy(&t_pool, b, sizeof(t_pool));
         free(b);
+        t_pool_n--;
     }
-    t_pool_n = 0;
+}
+
+static void pool_dispose(void)
+{
+    pool_release(SIZE_MAX);
+    t_pool_n = t_pool_low = 0;
+}
+
+size_t cn__pending_pool_trim(void)
+{
+    size_t unused = t_pool_n > PENDING_POOL_KEEP ? t_pool_n - PENDING_POOL_KEEP : 0;
+    size_t n = CN_MIN(unused, t_pool_low);
+    pool_release(n);
+    t_pool_low = t_pool_n;
+    return n;
+}
+
+size_t cn__pending_pool_size(void)
+{
+    return t_pool_n;
 }
 
 void cn__dispatch_thread_exit(void)
@@ -234,15 +262,20 @@ void cn__dispatch_thread_exit(void)
 cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_op_type type,
                               cn_pending_fn complete, size_t extra_len)
 {
-    size_t size = sizeof(cn_pending_t) + extra_len;
-    cn_pending_t *p = extra_len <= SIZE_MAX - sizeof(cn_pending_t) ? block_alloc(size) : NULL;
-    cn_msg_t *m = cn__msg_new(CN_MSG_STORE_DONE, 0);
-    if (!p || !m) {
-        block_free(p, size);
-        free(m);
+    /* One block: the pending, its extra bytes, then its completion
+     * message (freed with the pending: handle_msg leaves it alone). */
+    size_t msg_off =
+        (sizeof(cn_pending_t) + extra_len + _Alignof(cn_msg_t) - 1) & ~(_Alignof(cn_msg_t) - 1);
+    size_t size = msg_off + sizeof(cn_msg_t);
+    cn_pending_t *p = extra_len <= SIZE_MAX / 2 - sizeof(cn_pending_t) - sizeof(cn_msg_t)
+                          ? block_alloc(size)
+                          : NULL;
+    if (!p) {
         cn__conn_respond_status(c, request_id, CHAT__STATUS__UNAVAILABLE, "out of memory");
         return NULL;
     }
+    cn_msg_t *m = (cn_msg_t *)((uint8_t *)p + msg_off);
+    m->type = CN_MSG_STORE_DONE;
     p->op.type = type;
     p->op.done = on_store_done;
     p->op.ctx = p;
@@ -259,8 +292,12 @@ cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_o
 
 void cn__pending_free(cn_pending_t *p)
 {
-    free(p->done_msg);
     block_free(p, p->size);
+}
+
+void cn__pending_discard(cn_pending_t *p)
+{
+    free(p);
 }
 
 void cn__pending_submit(cn_conn_t *c, cn_pending_t *p)

@@ -94,8 +94,8 @@ static void handle_msg(cn_loop_t *loop, cn_msg_t *m)
     cn_conn_t *c = m->conn_id ? cn__loop_conn_find(loop, m->conn_id) : NULL;
     switch (m->type) {
     case CN_MSG_STORE_DONE:
-        cn__pending_finish(loop, m->ptr);
-        break;
+        cn__pending_finish(loop, m->ptr); /* m lives in the pending's block */
+        return;
     case CN_MSG_DELIVER:
         if (c && c->state == CN_CONN_AUTHED)
             cn__delivery_on_msg(c, m);
@@ -156,6 +156,7 @@ static void on_prepare(uv_prepare_t *h)
 static void on_sweep(uv_timer_t *t)
 {
     for_each_conn(t->data, cn__conn_sweep_buffers);
+    cn__pending_pool_trim();
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -223,7 +224,10 @@ void cn__loop_join(cn_loop_t *loop)
     cn_msg_t *m = loop->inbox_head;
     while (m) {
         cn_msg_t *next = m->next;
-        free(m);
+        if (m->type == CN_MSG_STORE_DONE)
+            cn__pending_discard(m->ptr); /* m lives in the pending's block */
+        else
+            free(m);
         m = next;
     }
     loop->inbox_head = loop->inbox_tail = NULL;

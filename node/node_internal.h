@@ -465,15 +465,25 @@ struct cn_pending {
     uint64_t started_ns;
     cn_pending_fn complete; /* runs on the loop; c is NULL if the conn is gone */
     void *extra;            /* handler-owned allocation freed with the pending */
-    cn_msg_t *done_msg;     /* CN_MSG_STORE_DONE, allocated with the request */
+    cn_msg_t *done_msg;     /* CN_MSG_STORE_DONE, in the pending's own block */
     size_t size;            /* of the allocation: the struct and extra */
 };
 
 /** Allocates a pending request for c; extra_len bytes follow at ->extra. */
 cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_op_type type,
                               cn_pending_fn complete, size_t extra_len);
+/**
+ * The calling loop thread's pool of pending blocks: trim gives back the
+ * blocks beyond a floor that stayed unused since the previous trim (the
+ * loop's sweep), returns how many; size is how many it holds.
+ */
+size_t cn__pending_pool_trim(void);
+size_t cn__pending_pool_size(void);
 /** Frees a pending request that was never submitted. */
 void cn__pending_free(cn_pending_t *p);
+/** Frees a completed pending that no loop will finish (a stopped loop's
+ * inbox), outside any pool. */
+void cn__pending_discard(cn_pending_t *p);
 /** Submits to the store; on refusal answers UNAVAILABLE and frees p. */
 void cn__pending_submit(cn_conn_t *c, cn_pending_t *p);
 /** Runs p->complete on its loop and frees p (CN_MSG_STORE_DONE). */
