@@ -274,27 +274,30 @@ static void make_cf_options(cn_store_t *s)
 /*
  * Insert hints: the memtable keeps, per key prefix, where the prefix's last
  * insert went and starts the next one there instead of at the top of the
- * skip list. meta's per-device counters (mseq/, oseq/ ‖ device: 37 bytes)
- * are rewritten batch after batch, and a group send rewrites one mseq/ per
- * member device. Instructions per stored copy (scripts/callgrind.sh,
- * repeatable to about 1 %): group of 999 71,700 -> 64,100; one-to-one over
- * 100 devices 79,700 -> 78,200; over 100,000 devices, each new to the
- * memtable, 163,000 -> 166,200 (a new prefix pays for its hint: about 250
- * bytes of the memtable's arena, within write_buffer_size): 5-8 % more CPU
- * per copy in that storebench run, 3-4 % with ten messages per device.
- * Kept for fan-out: a group's copies are most of a chat server's copies,
- * and each group send rewrites a counter per member.
+ * skip list (and, unlike the single position RocksDB keeps otherwise,
+ * walks up only as far as the key needs). meta's per-device counters
+ * (mseq/, oseq/ ‖ device: 37 bytes) are rewritten batch after batch, and a
+ * group send rewrites one mseq/ per member device. Instructions per stored
+ * copy (scripts/callgrind.sh, repeatable to about 1 %): group of 999
+ * 71,700 -> 64,100; one-to-one over 100 devices 79,700 -> 78,200; over
+ * 100,000 devices, each new to the memtable, 163,000 -> 166,200 (a new
+ * prefix pays for its hint: about 250 bytes of the memtable's arena).
  *
- * The mailbox (device ‖ seq) is left without. Hinted it gained more where
- * devices repeat (group 50,300 per copy, one-to-one over 100 devices
- * 70,600) but lost where they do not: an 8 MiB memtable holds about 10,000
- * messages, so on a node with many devices most prefixes are new to it
- * (storebench over 100,000 devices: 14-23 % more CPU per copy). Also,
+ * The mailbox (device ‖ seq) is hinted by its first byte only: at most
+ * 256 hints per memtable, whatever the number of devices. Without a hint
+ * every ack's delete descended from the top (it sorts just before its
+ * put, so it never lands right after the previous insert), as did every
+ * put that did not follow its device's previous one. A hint per device
+ * (a 33-byte prefix) gained where devices repeat but lost 14-23 % where
+ * they do not: on a node with many devices most prefixes are new to a
+ * memtable, and each costs its hint. One byte: one-to-one over 100
+ * devices 72,778 -> 64,943 instructions per copy, group of 999 54,056 ->
+ * 45,060, over 100,000 devices 159,992 -> 149,938.
+ *
  * RocksDB before 9.2 shares hints between a family's point and
- * range-deletion tables (facebook/rocksdb#5118, fixed by #12558), and a
- * revoke range-deletes a device's mailbox; a hint there needs a prefix
- * longer than the 32-byte range start. No hints on a family that sees
- * DeleteRange (writer.c); meta never does.
+ * range-deletion tables (facebook/rocksdb#5118, fixed by #12558): no range
+ * delete ever goes to a hinted family (writer.c; a revoke deletes a
+ * mailbox entry by entry, quota.c cn__mailbox_drop).
  *
  * The 7.8 C API has no setter; the option is parsed from its string form.
  * RocksDB uses hints on its single-writer path, which is ours.
@@ -306,6 +309,7 @@ static int set_insert_hints(cn_store_t *s)
         int prefix;
     } hints[] = {
         {CN__CF_META, CN__META_CTR_LEN}, /* mseq/ ‖ device, oseq/ ‖ device */
+        {CN__CF_MAILBOX, 1},             /* device ‖ seq: 256 hints at most */
     };
     for (size_t i = 0; i < CN_ARRAY_LEN(hints); i++) {
         char option[80], *err = NULL;

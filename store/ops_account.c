@@ -168,10 +168,11 @@ static bool user_remove(cn_rec_user_t *user, const uint8_t *id)
 /*
  * The device record stays (revoked = time), so the id can never be
  * registered again. Its queued-bytes counter is reset and its pending
- * notification event dropped; its mailbox and prekeys are dropped with
- * range deletes that the writer appends when it commits the batch (an
- * indexed batch cannot hold range deletes); later ops of the same batch
- * treat the device as revoked already.
+ * notification event dropped; its mailbox is deleted entry by entry
+ * (quota.c cn__mailbox_drop) and its prekeys with a range delete that the
+ * writer appends when it commits the batch (an indexed batch cannot hold
+ * range deletes); later ops of the same batch treat the device as revoked
+ * already.
  */
 int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op)
 {
@@ -186,7 +187,9 @@ int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op)
     bool has_user = rc == CN_OK && user_remove(&user, id);
     CN_TRY(revoked_reserve(b));
 
-    /* Its mailbox is dropped at commit, and so is any pending wake-up. */
+    /* Its mailbox goes now, its prekeys at commit, and so does any
+     * pending wake-up. */
+    CN__APPLY(b, cn__mailbox_drop(b, id));
     CN__APPLY(b, cn__counter_set(b, id, CN__CTR_QBYTES, 0));
     CN__APPLY(b, cn__push_drop_device(b, id));
     dev.revoked = cn_now_ms();

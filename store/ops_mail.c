@@ -136,8 +136,9 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         cn_store_recipient_t *r = &op->u.send.recipients[i];
         CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
-        if (!cn__batch_revoked(b, r->device_id))
-            CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
+        if (cn__batch_revoked(b, r->device_id))
+            continue; /* revoked earlier in this batch: its mailbox is gone */
+        CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, body);
@@ -173,8 +174,9 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
         assert(vlen == cn__envelope_size(header_len, r->ciphertext.len));
         (void)header_len;
         CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
-        if (!cn__batch_revoked(b, r->device_id))
-            CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
+        if (cn__batch_revoked(b, r->device_id))
+            continue; /* revoked earlier in this batch: its mailbox is gone */
+        CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
         cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, NULL);

@@ -45,6 +45,11 @@ static size_t rec_vlen(const uint8_t *r)
     return (size_t)r[4] | (size_t)r[5] << 8 | (size_t)r[6] << 16 | (size_t)r[7] << 24;
 }
 
+static size_t rec_len(const uint8_t *r)
+{
+    return REC_HEAD + rec_klen(r) + rec_vlen(r);
+}
+
 static const uint8_t *rec_at(const cn__overlay_t *o, uint32_t off)
 {
     return o->log.data + off;
@@ -171,6 +176,29 @@ void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t 
     poison(b, append(&b->overlay, cf, key, klen, NULL, 0, true));
 }
 
+/* Keys a batch writes through the overlay are short (mailbox 40 bytes,
+ * dedupe 48); a longer one cannot be matched by prefix here. */
+#define OVERLAY_PREFIX_KEY_MAX 64
+
+void cn__overlay_delete_prefix(cn__batch_t *b, enum cn__cf cf, const uint8_t *prefix, size_t plen)
+{
+    cn__overlay_t *o = &b->overlay;
+    size_t end = o->log.len; /* the deletes appended below are not visited */
+    for (size_t off = 0; off < end && b->fatal == CN_OK; off += rec_len(o->log.data + off)) {
+        const uint8_t *r = o->log.data + off;
+        size_t klen = rec_klen(r);
+        if (r[0] != (uint8_t)cf || r[1] || klen < plen || memcmp(r + REC_HEAD, prefix, plen) != 0)
+            continue;
+        uint8_t key[OVERLAY_PREFIX_KEY_MAX];
+        if (klen > sizeof(key)) {
+            poison(b, CN_EINTERNAL);
+            return;
+        }
+        memcpy(key, r + REC_HEAD, klen); /* the append may move the log */
+        cn__overlay_delete(b, cf, key, klen);
+    }
+}
+
 int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, size_t klen,
                     const uint8_t **v, size_t *vlen)
 {
@@ -201,11 +229,6 @@ static void replay_one(const uint8_t *r, cn_store_t *s, rocksdb_writebatch_t *wb
         rocksdb_writebatch_delete_cf(wb, s->cf[r[0]], key, klen);
     else
         rocksdb_writebatch_put_cf(wb, s->cf[r[0]], key, klen, key + klen, vlen);
-}
-
-static size_t rec_len(const uint8_t *r)
-{
-    return REC_HEAD + rec_klen(r) + rec_vlen(r);
 }
 
 /* The column family, then the first 7 key bytes (zero-padded), as one

@@ -509,6 +509,11 @@ bool cn__media_expired(const uint8_t *key, size_t klen, const uint8_t *val, size
 /** Exact bytes of a device's mailbox values, read through the batch. */
 CN_MUST_USE int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_t *out);
 /**
+ * Deletes a device's whole mailbox in this batch, one key at a time: the
+ * committed entries and those earlier ops of the batch queued (revoke).
+ */
+CN_MUST_USE int cn__mailbox_drop(cn__batch_t *b, const uint8_t *device);
+/**
  * Checks a send against max_queued_bytes (header_len: the envelope encoded
  * with an empty ciphertext); CN_ELIMIT sets limited_index.
  */
@@ -532,6 +537,9 @@ void cn__refs_dispose(cn__refs_t *t);
 void cn__overlay_put(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,
                      const cn_buf_t *val, uint64_t hint);
 void cn__overlay_delete(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen);
+/** Deletes every key of cf starting with prefix that this batch has put
+ * through the overlay so far (a revoke drops what earlier ops queued). */
+void cn__overlay_delete_prefix(cn__batch_t *b, enum cn__cf cf, const uint8_t *prefix, size_t plen);
 /** Puts a plaintext value no later op of the batch reads back (the writer's
  * counters, written last): logged only, unseen by cn__overlay_get. */
 void cn__overlay_put_blind(cn__batch_t *b, enum cn__cf cf, const void *key, size_t klen,

@@ -122,10 +122,11 @@ static int apply_op(cn__batch_t *b, cn_store_op_t *op)
 
 /* The final batch: the indexed part's ops (copied as they were made,
  * ops_util.c), the unindexed records (overlay.c), then the range deletes of
- * revoked devices (an indexed batch cannot carry those; later ops of this
- * batch cannot have written anything there that must survive). Never a
- * range delete on a family with memtable insert hints (meta, db.c):
- * RocksDB 7.8 would insert through the wrong list. */
+ * revoked devices' prekeys (an indexed batch cannot carry those; later ops
+ * of this batch cannot have written anything there that must survive).
+ * Never a range delete on a family with memtable insert hints (meta,
+ * mailbox: db.c): RocksDB 7.8 would insert through the wrong list. A
+ * revoked device's mailbox goes with point deletes (cn__mailbox_drop). */
 static void finish_final(cn_store_t *s, cn__batch_t *b)
 {
     cn__overlay_replay(&b->overlay, s, b->final);
@@ -135,8 +136,6 @@ static void finish_final(cn_store_t *s, cn__batch_t *b)
         memcpy(hi, b->revoked[i], CN_DEVICE_ID_LEN);
         /* device ‖ 0xff × (suffix + 1) is above every key of the device. */
         memset(hi + CN_DEVICE_ID_LEN, 0xff, 10);
-        rocksdb_writebatch_delete_range_cf(b->final, s->cf[CN__CF_MAILBOX], (const char *)lo,
-                                           sizeof(lo), (const char *)hi, CN_DEVICE_ID_LEN + 9);
         rocksdb_writebatch_delete_range_cf(b->final, s->cf[CN__CF_PREKEYS], (const char *)lo,
                                            sizeof(lo), (const char *)hi, CN_DEVICE_ID_LEN + 10);
     }

@@ -128,8 +128,10 @@ static void test_insert_hints_configured(void **state)
     const char *opt = "memtable_insert_with_hint_prefix_extractor";
     cf_option(f->dir, "meta", opt, v, sizeof(v));
     assert_string_equal(v, "rocksdb.FixedPrefix.37");
-    static const char *const none[] = {"mailbox", "prekeys", "dedupe"};
-    for (size_t i = 0; i < 3; i++) {
+    cf_option(f->dir, "mailbox", opt, v, sizeof(v));
+    assert_string_equal(v, "rocksdb.FixedPrefix.1");
+    static const char *const none[] = {"prekeys", "dedupe"};
+    for (size_t i = 0; i < 2; i++) {
         cf_option(f->dir, none[i], opt, v, sizeof(v));
         assert_string_equal(v, "nullptr");
     }
@@ -235,7 +237,7 @@ static void test_revoke_drops_mailbox_and_prekeys(void **state)
 {
     fx_t *f = *state;
     uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN], c[CN_DEVICE_ID_LEN];
-    /* Adjacent ids: the range deletes must not touch the neighbours. */
+    /* Adjacent ids: the revoke's deletes must not touch the neighbours. */
     make_id(a, 3, 1);
     make_id(b, 3, 2);
     make_id(c, 3, 3);

@@ -421,9 +421,9 @@ static void test_revoke_then_ops_in_one_batch(void **state)
     assert_int_equal(run_op(f->s, &up), CN_OK);
     assert_int_equal(send1(f->s, SENDER, 1, a, "before", NULL), CN_OK);
 
-    cn_store_op_t rv, fe, ak, up2, s;
+    cn_store_op_t early, rv, fe, ak, up2, s, late;
     cn_store_bundle_t bu;
-    cn_store_recipient_t r;
+    cn_store_recipient_t r, r_early, r_late;
     uint64_t seqs[] = {1};
     memset(&rv, 0, sizeof(rv));
     rv.type = CN_OP_REVOKE;
@@ -437,8 +437,16 @@ static void test_revoke_then_ops_in_one_batch(void **state)
     op_upload(&up2, a, keys, 1, 9);
     recipient(&r, b, "to the survivor");
     op_send(&s, SENDER, 2, &r, 1, 10);
-    cn_store_op_t *ops[] = {&rv, &fe, &ak, &up2, &s};
-    run_batch_of(f->s, ops, 5);
+    /* Queued for the revoked device in the same batch, before and after
+     * its revoke: neither survives the commit. */
+    recipient(&r_early, a, "queued before");
+    op_send(&early, SENDER, 3, &r_early, 1, 10);
+    recipient(&r_late, a, "queued after");
+    op_send(&late, SENDER, 4, &r_late, 1, 10);
+    cn_store_op_t *ops[] = {&early, &rv, &fe, &ak, &up2, &s, &late};
+    run_batch_of(f->s, ops, 7);
+    assert_int_equal(early.result, CN_OK);
+    assert_int_equal(late.result, CN_OK);
     assert_int_equal(rv.result, CN_OK);
     assert_int_equal(fe.result, CN_OK);
     assert_false(bu.has_otpk || bu.has_signed);
