@@ -590,6 +590,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     count(&srv(c)->counters.bytes_in, (uint64_t)nread);
     c->io_recent = true;
+    c->loop->event_ns = cn_mono_ns(); /* the requests of this read arrived now */
     int rc = cn_tls_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread, &c->plain_in);
     if (rc < 0 && rc != CN_ECLOSED) { /* a TLS failure, or no memory for the plaintext */
         count(&srv(c)->counters.handshakes_failed, c->state == CN_CONN_TLS);

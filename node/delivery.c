@@ -142,7 +142,7 @@ static void offer_live(cn_conn_t *c, uint64_t seq, uint64_t sent_ns, const Chat_
         atomic_fetch_add(&ctr->messages_delivered, 1);
         c->next_seq++;
     }
-    cn__hist_observe(&ctr->send_deliver, (cn_mono_ns() - sent_ns) / 1000);
+    cn__hist_observe(&ctr->send_deliver, cn__loop_since_us(c->loop, sent_ns));
 }
 
 void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)

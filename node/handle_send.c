@@ -158,7 +158,7 @@ static void send_done(cn_conn_t *c, cn_pending_t *p)
 {
     cn_server_t *s = p->loop->server;
     if (p->op.result == CN_OK) {
-        cn__hist_observe(&s->counters.send_durable, (cn_mono_ns() - p->started_ns) / 1000);
+        cn__hist_observe(&s->counters.send_durable, cn__loop_since_us(p->loop, p->started_ns));
         if (p->op.u.send.duplicate) {
             atomic_fetch_add(&s->counters.messages_duplicate, 1);
         } else {

@@ -137,6 +137,7 @@ static void handle_msg(cn_loop_t *loop, cn_msg_t *m)
 static void on_wakeup(uv_async_t *a)
 {
     cn_loop_t *loop = a->data;
+    loop->event_ns = cn_mono_ns(); /* the completions and deliveries below happen now */
     uv_mutex_lock(&loop->inbox_lock);
     cn_msg_t *m = loop->inbox_head;
     loop->inbox_head = loop->inbox_tail = NULL;
@@ -174,6 +175,7 @@ int cn__loop_init(cn_loop_t *loop, cn_server_t *server, unsigned index, int fd)
     memset(loop, 0, sizeof(*loop));
     loop->server = server;
     loop->index = index;
+    loop->event_ns = cn_mono_ns();
     loop->nbuckets = 4096;
     loop->buckets = calloc(loop->nbuckets, sizeof(cn_conn_t *));
     CN_ENSURE(loop->buckets != NULL, CN_ENOMEM);

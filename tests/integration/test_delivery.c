@@ -167,6 +167,13 @@ static void test_deliver_online(void **state)
         assert_int_equal(d->deliver->server_time, r->send_ok->server_time);
     }
     assert_true(h_metric(n, "chatnode_messages_accepted_total") >= 3);
+    /* The latency histograms saw the messages, with time on the clock
+     * (the loop reads it once per socket read and per inbox wake-up); a
+     * Deliver the pump sends is not timed. */
+    assert_true(h_metric(n, "chatnode_send_durable_seconds_count") >= 3);
+    assert_true(h_metric(n, "chatnode_send_durable_seconds_sum") > 0);
+    assert_true(h_metric(n, "chatnode_send_deliver_seconds_count") >= 1); /* live ones */
+    assert_true(h_metric(n, "chatnode_send_deliver_seconds_sum") > 0);
 }
 
 /* With one I/O loop every online recipient is on the sender's loop, and
