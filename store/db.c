@@ -297,7 +297,7 @@ static void make_cf_options(cn_store_t *s)
  * RocksDB before 9.2 shares hints between a family's point and
  * range-deletion tables (facebook/rocksdb#5118, fixed by #12558): no range
  * delete ever goes to a hinted family (writer.c; a revoke deletes a
- * mailbox entry by entry, quota.c cn__mailbox_drop).
+ * mailbox entry by entry, ops_mail.c cn__mailbox_drop).
  *
  * The 7.8 C API has no setter; the option is parsed from its string form.
  * RocksDB uses hints on its single-writer path, which is ours.

@@ -169,7 +169,7 @@ static bool user_remove(cn_rec_user_t *user, const uint8_t *id)
  * The device record stays (revoked = time), so the id can never be
  * registered again. Its queued-bytes counter is reset and its pending
  * notification event dropped; its mailbox is deleted entry by entry
- * (quota.c cn__mailbox_drop) and its prekeys with a range delete that the
+ * (ops_mail.c cn__mailbox_drop) and its prekeys with a range delete that the
  * writer appends when it commits the batch (an indexed batch cannot hold
  * range deletes); later ops of the same batch treat the device as revoked
  * already.

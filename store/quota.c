@@ -30,27 +30,6 @@ int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_t *out)
     return CN_OK;
 }
 
-/*
- * Point deletes, not a range delete: the mailbox's memtable keeps insert
- * hints (db.c), and RocksDB before 9.2 would insert a range deletion
- * through a point-key hint. A mailbox holds at most max_queued_bytes, so a
- * revoke writes at most that many bytes' worth of entries' deletes (about
- * 50 bytes each in the WAL), once.
- */
-int cn__mailbox_drop(cn__batch_t *b, const uint8_t *device)
-{
-    cn__iter_t it;
-    CN_TRY(cn__iter_open(b->s, b->wb, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, NULL, 0, &it));
-    for (; cn__iter_valid(&it) && b->fatal == CN_OK; cn__iter_next(&it)) {
-        size_t klen;
-        const uint8_t *key = cn__iter_key(&it, &klen);
-        cn__overlay_delete(b, CN__CF_MAILBOX, key, klen);
-    }
-    CN_TRY(cn__iter_close(&it));
-    cn__overlay_delete_prefix(b, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN);
-    return b->fatal;
-}
-
 /** RFC 8949 3.1: the size of a CBOR item head carrying argument v. */
 static size_t cbor_head_len(uint64_t v)
 {

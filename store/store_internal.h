@@ -509,11 +509,6 @@ bool cn__media_expired(const uint8_t *key, size_t klen, const uint8_t *val, size
 /** Exact bytes of a device's mailbox values, read through the batch. */
 CN_MUST_USE int cn__mailbox_bytes(cn__batch_t *b, const uint8_t *device, uint64_t *out);
 /**
- * Deletes a device's whole mailbox in this batch, one key at a time: the
- * committed entries and those earlier ops of the batch queued (revoke).
- */
-CN_MUST_USE int cn__mailbox_drop(cn__batch_t *b, const uint8_t *device);
-/**
  * Checks a send against max_queued_bytes (header_len: the envelope encoded
  * with an empty ciphertext); CN_ELIMIT sets limited_index.
  */
@@ -579,6 +574,11 @@ bool cn__readhints_take(cn__readhints_t *h, const uint8_t *device, uint64_t seq,
                         bool *shared, uint8_t body[CN__KEY_GMSG]);
 
 /* ops_mail.c */
+/**
+ * Deletes a device's whole mailbox in this batch, one key at a time: the
+ * committed entries and those earlier ops of the batch queued (revoke).
+ */
+CN_MUST_USE int cn__mailbox_drop(cn__batch_t *b, const uint8_t *device);
 /** True when a send stores its envelope once (a group send to enough devices). */
 bool cn__send_is_shared(const cn_store_op_t *op);
 /** Encodes the mailbox reference of a shared send into out (reset first). */
