@@ -291,8 +291,8 @@ static void make_cf_options(cn_store_t *s)
  * (a 33-byte prefix) gained where devices repeat but lost 14-23 % where
  * they do not: on a node with many devices most prefixes are new to a
  * memtable, and each costs its hint. One byte: one-to-one over 100
- * devices 72,778 -> 64,943 instructions per copy, group of 999 54,056 ->
- * 45,060, over 100,000 devices 159,992 -> 149,938.
+ * devices 72,778 -> 64,848 instructions per copy, group of 999 54,056 ->
+ * 45,119, over 100,000 devices 159,992 -> 147,742.
  *
  * RocksDB before 9.2 shares hints between a family's point and
  * range-deletion tables (facebook/rocksdb#5118, fixed by #12558): no range
