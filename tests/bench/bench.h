@@ -194,6 +194,8 @@ bool bench_frame_scan(const uint8_t *p, size_t n, bench_frame_t *f);
 /** Unpacks a Challenge (rare: protobuf-c); false when it is not one. */
 bool bench_challenge_read(bench_conn_t *c, const uint8_t *p, size_t n);
 /** Sends Send{to, one envelope for dev} carrying ct; returns request_id. */
+/** A message id made as the reference client makes it (time-ordered, RFC 9562 layout). */
+void bench_message_id(uint8_t out[CN_MESSAGE_ID_LEN]);
 uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN], char *to,
                             uint8_t *dev, uint8_t *ct, size_t n);
 /** Sends Send{group_id, sender_key_ciphertext = ct} (no envelopes); returns request_id. */

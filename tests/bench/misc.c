@@ -227,9 +227,8 @@ static void d_fill(void)
     bench_user_t *s = &D.u[0], *r = &D.u[1];
     while (s->conn && D.inflight < DRAIN_WINDOW && D.next < g_bench.o.queued) {
         uint64_t m = D.next++;
-        uint8_t mid[CN_MESSAGE_ID_LEN] = {0};
-        cn_store_u64be(mid, m);
-        memcpy(mid + 8, g_bench.run_id, 6);
+        uint8_t mid[CN_MESSAGE_ID_LEN];
+        bench_message_id(mid);
         bench_payload_fill(D.ct, g_bench.o.size, bench_now_ns(), m, 0);
         (void)bench_send_message(s->conn, mid, r->handle, r->pk, D.ct, g_bench.o.size);
         D.inflight++;

@@ -176,31 +176,6 @@ static void on_frame(bench_user_t *u, const bench_frame_t *f)
         on_response(u, f);
 }
 
-/*
- * Message ids are made as the reference client makes them (client/send.c):
- * time-ordered, cn_time_ordered_id, with the random part from SplitMix64
- * seeded once from libsodium, so that the generator's core does not make a
- * getrandom() call per Send.
- */
-static void message_id(uint8_t out[CN_MESSAGE_ID_LEN])
-{
-    static uint64_t state;
-    static long seeded_for = -1; /* processes fork from one: each seeds its own */
-    if (seeded_for != (long)g_bench.proc) {
-        cn_random(&state, sizeof(state));
-        seeded_for = (long)g_bench.proc;
-    }
-    uint8_t rnd[16];
-    for (size_t i = 0; i < sizeof(rnd); i += 8) {
-        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        memcpy(rnd + i, &z, 8);
-    }
-    cn_time_ordered_id(out, cn_now_ms(), rnd);
-}
-
 static void send_one(bench_user_t *s, bench_user_t *r, uint64_t m, uint64_t t, uint32_t tag)
 {
     bench_result_t *res = &g_bench.r;
@@ -210,7 +185,7 @@ static void send_one(bench_user_t *s, bench_user_t *r, uint64_t m, uint64_t t, u
         return;
     }
     uint8_t mid[CN_MESSAGE_ID_LEN];
-    message_id(mid);
+    bench_message_id(mid);
     bench_payload_fill(R.ct, g_bench.o.size, t, m, tag);
     uint64_t rid = bench_send_message(s->conn, mid, r->handle, r->pk, R.ct, g_bench.o.size);
     R.ring[(size_t)s->index * RING + (rid % RING)] = t;
@@ -226,7 +201,7 @@ static void send_group(bench_user_t *s, uint64_t round, uint64_t t)
         return;
     }
     uint8_t mid[CN_MESSAGE_ID_LEN];
-    message_id(mid);
+    bench_message_id(mid);
     bench_payload_fill(R.ct, g_bench.o.size, t, round, (uint32_t)round);
     uint64_t rid = bench_send_group(s->conn, mid, R.group_id, R.ct, g_bench.o.size);
     R.ring[(size_t)s->index * RING + (rid % RING)] = t;

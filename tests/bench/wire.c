@@ -5,6 +5,7 @@
  * protobuf-c's unpack, which would allocate a tree per message; the
  * generator must stay cheaper than the node it measures.
  */
+#include "crypto/cn_crypto.h"
 #include "tests/bench/bench.h"
 
 #include <stdlib.h>
@@ -134,6 +135,31 @@ bool bench_challenge_read(bench_conn_t *c, const uint8_t *p, size_t n)
     }
     chat__server_frame__free_unpacked(f, NULL);
     return ok;
+}
+
+/*
+ * Message ids are made as the reference client makes them (client/send.c):
+ * time-ordered, cn_time_ordered_id, with the random part from SplitMix64
+ * seeded once from libsodium, so that the generator's core does not make a
+ * getrandom() call per Send.
+ */
+void bench_message_id(uint8_t out[CN_MESSAGE_ID_LEN])
+{
+    static uint64_t state;
+    static long seeded_for = -1; /* processes fork from one: each seeds its own */
+    if (seeded_for != (long)g_bench.proc) {
+        cn_random(&state, sizeof(state));
+        seeded_for = (long)g_bench.proc;
+    }
+    uint8_t rnd[16];
+    for (size_t i = 0; i < sizeof(rnd); i += 8) {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        memcpy(rnd + i, &z, 8);
+    }
+    cn_time_ordered_id(out, cn_now_ms(), rnd);
 }
 
 uint64_t bench_send_message(bench_conn_t *c, const uint8_t message_id[CN_MESSAGE_ID_LEN], char *to,
