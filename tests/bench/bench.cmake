@@ -3,7 +3,7 @@
 # works from any including directory.
 set(CN_BENCH_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_executable(chatbench
-    ${CN_BENCH_DIR}/main.c ${CN_BENCH_DIR}/hist.c ${CN_BENCH_DIR}/conn.c
+    ${CN_BENCH_DIR}/main.c ${CN_BENCH_DIR}/hist.c ${CN_BENCH_DIR}/loop.c ${CN_BENCH_DIR}/conn.c
     ${CN_BENCH_DIR}/wire.c ${CN_BENCH_DIR}/users.c ${CN_BENCH_DIR}/relay.c
     ${CN_BENCH_DIR}/misc.c ${CN_BENCH_DIR}/mqtt.c)
 target_link_libraries(chatbench PRIVATE chatcrypto chatproto chatcommon PkgConfig::UV OpenSSL::SSL
@@ -23,3 +23,6 @@ cn_warnings(writefloor)
 add_test(NAME unit_bench_report
          COMMAND /usr/bin/python3 ${CN_BENCH_DIR}/test_report.py)
 set_tests_properties(unit_bench_report PROPERTIES LABELS unit TIMEOUT 60)
+
+# chatbench's measuring helpers (the span delivered_per_s is counted over, payloads, histograms).
+cn_unit_test(bench hist SOURCES ${CN_BENCH_DIR}/hist.c LIBS chatcommon)

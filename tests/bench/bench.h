@@ -223,7 +223,7 @@ typedef struct bench_result {
     uint64_t delivered;  /* unique deliveries */
     uint64_t duplicates; /* deliveries seen twice */
     uint64_t late_ticks; /* schedule slots sent > 1 ms late (generator saturated) */
-    double elapsed_s;    /* first intended send to last delivery */
+    double elapsed_s;    /* the time delivered is divided by: bench_delivery_span_s */
     double send_s;       /* the load phase */
     double extra[8];     /* scenario-specific, see bench_extra_names */
     bench_hist_t hist;   /* latency, ns */
@@ -247,6 +247,17 @@ extern bench_t g_bench;
 
 /** Monotonic nanoseconds. */
 uint64_t bench_now_ns(void);
+/**
+ * The time an open-loop run's deliveries are counted over (delivered_per_s
+ * is delivered / this): the longer of the send schedule (schedule_ns, the
+ * offered count at the offered rate) and the span from the first delivery
+ * to the last. A node that keeps up delivers at the offered rate whatever
+ * its (constant) latency; one that falls behind spreads its deliveries
+ * over more than the schedule, and the rate is what it delivered. Never
+ * more than the offered rate. Without deliveries: now_ns - t0.
+ */
+double bench_delivery_span_s(uint64_t t0, uint64_t schedule_ns, uint64_t first_delivery,
+                             uint64_t last_delivery, uint64_t now_ns);
 /** Runs the loop until *flag is set or deadline_ns (0: none) passes. */
 void bench_run_until(const bool *flag, uint64_t deadline_ns);
 /** The share of total for this worker (total split as evenly as possible). */
