@@ -179,6 +179,17 @@ typedef struct cn_rec_media {
 CN_MUST_USE int cn_rec_device_encode(const cn_rec_device_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_user_encode(const cn_rec_user_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out);
+/**
+ * Appends the encoding of an envelope with ciphertext ct, given header:
+ * what cn_rec_envelope_encode wrote for the same envelope with an empty
+ * ciphertext and shared false (the ciphertext is its last field, so only
+ * its head and bytes differ). One header serves every recipient of a
+ * Send without encoding the other fields again; header must not lie in
+ * out. CN_EINVAL for a header
+ * that does not end in the empty ciphertext, CN_ETOOBIG above
+ * CN_CIPHERTEXT_MAX.
+ */
+CN_MUST_USE int cn_rec_envelope_encode_with(cn_slice_t header, cn_slice_t ct, cn_buf_t *out);
 CN_MUST_USE int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_prekey_encode(const cn_rec_prekey_t *r, cn_buf_t *out);
 CN_MUST_USE int cn_rec_push_encode(const cn_rec_push_t *r, cn_buf_t *out);

@@ -215,6 +215,30 @@ int cn_rec_envelope_encode(const cn_rec_envelope_t *r, cn_buf_t *out)
     ENCODE_GUARD(out, envelope_write(r, out));
 }
 
+/* The ciphertext is the last item of an envelope that is not shared
+ * (envelope_write): its empty byte string (0x40) ends the header. */
+#define EMPTY_BYTES 0x40
+
+static int envelope_append_ciphertext(cn_slice_t header, cn_slice_t ct, cn_buf_t *b)
+{
+    unsigned char h[HEAD_MAX];
+    size_t w = cbor_encode_bytestring_start(ct.len, h, sizeof(h));
+    CN_ENSURE(w > 0, CN_EINTERNAL);
+    CN_TRY(cn_buf_reserve(b, header.len - 1 + w + ct.len));
+    CN_TRY(cn_buf_append(b, header.base, header.len - 1));
+    CN_TRY(cn_buf_append(b, h, w));
+    return cn_buf_append(b, ct.base, ct.len);
+}
+
+int cn_rec_envelope_encode_with(cn_slice_t header, cn_slice_t ct, cn_buf_t *out)
+{
+    CN_ENSURE(header.base != NULL && header.len >= 2 && header.base[header.len - 1] == EMPTY_BYTES,
+              CN_EINVAL);
+    CN_ENSURE(ct.len <= CN_CIPHERTEXT_MAX, CN_ETOOBIG);
+    CN_ENSURE(ct.base != NULL || ct.len == 0, CN_EINVAL);
+    ENCODE_GUARD(out, envelope_append_ciphertext(header, ct, out));
+}
+
 static int envelope_field(rd_t *r, uint64_t key, void *o)
 {
     cn_rec_envelope_t *out = o;

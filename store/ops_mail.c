@@ -155,10 +155,11 @@ static int store_dedupe(cn__batch_t *b, const cn_store_op_t *op, const uint8_t d
     return CN_OK;
 }
 
+/* header: the envelope without ciphertext (send_check's encoding, in v1);
+ * each recipient's envelope is built from it in v2. */
 static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE],
-                      size_t header_len)
+                      cn_slice_t header)
 {
-    cn_rec_envelope_t env = op->u.send.env;
     uint8_t key[CN__KEY_MAILBOX];
     if (cn__send_is_shared(op)) {
         CN_TRY(send_store_shared(b, op));
@@ -166,19 +167,17 @@ static int send_store(cn__batch_t *b, cn_store_op_t *op, const uint8_t dkey[CN__
     }
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         cn_store_recipient_t *r = &op->u.send.recipients[i];
-        env.ciphertext = r->ciphertext;
-        cn_buf_reset(&b->v1);
-        CN_TRY(cn_rec_envelope_encode(&env, &b->v1));
-        size_t vlen = cn_buf_unread(&b->v1).len;
+        cn_buf_reset(&b->v2);
+        CN_TRY(cn_rec_envelope_encode_with(header, r->ciphertext, &b->v2));
+        size_t vlen = cn_buf_unread(&b->v2).len;
         /* The cap was checked with the predicted size. */
-        assert(vlen == cn__envelope_size(header_len, r->ciphertext.len));
-        (void)header_len;
+        assert(vlen == cn__envelope_size(header.len, r->ciphertext.len));
         CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
         if (cn__batch_revoked(b, r->device_id))
             continue; /* revoked earlier in this batch: its mailbox is gone */
         CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
         cn__key_mailbox(key, r->device_id, r->seq);
-        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
+        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v2, op->u.send.env.server_time);
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, NULL);
     }
     return store_dedupe(b, op, dkey);
@@ -195,7 +194,9 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
     if (op->u.send.env.server_time == 0)
         op->u.send.env.server_time = cn_now_ms();
     CN_TRY(send_check(b, op));
-    size_t header_len = cn_buf_unread(&b->v1).len;
+    /* v1 keeps the header until send_store: the lookup and the cap check
+     * below use v2 only. */
+    cn_slice_t header = cn_buf_unread(&b->v1);
     cn__key_dedupe(dkey, op->u.send.env.from_device, op->u.send.env.message_id);
     CN_TRY(dedupe_lookup(b, op, dkey, &dup, &first));
     if (dup) {
@@ -206,8 +207,8 @@ int cn__op_send(cn__batch_t *b, cn_store_op_t *op)
             op->u.send.recipients[i].seq = 0;
         return CN_OK;
     }
-    CN_TRY(cn__quota_check(b, op, header_len));
-    CN__APPLY(b, send_store(b, op, dkey, header_len));
+    CN_TRY(cn__quota_check(b, op, header.len));
+    CN__APPLY(b, send_store(b, op, dkey, header));
     CN__APPLY(b, cn__push_notify(b, op));
     return CN_OK;
 }

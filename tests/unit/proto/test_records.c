@@ -161,6 +161,52 @@ static void test_envelope_roundtrip_borrows(void **state)
     }
 }
 
+/* The header-plus-ciphertext path gives the same bytes as a full encode,
+ * across every CBOR length-head size of the ciphertext. */
+static void test_envelope_encode_with_header(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 1, 23, 24, 255, 256, 65535, 65536, CN_CIPHERTEXT_MAX};
+    uint8_t *ct = malloc(CN_CIPHERTEXT_MAX + 1);
+    assert_non_null(ct);
+    for (size_t i = 0; i < CN_CIPHERTEXT_MAX + 1; i++)
+        ct[i] = (uint8_t)(i * 7);
+    for (int group = 0; group < 2; group++) {
+        cn_rec_envelope_t env = sample_envelope(group), out;
+        cn_buf_t header, full, with;
+        cn_buf_init(&header), cn_buf_init(&full), cn_buf_init(&with);
+        env.ciphertext = cn_slice(NULL, 0);
+        assert_int_equal(cn_rec_envelope_encode(&env, &header), CN_OK);
+        for (size_t k = 0; k < CN_ARRAY_LEN(lens); k++) {
+            env.ciphertext = cn_slice(ct, lens[k]);
+            cn_buf_reset(&full), cn_buf_reset(&with);
+            assert_int_equal(cn_rec_envelope_encode(&env, &full), CN_OK);
+            assert_int_equal(
+                cn_rec_envelope_encode_with(cn_buf_unread(&header), env.ciphertext, &with), CN_OK);
+            assert_int_equal(with.len, full.len);
+            assert_memory_equal(with.data, full.data, full.len);
+            assert_int_equal(cn_rec_envelope_decode(with.data, with.len, &out), CN_OK);
+            assert_true(envelope_eq(&env, &out));
+        }
+        /* Too long, a NULL ciphertext with bytes, a header that is not one:
+         * refused, and out keeps what it had. */
+        size_t before = with.len;
+        assert_int_equal(cn_rec_envelope_encode_with(cn_buf_unread(&header),
+                                                     cn_slice(ct, CN_CIPHERTEXT_MAX + 1), &with),
+                         CN_ETOOBIG);
+        assert_int_equal(
+            cn_rec_envelope_encode_with(cn_buf_unread(&header), cn_slice(NULL, 3), &with),
+            CN_EINVAL);
+        assert_int_equal(cn_rec_envelope_encode_with(cn_buf_unread(&full), cn_slice(ct, 3), &with),
+                         CN_EINVAL); /* ends in ciphertext bytes, not the empty head */
+        assert_int_equal(cn_rec_envelope_encode_with(cn_slice(NULL, 0), cn_slice(ct, 3), &with),
+                         CN_EINVAL);
+        assert_int_equal(with.len, before);
+        cn_buf_dispose(&header), cn_buf_dispose(&full), cn_buf_dispose(&with);
+    }
+    free(ct);
+}
+
 static void test_envelope_max_ciphertext(void **state)
 {
     (void)state;
@@ -803,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_user_roundtrip),
         cmocka_unit_test(test_envelope_roundtrip_borrows),
         cmocka_unit_test(test_envelope_max_ciphertext),
+        cmocka_unit_test(test_envelope_encode_with_header),
         cmocka_unit_test(test_envelope_reference),
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
         cmocka_unit_test(test_push_roundtrip_and_negative),
