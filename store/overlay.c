@@ -26,6 +26,14 @@
 /* Kept between batches up to these sizes; a larger batch's room is freed. */
 #define OVERLAY_KEEP_LOG   (16u * 1024 * 1024)
 #define OVERLAY_KEEP_SLOTS (64u * 1024)
+/* A batch that filled under 1/16 of a grown table frees it rather than
+ * clearing it all: the next one starts from OVERLAY_INITIAL_CAP. */
+#define OVERLAY_SHRINK_RATIO 16
+/* Below this many records the replay sorts them by insertion (at most
+ * ~2,000 key comparisons) instead of the radix sort, whose eight passes
+ * over 256 counters each cost the same whatever the batch: a lightly
+ * loaded node's batches hold a Send or two. */
+#define OVERLAY_RADIX_MIN 64
 
 /* Record layout in the log: cf u8, deleted u8, klen u16, vlen u32, key, value. */
 #define REC_HEAD 8
@@ -294,24 +302,29 @@ static int item_cmp(const void *pa, const void *pb)
  * batch costs more than n log n comparisons. */
 #define TIE_RUN_INSERTION_MAX 16
 
+/* Stable: records of one key keep their log order. */
+static void insertion_sort(cn__overlay_item_t *a, size_t lo, size_t hi)
+{
+    for (size_t k = lo + 1; k < hi; k++) {
+        cn__overlay_item_t x = a[k];
+        size_t j = k;
+        while (j > lo && key_cmp(x.rec, a[j - 1].rec) < 0) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+}
+
 static void sort_ties(cn__overlay_item_t *a, size_t n)
 {
     for (size_t lo = 0, hi; lo < n; lo = hi) {
         for (hi = lo + 1; hi < n && a[hi].prefix == a[lo].prefix; hi++)
             ;
-        if (hi - lo > TIE_RUN_INSERTION_MAX) {
+        if (hi - lo > TIE_RUN_INSERTION_MAX)
             qsort(a + lo, hi - lo, sizeof(*a), item_cmp);
-            continue;
-        }
-        for (size_t k = lo + 1; k < hi; k++) {
-            cn__overlay_item_t x = a[k];
-            size_t j = k;
-            while (j > lo && key_cmp(x.rec, a[j - 1].rec) < 0) {
-                a[j] = a[j - 1];
-                j--;
-            }
-            a[j] = x;
-        }
+        else
+            insertion_sort(a, lo, hi);
     }
 }
 
@@ -356,15 +369,21 @@ void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *w
         const uint8_t *r = o->log.data + off;
         o->order[n++] = (cn__overlay_item_t){.prefix = sort_prefix(r), .rec = r};
     }
-    cn__overlay_item_t *sorted = radix_sort(o->order, o->order + o->order_cap, n);
-    sort_ties(sorted, n);
+    cn__overlay_item_t *sorted = o->order;
+    if (n < OVERLAY_RADIX_MIN) {
+        insertion_sort(sorted, 0, n);
+    } else {
+        sorted = radix_sort(o->order, o->order + o->order_cap, n);
+        sort_ties(sorted, n);
+    }
     for (size_t i = 0; i < n; i++)
         replay_one(sorted[i].rec, s, wb);
 }
 
 void cn__overlay_reset(cn__overlay_t *o)
 {
-    if (o->cap > OVERLAY_KEEP_SLOTS) {
+    bool sparse = o->cap > OVERLAY_INITIAL_CAP && o->count * OVERLAY_SHRINK_RATIO < o->cap;
+    if (o->cap > OVERLAY_KEEP_SLOTS || sparse) {
         free(o->slots);
         o->slots = NULL;
         o->cap = 0;

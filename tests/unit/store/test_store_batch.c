@@ -252,50 +252,53 @@ static void test_ack_of_same_batch_appends(void **state)
 }
 
 /* One batch of sends to many devices, three each, then acks of each
- * device's second; and one busy device with 24, two of them acked. The
+ * device's second; and one busy device with nbusy, two of them acked. The
  * batch's records are replayed in key order (a radix sort on a prefix,
- * then the records sharing one by whole key: an insertion sort for a
- * device's three, qsort for the busy one's 26), and a delete still wins
- * over the put before it of the same key. Device ids differ in their first
- * byte, in an order the log does not follow. */
-static void test_replay_order_many_devices(void **state)
+ * or an insertion sort for a batch of a few records, then the records
+ * sharing one by whole key: an insertion sort for a device's three, qsort
+ * for the busy one's when over 16), and a delete still wins over the put
+ * before it of the same key. Device ids differ in their first byte, in an
+ * order the log does not follow. */
+enum { EACH = 3, DEVICES_MAX = 40, BUSY_MAX = 24 };
+
+static void replay_order(fx_t *f, int devices, int nbusy, uint64_t busy_acked[2])
 {
-    fx_t *f = *state;
-    enum { DEVICES = 40, EACH = 3, BUSY = 24, SENDS = DEVICES * EACH + BUSY };
-    static uint8_t dev[DEVICES][CN_DEVICE_ID_LEN], busy[CN_DEVICE_ID_LEN];
-    static cn_store_op_t sends[SENDS], acks[DEVICES + 1];
-    static cn_store_recipient_t rs[SENDS];
-    static char ct[SENDS][16];
-    static uint64_t acked[DEVICES], busy_acked[] = {5, 17};
-    static cn_store_op_t *ops[SENDS + DEVICES + 1];
+    int sends_n = devices * EACH + nbusy;
+    static uint8_t dev[DEVICES_MAX][CN_DEVICE_ID_LEN], busy[CN_DEVICE_ID_LEN];
+    static cn_store_op_t sends[DEVICES_MAX * EACH + BUSY_MAX], acks[DEVICES_MAX + 1];
+    static cn_store_recipient_t rs[DEVICES_MAX * EACH + BUSY_MAX];
+    static char ct[DEVICES_MAX * EACH + BUSY_MAX][16];
+    static uint64_t acked[DEVICES_MAX];
+    static cn_store_op_t *ops[DEVICES_MAX * EACH + BUSY_MAX + DEVICES_MAX + 1];
+    assert_true(devices <= DEVICES_MAX && nbusy <= BUSY_MAX);
     size_t n = 0;
-    for (int d = 0; d < DEVICES; d++)
+    for (int d = 0; d < devices; d++)
         make_id(dev[d], (uint8_t)(0xf0 - 37 * d), (uint8_t)d);
     make_id(busy, 0x77, 0xbb);
-    for (int i = 0; i < SENDS; i++) {
-        bool to_busy = i >= DEVICES * EACH;
-        int d = i % DEVICES, k = i / DEVICES;
+    for (int i = 0; i < sends_n; i++) {
+        bool to_busy = i >= devices * EACH;
+        int d = i % devices, k = i / devices;
         if (to_busy)
-            snprintf(ct[i], sizeof(ct[i]), "b-%d", i - DEVICES * EACH + 1);
+            snprintf(ct[i], sizeof(ct[i]), "b-%d", i - devices * EACH + 1);
         else
             snprintf(ct[i], sizeof(ct[i]), "m-%d-%d", d, k + 1);
         recipient(&rs[i], to_busy ? busy : dev[d], ct[i]);
         op_send(&sends[i], SENDER, (uint8_t)(i + 1), &rs[i], 1, 10);
         ops[n++] = &sends[i];
     }
-    for (int d = 0; d <= DEVICES; d++) {
+    for (int d = 0; d <= devices; d++) {
         memset(&acks[d], 0, sizeof(acks[d]));
         acks[d].type = CN_OP_ACK;
-        memcpy(acks[d].u.ack.device_id, d < DEVICES ? dev[d] : busy, CN_DEVICE_ID_LEN);
-        acked[d % DEVICES] = 2;
-        acks[d].u.ack.n = d < DEVICES ? 1 : 2;
-        acks[d].u.ack.seqs = d < DEVICES ? &acked[d] : busy_acked;
+        memcpy(acks[d].u.ack.device_id, d < devices ? dev[d] : busy, CN_DEVICE_ID_LEN);
+        acked[d % devices] = 2;
+        acks[d].u.ack.n = d < devices ? 1 : 2;
+        acks[d].u.ack.seqs = d < devices ? &acked[d] : busy_acked;
         ops[n++] = &acks[d];
     }
     run_batch_of(f->s, ops, n);
     fx_reopen(f);
     char want[16];
-    for (int d = 0; d < DEVICES; d++) {
+    for (int d = 0; d < devices; d++) {
         assert_int_equal(acks[d].u.ack.deleted, 1);
         collect_t c = {0};
         uint64_t next = 0;
@@ -308,17 +311,80 @@ static void test_replay_order_many_devices(void **state)
         snprintf(want, sizeof(want), "m-%d-3", d);
         assert_string_equal(c.ct[1], want);
     }
-    assert_int_equal(acks[DEVICES].u.ack.deleted, 2);
+    assert_int_equal(acks[devices].u.ack.deleted, 2);
     collect_t c = {0};
     uint64_t next = 0;
     assert_int_equal(cn_store_mailbox_read(f->s, busy, 0, 64, 1 << 20, collect_cb, &c, &next),
-                     BUSY - 2);
+                     nbusy - 2);
     for (size_t i = 0, seq = 1; i < c.n; i++, seq++) {
-        seq += seq == 5 || seq == 17;
+        seq += seq == busy_acked[0] || seq == busy_acked[1];
         assert_int_equal(c.seqs[i], seq);
         snprintf(want, sizeof(want), "b-%zu", seq);
         assert_string_equal(c.ct[i], want);
     }
+}
+
+static void test_replay_order_many_devices(void **state)
+{
+    static uint64_t busy_acked[] = {5, 17};
+    replay_order(*state, DEVICES_MAX, BUSY_MAX, busy_acked); /* ~370 records: radix */
+}
+
+static void test_replay_order_small_batch(void **state)
+{
+    static uint64_t busy_acked[] = {2, 5};
+    replay_order(*state, 4, 6, busy_acked); /* ~50 records: insertion */
+}
+
+/* A batch large enough to grow the overlay's table (over 768 records),
+ * then small ones: the table is given back and starts small again, and
+ * a small batch still finds its own writes (a retry of a Send of the same
+ * batch is a duplicate, an ack of an entry put in the same batch deletes
+ * it). */
+static void test_small_batches_after_a_grown_table(void **state)
+{
+    fx_t *f = *state;
+    enum { LARGE = 600 };
+    static cn_store_op_t sends[LARGE];
+    static cn_store_recipient_t rs[LARGE];
+    static cn_store_op_t *ops[LARGE];
+    uint8_t a[CN_DEVICE_ID_LEN], b[CN_DEVICE_ID_LEN];
+    make_id(a, 5, 1);
+    make_id(b, 5, 2);
+    for (int i = 0; i < LARGE; i++) {
+        recipient(&rs[i], a, "bulk");
+        op_send(&sends[i], SENDER, 1, &rs[i], 1, 10);
+        sends[i].u.send.env.message_id[0] = (uint8_t)(i >> 8);
+        sends[i].u.send.env.message_id[1] = (uint8_t)i;
+        ops[i] = &sends[i];
+    }
+    run_batch_of(f->s, ops, LARGE); /* 1,200 overlay records and more */
+    for (int i = 0; i < LARGE; i++)
+        assert_false(sends[i].result != CN_OK || sends[i].u.send.duplicate);
+    for (int round = 0; round < 3; round++) {
+        cn_store_op_t s1, s2, ak;
+        cn_store_recipient_t r1, r2;
+        recipient(&r1, b, "first");
+        recipient(&r2, b, "retry");
+        op_send(&s1, SENDER, (uint8_t)(200 + round), &r1, 1, 20);
+        op_send(&s2, SENDER, (uint8_t)(200 + round), &r2, 1, 30);
+        uint64_t seq = (uint64_t)round + 1;
+        memset(&ak, 0, sizeof(ak));
+        ak.type = CN_OP_ACK;
+        memcpy(ak.u.ack.device_id, b, CN_DEVICE_ID_LEN);
+        ak.u.ack.n = 1;
+        ak.u.ack.seqs = &seq;
+        cn_store_op_t *small[] = {&s1, &s2, &ak};
+        run_batch_of(f->s, small, 3);
+        assert_int_equal(s1.result, CN_OK);
+        assert_false(s1.u.send.duplicate);
+        assert_true(s2.u.send.duplicate);
+        assert_int_equal(r1.seq, seq);
+        assert_int_equal(ak.u.ack.deleted, 1);
+    }
+    fx_reopen(f);
+    assert_int_equal(depth(f->s, a), LARGE);
+    assert_int_equal(depth(f->s, b), 0);
 }
 
 /* The writer keeps the batch it writes from one batch to the next
@@ -660,6 +726,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_replay_order_many_devices, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_replay_order_small_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_small_batches_after_a_grown_table, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_of_same_batch_appends, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_batches_after_a_large_one, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refused_op_contributes_nothing, fx_setup, fx_teardown),
