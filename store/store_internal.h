@@ -184,8 +184,9 @@ typedef struct cn__readhint {
 /** The writer's per-batch state, reused from batch to batch. */
 /** Scratch of the batched dedupe lookup: room for cap keys. */
 typedef struct cn__prefetch {
-    uint8_t (*keys)[CN__KEY_DEDUPE];
-    const char **ptrs;
+    uint8_t (*keys)[CN__KEY_DEDUPE]; /* in op order */
+    const char **ptrs;               /* into keys, sorted */
+    bool *absent;                    /* by key (op order) */
     size_t *lens;
     rocksdb_pinnableslice_t **values;
     char **errs;

@@ -87,6 +87,44 @@ static void op_last_seen(cn_store_op_t *op, const char *handle, uint64_t t, bool
 
 /* A batch of lazy ops only is written without an fsync (and is still
  * there after a reopen); one other op in the batch brings the fsync back. */
+/* The batch's dedupe lookup sorts its keys for RocksDB (writer.c
+ * sort_dedupe_keys): nearly sorted ids by insertion, others by qsort once
+ * the insertion sort's budget runs out. Either way each Send gets its own
+ * answer: a retry of a committed message is a duplicate, whatever its
+ * place in the batch, and a new one is not. */
+static void test_dedupe_lookup_in_any_order(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 64 };
+    static const uint8_t committed[] = {3, 17, 40, 63};
+    uint8_t a[CN_DEVICE_ID_LEN];
+    make_id(a, 6, 1);
+    for (size_t i = 0; i < sizeof(committed); i++) {
+        uint64_t seq;
+        assert_int_equal(send1(f->s, SENDER, committed[i], a, "first", &seq), CN_OK);
+    }
+    for (int order = 0; order < 2; order++) { /* descending: qsort; ascending: insertion */
+        static cn_store_op_t ops[N];
+        static cn_store_recipient_t rs[N];
+        static cn_store_op_t *list[N];
+        for (int i = 0; i < N; i++) {
+            uint8_t id = (uint8_t)(order == 0 ? N - i : i + 1);
+            recipient(&rs[i], a, "again");
+            op_send(&ops[i], SENDER, id, &rs[i], 1, 500);
+            list[i] = &ops[i];
+        }
+        run_batch_of(f->s, list, N);
+        for (int i = 0; i < N; i++) {
+            uint8_t id = ops[i].u.send.env.message_id[0];
+            bool was = order == 1 || memchr(committed, id, sizeof(committed)) != NULL;
+            assert_int_equal(ops[i].result, CN_OK);
+            assert_int_equal(ops[i].u.send.duplicate, was);
+        }
+    }
+    fx_reopen(f);
+    assert_int_equal(depth(f->s, a), N);
+}
+
 static void test_lazy_batches_skip_fsync(void **state)
 {
     fx_t *f = *state;
@@ -267,7 +305,7 @@ static void replay_order(fx_t *f, int devices, int nbusy, uint64_t busy_acked[2]
     static uint8_t dev[DEVICES_MAX][CN_DEVICE_ID_LEN], busy[CN_DEVICE_ID_LEN];
     static cn_store_op_t sends[DEVICES_MAX * EACH + BUSY_MAX], acks[DEVICES_MAX + 1];
     static cn_store_recipient_t rs[DEVICES_MAX * EACH + BUSY_MAX];
-    static char ct[DEVICES_MAX * EACH + BUSY_MAX][16];
+    static char ct[DEVICES_MAX * EACH + BUSY_MAX][32];
     static uint64_t acked[DEVICES_MAX];
     static cn_store_op_t *ops[DEVICES_MAX * EACH + BUSY_MAX + DEVICES_MAX + 1];
     assert_true(devices <= DEVICES_MAX && nbusy <= BUSY_MAX);
@@ -723,6 +761,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_committed_dedupe_key_in_a_batch, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_dedupe_key_in_one_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dedupe_lookup_in_any_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_replay_order_many_devices, fx_setup, fx_teardown),
