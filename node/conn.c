@@ -416,6 +416,18 @@ void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame)
     cn__conn_send_bytes(c, t_frame.data, n);
 }
 
+void cn__conn_send_deliver(cn_conn_t *c, const cn_rec_envelope_t *env, uint64_t seq)
+{
+    size_t n = cn_pb_deliver_frame_size(env, seq);
+    cn_buf_reset(&t_frame);
+    if (cn_buf_reserve(&t_frame, n) < 0) {
+        cn__conn_abort(c, "out of memory");
+        return;
+    }
+    cn_pb_deliver_frame_write(env, seq, t_frame.data);
+    cn__conn_send_bytes(c, t_frame.data, n);
+}
+
 void cn__conn_respond(cn_conn_t *c, Chat__Response *resp)
 {
     Chat__ServerFrame f;

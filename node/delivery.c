@@ -26,22 +26,7 @@ int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value, s
     CN_TRY(cn_rec_envelope_decode(value, len, &env));
     if (env.shared)
         return CN_ENOTFOUND; /* a group message whose body expired */
-    Chat__Deliver d;
-    chat__deliver__init(&d);
-    d.seq = seq;
-    d.message_id = cn__pb_bytes(env.message_id, CN_MESSAGE_ID_LEN);
-    d.from = env.from;
-    d.from_device = cn__pb_bytes(env.from_device, CN_DEVICE_ID_LEN);
-    d.kind = (Chat__Kind)env.kind;
-    d.server_time = env.server_time;
-    d.ciphertext = cn__pb_bytes(env.ciphertext.base, env.ciphertext.len);
-    if (env.has_group)
-        d.group_id = cn__pb_bytes(env.group_id, CN_GROUP_ID_LEN);
-    Chat__ServerFrame f;
-    chat__server_frame__init(&f);
-    f.body_case = CHAT__SERVER_FRAME__BODY_DELIVER;
-    f.deliver = &d;
-    cn__conn_send_frame(c, &f);
+    cn__conn_send_deliver(c, &env, seq);
     return CN_OK;
 }
 
@@ -116,11 +101,11 @@ void cn__delivery_resume(cn_conn_t *c)
 
 /*
  * A freshly stored (seq > 0) or ephemeral (seq 0) envelope for c: sent now
- * (the frame when given, else its encoded bytes); dropped when the pump is
- * reading the mailbox or the envelope went out already; or, after a gap,
- * read back by the pump.
+ * (encoded from env when given, else its encoded bytes); dropped when the
+ * pump is reading the mailbox or the envelope went out already; or, after
+ * a gap, read back by the pump.
  */
-static void offer_live(cn_conn_t *c, uint64_t seq, uint64_t sent_ns, const Chat__ServerFrame *frame,
+static void offer_live(cn_conn_t *c, uint64_t seq, uint64_t sent_ns, const cn_rec_envelope_t *env,
                        const uint8_t *bytes, size_t len)
 {
     cn_counters_t *ctr = &c->loop->server->counters;
@@ -134,8 +119,8 @@ static void offer_live(cn_conn_t *c, uint64_t seq, uint64_t sent_ns, const Chat_
         pump(c);
         return;
     }
-    if (frame)
-        cn__conn_send_frame(c, frame);
+    if (env)
+        cn__conn_send_deliver(c, env, seq);
     else
         cn__conn_send_bytes(c, bytes, len);
     if (seq != 0) {
@@ -150,9 +135,23 @@ void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *m)
     offer_live(c, m->seq, m->sent_ns, NULL, m->data, m->len);
 }
 
-static void post_frame(cn_server_t *s, cn_loop_t *here, enum cn_msg_type type,
-                       const uint8_t *device, uint64_t seq, const Chat__ServerFrame *frame,
-                       uint64_t sent_ns)
+/* A message with room for n bytes of frame to the connection of route;
+ * the caller writes the frame and posts it. */
+static cn_msg_t *msg_for(enum cn_msg_type type, const cn_route_t *route, const uint8_t *device,
+                         uint64_t seq, size_t n, uint64_t sent_ns)
+{
+    cn_msg_t *m = cn__msg_new(type, n);
+    if (!m)
+        return NULL;
+    m->conn_id = route->conn_id;
+    m->seq = seq;
+    m->sent_ns = sent_ns;
+    memcpy(m->device_id, device, CN_DEVICE_ID_LEN);
+    return m;
+}
+
+void cn__delivery_route(cn_server_t *s, cn_loop_t *here, const uint8_t device[CN_DEVICE_ID_LEN],
+                        uint64_t seq, const cn_rec_envelope_t *env, uint64_t sent_ns)
 {
     cn_route_t route;
     if (cn__registry_get(s->registry, device, &route) < 0)
@@ -160,28 +159,18 @@ static void post_frame(cn_server_t *s, cn_loop_t *here, enum cn_msg_type type,
     /* A device on the routing loop itself gets its frame at once, not
      * through the inbox: no copy into a message, no lock, and the frame
      * leaves in this iteration's flush instead of the next one's. */
-    if (here && type == CN_MSG_DELIVER && route.loop == here->index) {
+    if (here && route.loop == here->index) {
         cn_conn_t *c = cn__loop_conn_find(here, route.conn_id);
         if (c && c->state == CN_CONN_AUTHED) /* else gone: the mailbox keeps it */
-            offer_live(c, seq, sent_ns, frame, NULL, 0);
+            offer_live(c, seq, sent_ns, env, NULL, 0);
         return;
     }
-    size_t n = chat__server_frame__get_packed_size(frame);
-    cn_msg_t *m = cn__msg_new(type, n);
+    cn_msg_t *m =
+        msg_for(CN_MSG_DELIVER, &route, device, seq, cn_pb_deliver_frame_size(env, seq), sent_ns);
     if (!m)
         return;
-    chat__server_frame__pack(frame, m->data);
-    m->conn_id = route.conn_id;
-    m->seq = seq;
-    m->sent_ns = sent_ns;
-    memcpy(m->device_id, device, CN_DEVICE_ID_LEN);
+    cn_pb_deliver_frame_write(env, seq, m->data);
     cn__loop_post(s->loops[route.loop], m);
-}
-
-void cn__delivery_route(cn_server_t *s, cn_loop_t *here, const uint8_t device[CN_DEVICE_ID_LEN],
-                        uint64_t seq, const Chat__ServerFrame *frame, uint64_t sent_ns)
-{
-    post_frame(s, here, CN_MSG_DELIVER, device, seq, frame, sent_ns);
 }
 
 void cn__push_to_conn(cn_server_t *s, unsigned loop, uint64_t conn_id,
@@ -220,5 +209,13 @@ void cn__free_op(cn_store_op_t *op)
 void cn__push_to_device(cn_server_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                         const Chat__ServerFrame *frame)
 {
-    post_frame(s, NULL, CN_MSG_PUSH, device, 0, frame, 0);
+    cn_route_t route;
+    if (cn__registry_get(s->registry, device, &route) < 0)
+        return; /* offline */
+    cn_msg_t *m =
+        msg_for(CN_MSG_PUSH, &route, device, 0, chat__server_frame__get_packed_size(frame), 0);
+    if (!m)
+        return;
+    chat__server_frame__pack(frame, m->data);
+    cn__loop_post(s->loops[route.loop], m);
 }

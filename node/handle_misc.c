@@ -16,15 +16,8 @@ static void ack_done(cn_conn_t *c, cn_pending_t *p)
                                 "storage unavailable; retry");
         return;
     }
-    Chat__AckOk ok;
-    chat__ack_ok__init(&ok);
-    ok.deleted = p->op.u.ack.deleted;
-    Chat__Response r;
-    chat__response__init(&r);
-    r.request_id = p->request_id;
-    r.result_case = CHAT__RESPONSE__RESULT_ACK_OK;
-    r.ack_ok = &ok;
-    cn__conn_respond(c, &r);
+    uint8_t frame[CN_PB_RESPONSE_FRAME_MAX];
+    cn__conn_send_bytes(c, frame, cn_pb_ack_ok_frame(frame, p->request_id, p->op.u.ack.deleted));
 }
 
 void cn__handle_ack(cn_conn_t *c, uint64_t rid, const Chat__Ack *m)

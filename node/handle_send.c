@@ -108,50 +108,22 @@ static bool check_devices(cn_conn_t *c, uint64_t rid, const Chat__Send *m, const
     return false;
 }
 
-static void fill_deliver(Chat__Deliver *d, const cn_rec_envelope_t *env, uint64_t seq,
-                         cn_slice_t ciphertext)
-{
-    chat__deliver__init(d);
-    d->seq = seq;
-    d->message_id = cn__pb_bytes(env->message_id, CN_MESSAGE_ID_LEN);
-    d->from = cn__pb_str(env->from);
-    d->from_device = cn__pb_bytes(env->from_device, CN_DEVICE_ID_LEN);
-    d->kind = (Chat__Kind)env->kind;
-    d->server_time = env->server_time;
-    d->ciphertext = cn__pb_bytes(ciphertext.base, ciphertext.len);
-    d->ephemeral = seq == 0;
-    if (env->has_group)
-        d->group_id = cn__pb_bytes(env->group_id, CN_GROUP_ID_LEN);
-}
-
 static void route_all(cn_server_t *s, cn_loop_t *here, const cn_rec_envelope_t *env,
                       cn_store_recipient_t *rcpt, uint32_t n, bool ephemeral, uint64_t sent_ns)
 {
-    Chat__Deliver d;
-    Chat__ServerFrame f;
-    chat__server_frame__init(&f);
-    f.body_case = CHAT__SERVER_FRAME__BODY_DELIVER;
-    f.deliver = &d;
+    cn_rec_envelope_t e = *env;
     for (uint32_t i = 0; i < n; i++) {
-        fill_deliver(&d, env, ephemeral ? 0 : rcpt[i].seq, rcpt[i].ciphertext);
-        cn__delivery_route(s, here, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &f, sent_ns);
+        e.ciphertext = rcpt[i].ciphertext;
+        cn__delivery_route(s, here, rcpt[i].device_id, ephemeral ? 0 : rcpt[i].seq, &e, sent_ns);
     }
 }
 
 static void respond_ok(cn_conn_t *c, uint64_t rid, uint64_t server_time, bool duplicate,
                        uint32_t delivered_online)
 {
-    Chat__SendOk ok;
-    chat__send_ok__init(&ok);
-    ok.server_time = server_time;
-    ok.duplicate = duplicate;
-    ok.delivered_online = delivered_online;
-    Chat__Response r;
-    chat__response__init(&r);
-    r.request_id = rid;
-    r.result_case = CHAT__RESPONSE__RESULT_SEND_OK;
-    r.send_ok = &ok;
-    cn__conn_respond(c, &r);
+    uint8_t frame[CN_PB_RESPONSE_FRAME_MAX];
+    cn__conn_send_bytes(c, frame,
+                        cn_pb_send_ok_frame(frame, rid, server_time, duplicate, delivered_online));
 }
 
 static void send_done(cn_conn_t *c, cn_pending_t *p)

@@ -421,6 +421,8 @@ void cn__conn_accept(cn_loop_t *loop);
 void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame);
 /** Sends pre-encoded ServerFrame bytes. */
 void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n);
+/** Encodes and sends the Deliver of env (its ciphertext) under seq (0: ephemeral). */
+void cn__conn_send_deliver(cn_conn_t *c, const cn_rec_envelope_t *env, uint64_t seq);
 /** Whether c may be read: its output backlog and store requests are below their limits. */
 bool cn__conn_may_read(const cn_conn_t *c);
 /** Starts the WebSocket closing handshake with code and reason. */
@@ -557,13 +559,13 @@ void cn__delivery_resume(cn_conn_t *c);
 /** A CN_MSG_DELIVER for c's device. */
 void cn__delivery_on_msg(cn_conn_t *c, const cn_msg_t *msg);
 /**
- * Routes a Deliver frame for a freshly stored (seq > 0) or ephemeral
- * (seq 0) envelope to the loop the device is connected to, if any. here is
- * the calling loop (its thread only), or NULL: a device on it gets the
- * frame at once instead of through the inbox.
+ * Routes the Deliver of a freshly stored (seq > 0) or ephemeral (seq 0)
+ * envelope (env, with this device's ciphertext) to the loop the device is
+ * connected to, if any. here is the calling loop (its thread only), or
+ * NULL: a device on it gets the frame at once instead of through the inbox.
  */
 void cn__delivery_route(cn_server_t *s, cn_loop_t *here, const uint8_t device[CN_DEVICE_ID_LEN],
-                        uint64_t seq, const Chat__ServerFrame *frame, uint64_t sent_ns);
+                        uint64_t seq, const cn_rec_envelope_t *env, uint64_t sent_ns);
 /** Encodes a mailbox record as a Deliver frame and sends it on c. */
 CN_MUST_USE int cn__delivery_send_record(cn_conn_t *c, uint64_t seq, const uint8_t *value,
                                          size_t len);

@@ -112,6 +112,28 @@ typedef struct cn_rec_envelope {
     bool shared;
 } cn_rec_envelope_t;
 
+/* ------------------------------------------------ hot ServerFrames */
+
+/*
+ * The frames every message costs, encoded without protobuf-c (frames.c):
+ * the same bytes as chat__server_frame__pack of the equivalent
+ * Chat__ServerFrame. ServerFrame{deliver} of env (its ciphertext) under
+ * seq (0: an ephemeral, unstored envelope, sent with ephemeral = true):
+ * size, then write (out has room for size bytes; returns the bytes
+ * written).
+ */
+size_t cn_pb_deliver_frame_size(const cn_rec_envelope_t *env, uint64_t seq);
+size_t cn_pb_deliver_frame_write(const cn_rec_envelope_t *env, uint64_t seq, uint8_t *out);
+
+/** Room for either response frame below. */
+#define CN_PB_RESPONSE_FRAME_MAX 64
+/** ServerFrame{response: {request_id, send_ok}} and {request_id, ack_ok}
+ * (status OK); each returns the frame's length. */
+size_t cn_pb_send_ok_frame(uint8_t out[CN_PB_RESPONSE_FRAME_MAX], uint64_t request_id,
+                           uint64_t server_time, bool duplicate, uint32_t delivered_online);
+size_t cn_pb_ack_ok_frame(uint8_t out[CN_PB_RESPONSE_FRAME_MAX], uint64_t request_id,
+                          uint32_t deleted);
+
 /** dedupe CF value: the first result of a send, returned to retries. */
 typedef struct cn_rec_dedupe {
     uint64_t server_time; /* when the first copy was stored */

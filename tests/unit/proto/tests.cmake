@@ -1,1 +1,2 @@
 cn_unit_test(proto records LIBS chatproto)
+cn_unit_test(proto frames LIBS chatproto)
