@@ -69,7 +69,7 @@ static void test_deliver_matches_protobuf_c(void **state)
     static const size_t lens[] = {0, 1, 127, 128, 16383, 16384, CN_CIPHERTEXT_MAX};
     static const uint64_t times[] = {0, 1, 1700000000999ull};
     static const uint32_t kinds[] = {0, 1, CHAT__KIND__CONTROL};
-    static const char *const froms[] = {"", "b", "a-handle-of-thirty-two-characters"};
+    static const char *const froms[] = {"", "b", "a-handle-of-32-characters-at-max"};
     uint8_t *ct = malloc(CN_CIPHERTEXT_MAX);
     assert_non_null(ct);
     for (size_t i = 0; i < CN_CIPHERTEXT_MAX; i++)
@@ -89,6 +89,7 @@ static void test_deliver_matches_protobuf_c(void **state)
                             env.ciphertext = cn_slice(lens[b] ? ct : NULL, lens[b]);
                             env.server_time = times[t];
                             env.kind = kinds[k];
+                            assert_true(strlen(froms[f]) <= CN_HANDLE_MAX);
                             strcpy(env.from, froms[f]);
                             env.has_group = g;
                             check_deliver(&env, ct, seqs[a]);
