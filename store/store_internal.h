@@ -181,6 +181,19 @@ typedef struct cn__readhint {
     uint8_t body[CN__KEY_GMSG]; /* when shared */
 } cn__readhint_t;
 
+/** The WAL file whose synced pages the writer drops from the page cache (wal_drop.c). */
+typedef struct cn__wal_drop {
+    int fd;              /* the newest WAL, read-only; -1: none followed yet */
+    uint64_t number;     /* its file number */
+    uint64_t dropped;    /* its bytes before this offset are out of the cache */
+    uint64_t scanned_ms; /* the last look for a newer WAL */
+} cn__wal_drop_t;
+
+void cn__wal_drop_init(cn__wal_drop_t *w);
+void cn__wal_drop_dispose(cn__wal_drop_t *w);
+/** After a synced batch: drops what is synced and old enough (see wal_drop.c). */
+void cn__wal_drop_after_sync(cn__wal_drop_t *w, const char *dir, uint64_t now_ms);
+
 /** The writer's per-batch state, reused from batch to batch. */
 /** Scratch of the batched dedupe lookup: room for cap keys. */
 typedef struct cn__prefetch {
@@ -275,6 +288,7 @@ struct cn_store {
 
     cn__batch_t batch;       /* writer thread only */
     cn__counters_t counters; /* writer thread only */
+    cn__wal_drop_t wal_drop; /* writer thread only */
 
     /* Encryption at rest: ring NULL when encrypt is off. The ring locks
      * itself; legacy (a copy of its flag) and auth_failures are atomics. */

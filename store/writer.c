@@ -320,6 +320,8 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
         b->fatal = CN_EIO;
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, lazy, &ns, &synced);
+    if (b->fatal == CN_OK && synced)
+        cn__wal_drop_after_sync(&s->wal_drop, s->path, cn_now_ms());
     cn__counters_end(&s->counters, b->fatal == CN_OK);
     cn__recent_end(&b->recent, b->fatal == CN_OK);
     cn__keys_end(b, b->fatal == CN_OK);
@@ -414,6 +416,7 @@ int cn__writer_start(cn_store_t *s)
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
     s->batch.final = rocksdb_writebatch_create();
+    cn__wal_drop_init(&s->wal_drop);
     /* Without memory for it, acks read the mailbox back: only slower. */
     if (cn__recent_init(&s->batch.recent) < 0)
         cn_log_warn("store_recent_unavailable", "entries=%d", CN__RECENT_MAX);
@@ -467,6 +470,7 @@ void cn__writer_stop(cn_store_t *s)
     cn__refs_dispose(&s->batch.refs);
     cn__recent_dispose(&s->batch.recent);
     cn__overlay_dispose(&s->batch.overlay);
+    cn__wal_drop_dispose(&s->wal_drop);
     cn__prefetch_t *p = &s->batch.prefetch;
     free(p->keys), free(p->ptrs), free(p->absent), free(p->lens), free(p->values), free(p->errs);
     memset(p, 0, sizeof(*p));

@@ -3,7 +3,10 @@
  * contributes nothing, batch limits hold, and concurrent submitters never
  * get the same one-time prekey or mailbox seq twice.
  */
+#include "tests/unit/store/page_cache.h"
 #include "tests/unit/store/store_test_util.h"
+
+#include <time.h>
 
 static const uint8_t SENDER[CN_DEVICE_ID_LEN] = {0xee};
 
@@ -123,6 +126,52 @@ static void test_dedupe_lookup_in_any_order(void **state)
     }
     fx_reopen(f);
     assert_int_equal(depth(f->s, a), N);
+}
+
+/* With a syncing policy the writer drops the WAL's synced pages from the
+ * page cache but its last 8 MiB (store/wal_drop.c), and a WAL that a newer
+ * one replaced whole: after 24 MiB of envelopes at most about 10 MiB of
+ * the WAL files stay in memory. Its own store in /var/tmp, on disk (the
+ * pages of a tmpfs cannot be dropped). */
+static void test_synced_wal_leaves_the_page_cache(void **state)
+{
+    fx_t *f = *state;
+    enum { ROUNDS = 96, SENDS = 32, SIZE = 8000 };
+    cn_store_free(f->s);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    strcpy(f->dir, "/var/tmp/cn_store_test_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->opts.sync = CN_SYNC_BATCH;
+    fx_open(f);
+    static char ct[SIZE + 1];
+    memset(ct, 'w', SIZE);
+    static cn_store_op_t ops[SENDS];
+    static cn_store_recipient_t rs[SENDS];
+    cn_store_op_t *list[SENDS];
+    uint8_t a[CN_DEVICE_ID_LEN];
+    make_id(a, 7, 1);
+    unsigned id = 0;
+    for (int round = 0; round <= ROUNDS; round++) {
+        if (round == ROUNDS) { /* a last batch after the writer's next look for a newer WAL */
+            struct timespec pause = {0, 200 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        for (int i = 0; i < SENDS; i++, id++) {
+            recipient(&rs[i], a, ct);
+            op_send(&ops[i], SENDER, 0, &rs[i], 1, 10);
+            memcpy(ops[i].u.send.env.message_id, &id, sizeof(id));
+            list[i] = &ops[i];
+        }
+        run_batch_of(f->s, list, SENDS);
+        for (int i = 0; i < SENDS; i++)
+            assert_int_equal(ops[i].result, CN_OK);
+    }
+    size_t resident, total;
+    assert_int_equal(cn_test_wal_residency(f->dir, &resident, &total), 0);
+    assert_true(total > (size_t)ROUNDS * SENDS * SIZE);
+    assert_true(resident <= (10u << 20));
+    fx_reopen(f); /* and the WAL still recovers: every entry is there */
+    assert_int_equal(depth(f->s, a), (ROUNDS + 1) * SENDS);
 }
 
 static void test_lazy_batches_skip_fsync(void **state)
@@ -778,6 +827,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_senders_contiguous, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_lazy_batches_skip_fsync, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_synced_wal_leaves_the_page_cache, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_lazy_ops_wait_for_company, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 cn_unit_test(store store LIBS chatstore)
-cn_unit_test(store store_batch LIBS chatstore)
+cn_unit_test(store store_batch LIBS chatstore SOURCES unit/store/page_cache.c)
 cn_unit_test(store store_admin LIBS chatstore)
 cn_unit_test(store store_quota LIBS chatstore)
 cn_unit_test(store store_push LIBS chatstore)
