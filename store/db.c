@@ -404,6 +404,7 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     cn__hash_init();
     cn_store_t *s = calloc(1, sizeof(*s));
     CN_ENSURE(s != NULL, CN_ENOMEM);
+    cn__wal_drop_init(&s->wal_drop); /* fd -1 before anything can dispose it */
     fill_defaults(&s->opts, opts);
     s->path = strdup(opts->path);
     CN_ENSURE_OUT(s->path != NULL, CN_ENOMEM);

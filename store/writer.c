@@ -416,7 +416,6 @@ int cn__writer_start(cn_store_t *s)
     /* overwrite_key: reads through the batch see the latest write of a key. */
     s->batch.wb = rocksdb_writebatch_wi_create(0, 1);
     s->batch.final = rocksdb_writebatch_create();
-    cn__wal_drop_init(&s->wal_drop);
     /* Without memory for it, acks read the mailbox back: only slower. */
     if (cn__recent_init(&s->batch.recent) < 0)
         cn_log_warn("store_recent_unavailable", "entries=%d", CN__RECENT_MAX);
