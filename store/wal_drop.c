@@ -60,9 +60,15 @@ static uint64_t wal_number(const char *name)
 /* Follows the newest WAL of dir; the one it replaces is dropped whole. */
 static void follow_newest(cn__wal_drop_t *w, const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL)
+    /* open + fdopendir rather than opendir: ThreadSanitizer then sees the
+     * descriptor made here, not a number another thread closed before. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
         return;
+    }
     uint64_t newest = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         uint64_t n = wal_number(e->d_name);
