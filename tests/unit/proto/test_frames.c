@@ -99,6 +99,15 @@ static void test_deliver_matches_protobuf_c(void **state)
     free(ct);
 }
 
+static Chat__Response response_with(uint64_t request_id, Chat__Response__ResultCase result)
+{
+    Chat__Response r;
+    chat__response__init(&r);
+    r.request_id = request_id;
+    r.result_case = result;
+    return r;
+}
+
 static void check_response(Chat__Response *r, const uint8_t *got, size_t n)
 {
     Chat__ServerFrame f;
@@ -129,10 +138,7 @@ static void test_send_ok_and_ack_ok_match_protobuf_c(void **state)
                     ok.server_time = times[t];
                     ok.duplicate = dup;
                     ok.delivered_online = counts[c];
-                    Chat__Response r;
-                    chat__response__init(&r);
-                    r.request_id = rids[a];
-                    r.result_case = CHAT__RESPONSE__RESULT_SEND_OK;
+                    Chat__Response r = response_with(rids[a], CHAT__RESPONSE__RESULT_SEND_OK);
                     r.send_ok = &ok;
                     size_t n = cn_pb_send_ok_frame(out, rids[a], times[t], dup, counts[c]);
                     check_response(&r, out, n);
@@ -141,10 +147,7 @@ static void test_send_ok_and_ack_ok_match_protobuf_c(void **state)
             Chat__AckOk ok;
             chat__ack_ok__init(&ok);
             ok.deleted = counts[c];
-            Chat__Response r;
-            chat__response__init(&r);
-            r.request_id = rids[a];
-            r.result_case = CHAT__RESPONSE__RESULT_ACK_OK;
+            Chat__Response r = response_with(rids[a], CHAT__RESPONSE__RESULT_ACK_OK);
             r.ack_ok = &ok;
             size_t n = cn_pb_ack_ok_frame(out, rids[a], counts[c]);
             check_response(&r, out, n);
