@@ -183,16 +183,16 @@ typedef struct cn__readhint {
 
 /** The WAL file whose synced pages the writer drops from the page cache (wal_drop.c). */
 typedef struct cn__wal_drop {
-    int fd;              /* the newest WAL, read-only; -1: none followed yet */
-    uint64_t number;     /* its file number */
-    uint64_t dropped;    /* its bytes before this offset are out of the cache */
-    uint64_t scanned_ms; /* the last look for a newer WAL */
+    int fd;           /* the newest WAL, read-only; -1: none followed yet */
+    uint64_t number;  /* its file number */
+    uint64_t dropped; /* its bytes before this offset are out of the cache */
+    uint64_t size;    /* its size after the last synced batch */
 } cn__wal_drop_t;
 
 void cn__wal_drop_init(cn__wal_drop_t *w);
 void cn__wal_drop_dispose(cn__wal_drop_t *w);
 /** After a synced batch: drops what is synced and old enough (see wal_drop.c). */
-void cn__wal_drop_after_sync(cn__wal_drop_t *w, const char *dir, uint64_t now_ms);
+void cn__wal_drop_after_sync(cn__wal_drop_t *w, const char *dir);
 
 /** The writer's per-batch state, reused from batch to batch. */
 /** Scratch of the batched dedupe lookup: room for cap keys. */

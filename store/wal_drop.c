@@ -13,8 +13,11 @@
  *
  * The newest *.log in the data directory is the live WAL (RocksDB numbers
  * its files in increasing order). After a synced batch the writer drops
- * [dropped, size - WAL_DROP_KEEP) once that is at least WAL_DROP_STEP;
- * when a newer WAL appears, the older one is dropped whole. The kept tail
+ * [dropped, size - WAL_DROP_KEEP) once that is at least WAL_DROP_STEP.
+ * Every synced batch appends to the live WAL, so a followed file that did
+ * not grow since the last one has been replaced: only then is the
+ * directory read (it may hold thousands of tables), the newer WAL
+ * followed and the older one dropped whole. The kept tail
  * is what a reader of recent batches (a replica catching up by
  * GetUpdatesSince) would find in memory. Only clean pages are dropped, so
  * this runs only when the sync policy syncs. Writer thread only.
@@ -30,9 +33,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define WAL_DROP_KEEP    (8u << 20) /* about 170 ms of WAL at 80,000 msg/s */
-#define WAL_DROP_STEP    (1u << 20)
-#define WAL_DROP_SCAN_MS 100 /* how often the directory is read for a newer WAL */
+#define WAL_DROP_KEEP (8u << 20) /* about 170 ms of WAL at 80,000 msg/s */
+#define WAL_DROP_STEP (1u << 20)
 
 void cn__wal_drop_init(cn__wal_drop_t *w)
 {
@@ -92,18 +94,27 @@ static void follow_newest(cn__wal_drop_t *w, const char *dir)
     w->fd = fd;
     w->number = newest;
     w->dropped = 0;
+    w->size = 0;
 }
 
-void cn__wal_drop_after_sync(cn__wal_drop_t *w, const char *dir, uint64_t now_ms)
+static bool file_size(int fd, uint64_t *size)
 {
-    if (w->fd < 0 || now_ms - w->scanned_ms >= WAL_DROP_SCAN_MS) {
-        w->scanned_ms = now_ms;
-        follow_newest(w, dir);
-    }
     struct stat st;
-    if (w->fd < 0 || fstat(w->fd, &st) != 0)
-        return;
-    uint64_t size = (uint64_t)st.st_size;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return false;
+    *size = (uint64_t)st.st_size;
+    return true;
+}
+
+void cn__wal_drop_after_sync(cn__wal_drop_t *w, const char *dir)
+{
+    uint64_t size;
+    if (!file_size(w->fd, &size) || size == w->size) {
+        follow_newest(w, dir); /* first use, or the WAL was replaced */
+        if (!file_size(w->fd, &size))
+            return;
+    }
+    w->size = size;
     if (size < (uint64_t)WAL_DROP_KEEP + WAL_DROP_STEP ||
         size - WAL_DROP_KEEP < w->dropped + WAL_DROP_STEP)
         return;

@@ -321,7 +321,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     if (b->fatal == CN_OK)
         b->fatal = write_batch(s, b, lazy, &ns, &synced);
     if (b->fatal == CN_OK && synced)
-        cn__wal_drop_after_sync(&s->wal_drop, s->path, cn_now_ms());
+        cn__wal_drop_after_sync(&s->wal_drop, s->path);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
     cn__recent_end(&b->recent, b->fatal == CN_OK);
     cn__keys_end(b, b->fatal == CN_OK);
