@@ -404,28 +404,36 @@ void cn__conn_send_bytes(cn_conn_t *c, const uint8_t *p, size_t n)
     flush(c);
 }
 
-void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame)
+/* Room for an encoded frame of n bytes in the thread's frame buffer, or
+ * NULL with c aborted. */
+static uint8_t *frame_room(cn_conn_t *c, size_t n)
 {
-    size_t n = chat__server_frame__get_packed_size(frame);
     cn_buf_reset(&t_frame);
     if (cn_buf_reserve(&t_frame, n) < 0) {
         cn__conn_abort(c, "out of memory");
-        return;
+        return NULL;
     }
-    chat__server_frame__pack(frame, t_frame.data);
-    cn__conn_send_bytes(c, t_frame.data, n);
+    return t_frame.data;
+}
+
+void cn__conn_send_frame(cn_conn_t *c, const Chat__ServerFrame *frame)
+{
+    size_t n = chat__server_frame__get_packed_size(frame);
+    uint8_t *p = frame_room(c, n);
+    if (p) {
+        chat__server_frame__pack(frame, p);
+        cn__conn_send_bytes(c, p, n);
+    }
 }
 
 void cn__conn_send_deliver(cn_conn_t *c, const cn_rec_envelope_t *env, uint64_t seq)
 {
     size_t n = cn_pb_deliver_frame_size(env, seq);
-    cn_buf_reset(&t_frame);
-    if (cn_buf_reserve(&t_frame, n) < 0) {
-        cn__conn_abort(c, "out of memory");
-        return;
+    uint8_t *p = frame_room(c, n);
+    if (p) {
+        cn_pb_deliver_frame_write(env, seq, p);
+        cn__conn_send_bytes(c, p, n);
     }
-    cn_pb_deliver_frame_write(env, seq, t_frame.data);
-    cn__conn_send_bytes(c, t_frame.data, n);
 }
 
 void cn__conn_respond(cn_conn_t *c, Chat__Response *resp)
