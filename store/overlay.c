@@ -38,8 +38,14 @@
 /* Record layout in the log: cf u8, deleted u8, klen u16, vlen u32, key, value. */
 #define REC_HEAD 8
 
+/* A mailbox key hashes as its device mixed with its seq, like the recent
+ * entries and the counters do: the op that writes or deletes it has just
+ * hashed that device (hash.c remembers it). */
 static uint64_t key_hash(enum cn__cf cf, const uint8_t *key, size_t klen)
 {
+    if (cf == CN__CF_MAILBOX && klen == CN__KEY_MAILBOX)
+        return cn__hash(key, CN_DEVICE_ID_LEN,
+                        cn_load_u64be(key + CN_DEVICE_ID_LEN) ^ (uint64_t)cf << 56);
     return cn__hash(key, klen, (uint64_t)cf);
 }
 

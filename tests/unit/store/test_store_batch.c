@@ -95,6 +95,39 @@ static void op_last_seen(cn_store_op_t *op, const char *handle, uint64_t t, bool
  * the insertion sort's budget runs out. Either way each Send gets its own
  * answer: a retry of a committed message is a duplicate, whatever its
  * place in the batch, and a new one is not. */
+/* hash.c remembers the last device id and the last other key each thread
+ * hashed: what it answers must be the hash of the bytes now, whatever
+ * was hashed in between or changed in place. */
+static void test_table_hash_remembers_only_equal_bytes(void **state)
+{
+    (void)state;
+    cn__hash_init();
+    const uint64_t golden = 0x9e3779b97f4a7c15ull;
+    uint8_t dev[CN_DEVICE_ID_LEN] = {1}, other[CN_DEVICE_ID_LEN] = {2};
+    uint8_t dkey[CN__KEY_DEDUPE] = {3}, big[100] = {4};
+    uint64_t h_dev = cn__hash(dev, sizeof(dev), 0);
+    uint64_t h_dkey = cn__hash(dkey, sizeof(dkey), 0);
+    uint64_t h_big = cn__hash(big, sizeof(big), 0);
+    assert_true(cn__hash(dev, sizeof(dev), 7) == (h_dev ^ 7 * golden));
+    assert_true(cn__hash(other, sizeof(other), 0) != h_dev);
+    assert_true(cn__hash(dev, sizeof(dev), 0) == h_dev);
+    /* The same buffer with one byte changed, then changed back. */
+    dev[CN_DEVICE_ID_LEN - 1] ^= 1;
+    uint64_t h_dev2 = cn__hash(dev, sizeof(dev), 0);
+    assert_true(h_dev2 != h_dev);
+    dev[CN_DEVICE_ID_LEN - 1] ^= 1;
+    assert_true(cn__hash(dev, sizeof(dev), 0) == h_dev);
+    /* A prefix of the same bytes is another input. */
+    assert_true(cn__hash(dkey, sizeof(dkey) - 1, 0) != h_dkey);
+    assert_true(cn__hash(dkey, sizeof(dkey), 0) == h_dkey);
+    dkey[0] ^= 0x80;
+    assert_true(cn__hash(dkey, sizeof(dkey), 0) != h_dkey);
+    dkey[0] ^= 0x80;
+    assert_true(cn__hash(dkey, sizeof(dkey), 0) == h_dkey);
+    big[99] ^= 1;
+    assert_true(cn__hash(big, sizeof(big), 0) != h_big);
+}
+
 static void test_dedupe_lookup_in_any_order(void **state)
 {
     fx_t *f = *state;
@@ -807,6 +840,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_dedupe_key_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_dedupe_lookup_in_any_order, fx_setup, fx_teardown),
+        cmocka_unit_test(test_table_hash_remembers_only_equal_bytes),
         cmocka_unit_test_setup_teardown(test_register_then_send_and_link, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_two_fetches_in_one_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_replay_order_many_devices, fx_setup, fx_teardown),
