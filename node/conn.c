@@ -445,13 +445,9 @@ void cn__conn_respond(cn_conn_t *c, Chat__Response *resp)
     cn__conn_send_frame(c, &f);
 }
 
-bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, const uint8_t *key,
-                      size_t keylen, double cost)
+/* A request refused by the limit of action a: RATE_LIMITED with the wait. */
+static void respond_limited(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, uint32_t retry)
 {
-    uint32_t retry = 0;
-    const uint8_t *dev = c->authed ? c->device_id : NULL;
-    if (cn__rl_take(srv(c)->rl, a, key, keylen, dev, cost, cn__loop_now(c->loop), &retry) == CN_OK)
-        return true;
     char detail[64];
     snprintf(detail, sizeof(detail), "rate limited (%s)", cn__rl_action_name(a));
     Chat__Response r;
@@ -461,6 +457,27 @@ bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, co
     r.detail = detail;
     r.retry_after_ms = retry;
     cn__conn_respond(c, &r);
+}
+
+bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, const uint8_t *key,
+                      size_t keylen, double cost)
+{
+    uint32_t retry = 0;
+    const uint8_t *dev = c->authed ? c->device_id : NULL;
+    if (cn__rl_take(srv(c)->rl, a, key, keylen, dev, cost, cn__loop_now(c->loop), &retry) == CN_OK)
+        return true;
+    respond_limited(c, request_id, a, retry);
+    return false;
+}
+
+bool cn__conn_send_rate_ok(cn_conn_t *c, uint64_t request_id, double bytes)
+{
+    uint32_t retry = 0;
+    enum cn_rl_action refused;
+    if (cn__rl_take_send(srv(c)->rl, c->device_id, CN_DEVICE_ID_LEN, c->device_id, bytes,
+                         cn__loop_now(c->loop), &refused, &retry) == CN_OK)
+        return true;
+    respond_limited(c, request_id, refused, retry);
     return false;
 }
 

@@ -67,8 +67,7 @@ void cn__handle_group_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
         return;
     }
     size_t len = m->sender_key_ciphertext.len;
-    if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
-        !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, (double)len))
+    if (!cn__conn_send_rate_ok(c, rid, (double)len))
         return;
     const cn_cached_group_t *g = NULL;
     int rc = cn__group_get(srv(c), m->group_id.data, &g);

@@ -250,8 +250,7 @@ void cn__handle_send(cn_conn_t *c, uint64_t rid, const Chat__Send *m)
     double bytes = 0;
     for (size_t i = 0; i < m->n_envelopes; i++)
         bytes += (double)m->envelopes[i]->ciphertext.len;
-    if (!cn__conn_rate_ok(c, rid, CN_RL_SEND, c->device_id, CN_DEVICE_ID_LEN, 1) ||
-        !cn__conn_rate_ok(c, rid, CN_RL_SEND_BYTES, c->device_id, CN_DEVICE_ID_LEN, bytes))
+    if (!cn__conn_send_rate_ok(c, rid, bytes))
         return;
     /* Both device lists come from the user cache (node/usercache.c):
      * a link or revoke is invalidated there before it is answered. */

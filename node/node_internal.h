@@ -461,6 +461,9 @@ void cn__conn_respond_status(cn_conn_t *c, uint64_t request_id, Chat__Status sta
  */
 bool cn__conn_rate_ok(cn_conn_t *c, uint64_t request_id, enum cn_rl_action a, const uint8_t *key,
                       size_t keylen, double cost);
+/** A Send of an authenticated device: one send token and bytes send-bytes
+ * tokens (cn__rl_take_send); on refusal answers like cn__conn_rate_ok. */
+bool cn__conn_send_rate_ok(cn_conn_t *c, uint64_t request_id, double bytes);
 
 /* ------------------------------------------------------------ handlers */
 

@@ -7,8 +7,9 @@
  *
  * Keys are source IPs and device ids, both chosen by clients, so they are
  * hashed with SipHash (libsodium's crypto_shorthash) under a random key:
- * nobody can aim keys at one probe sequence. Each Send takes two buckets,
- * so the key is hashed once per take: its low bits pick the shard, the
+ * nobody can aim keys at one probe sequence. A bucket's hash is the
+ * SipHash of its key mixed with its action, so a Send's two buckets cost
+ * one SipHash (cn__rl_take_send); the hash's low bits pick the shard, the
  * bits above them the slot.
  */
 #include "node/ratelimit.h"
@@ -121,9 +122,22 @@ void cn__rl_free(cn_ratelimit_t *rl)
     free(rl);
 }
 
+/* A bucket's hash: SipHash of its key after the action byte, mixed with
+ * the action, so that a Send's two buckets share one SipHash
+ * (cn__rl_take_send). */
+static uint64_t ident_hash(const cn_ratelimit_t *rl, const uint8_t *k)
+{
+    return cn_table_hash(rl->hash_key, k + 1, KEY_LEN - 1);
+}
+
+static uint64_t action_hash(uint64_t ident, uint8_t action)
+{
+    return ident ^ ((uint64_t)action + 1) * 0x9e3779b97f4a7c15ull;
+}
+
 static uint64_t hash_key(const cn_ratelimit_t *rl, const uint8_t *k)
 {
-    return cn_table_hash(rl->hash_key, k, KEY_LEN);
+    return action_hash(ident_hash(rl, k), k[0]);
 }
 
 static size_t home_slot(uint64_t hash)
@@ -216,15 +230,10 @@ static bucket_t *lookup(cn_ratelimit_t *rl, shard_t *s, const uint8_t *k, uint64
     return b;
 }
 
-static int bucket_op(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
-                     const uint8_t *device, double cost, uint64_t now, bool take,
-                     uint32_t *retry_after_ms)
+/* The bucket of key k (its action in k[0]) under policy p. */
+static int bucket_apply(cn_ratelimit_t *rl, const uint8_t *k, uint64_t hash, cn_rl_policy_t p,
+                        double cost, uint64_t now, bool take, uint32_t *retry_after_ms)
 {
-    CN_ENSURE((unsigned)a < CN_RL__COUNT && keylen <= CN_RL_KEY_MAX, CN_EINVAL);
-    uint8_t k[KEY_LEN] = {(uint8_t)a, (uint8_t)keylen};
-    memcpy(k + 2, key, keylen);
-    cn_rl_policy_t p = cn__rl_get(rl, a, device);
-    uint64_t hash = hash_key(rl, k);
     shard_t *s = &rl->shards[hash % SHARDS];
     int rc = CN_OK;
     pthread_mutex_lock(&s->lock);
@@ -242,14 +251,56 @@ static int bucket_op(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key
     }
     pthread_mutex_unlock(&s->lock);
     if (rc == CN_ELIMIT && take)
-        atomic_fetch_add(&rl->refused[a], 1);
+        atomic_fetch_add(&rl->refused[k[0]], 1);
     return rc;
+}
+
+static int make_key(uint8_t k[KEY_LEN], enum cn_rl_action a, const uint8_t *key, size_t keylen)
+{
+    CN_ENSURE((unsigned)a < CN_RL__COUNT && keylen <= CN_RL_KEY_MAX, CN_EINVAL);
+    memset(k, 0, KEY_LEN);
+    k[0] = (uint8_t)a;
+    k[1] = (uint8_t)keylen;
+    memcpy(k + 2, key, keylen);
+    return CN_OK;
+}
+
+static int bucket_op(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
+                     const uint8_t *device, double cost, uint64_t now, bool take,
+                     uint32_t *retry_after_ms)
+{
+    uint8_t k[KEY_LEN];
+    CN_TRY(make_key(k, a, key, keylen));
+    return bucket_apply(rl, k, hash_key(rl, k), cn__rl_get(rl, a, device), cost, now, take,
+                        retry_after_ms);
 }
 
 int cn__rl_take(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,
                 const uint8_t *device, double cost, uint64_t now_ms, uint32_t *retry_after_ms)
 {
     return bucket_op(rl, a, key, keylen, device, cost, now_ms, true, retry_after_ms);
+}
+
+int cn__rl_take_send(cn_ratelimit_t *rl, const uint8_t *key, size_t keylen, const uint8_t *device,
+                     double bytes, uint64_t now_ms, enum cn_rl_action *refused,
+                     uint32_t *retry_after_ms)
+{
+    uint8_t k[KEY_LEN];
+    CN_TRY(make_key(k, CN_RL_SEND, key, keylen));
+    uint64_t ident = ident_hash(rl, k);
+    pthread_mutex_lock(&rl->policy_lock);
+    const override_t *o = find_override(rl, CN_RL_SEND, device);
+    cn_rl_policy_t count = o ? o->p : rl->defaults[CN_RL_SEND];
+    o = find_override(rl, CN_RL_SEND_BYTES, device);
+    cn_rl_policy_t size = o ? o->p : rl->defaults[CN_RL_SEND_BYTES];
+    pthread_mutex_unlock(&rl->policy_lock);
+    *refused = CN_RL_SEND;
+    CN_TRY(bucket_apply(rl, k, action_hash(ident, CN_RL_SEND), count, 1, now_ms, true,
+                        retry_after_ms));
+    k[0] = CN_RL_SEND_BYTES;
+    *refused = CN_RL_SEND_BYTES;
+    return bucket_apply(rl, k, action_hash(ident, CN_RL_SEND_BYTES), size, bytes, now_ms, true,
+                        retry_after_ms);
 }
 
 int cn__rl_check(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key, size_t keylen,

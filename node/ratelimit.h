@@ -58,6 +58,16 @@ CN_MUST_USE int cn__rl_take(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8
 /* now_ms: a monotonic clock in ms, the same for every caller (the loops'
  * cn__loop_now); a time behind the bucket's refills nothing. */
 
+/**
+ * A Send's two takes with one hash and one policy lookup: one token of
+ * CN_RL_SEND, then bytes of CN_RL_SEND_BYTES, both for key. On CN_ELIMIT
+ * *refused names the bucket that refused (a token taken from CN_RL_SEND
+ * stays taken when the bytes are refused, as with two cn__rl_take calls).
+ */
+CN_MUST_USE int cn__rl_take_send(cn_ratelimit_t *rl, const uint8_t *key, size_t keylen,
+                                 const uint8_t *device, double bytes, uint64_t now_ms,
+                                 enum cn_rl_action *refused, uint32_t *retry_after_ms);
+
 /** Like cn__rl_take but takes nothing: CN_ELIMIT when fewer than cost are left. */
 CN_MUST_USE int cn__rl_check(cn_ratelimit_t *rl, enum cn_rl_action a, const uint8_t *key,
                              size_t keylen, const uint8_t *device, double cost, uint64_t now_ms,

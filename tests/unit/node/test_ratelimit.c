@@ -82,6 +82,43 @@ static void test_cost_and_check(void **state)
     cn__rl_free(rl);
 }
 
+/* A Send's two takes in one call: the same buckets as cn__rl_take's, the
+ * per-device override of either, and which one refused. */
+static void test_take_send(void **state)
+{
+    (void)state;
+    cn_ratelimit_t *rl = cn__rl_new();
+    assert_int_equal(cn__rl_set(rl, CN_RL_SEND, NULL, (cn_rl_policy_t){10, 3}), CN_OK);
+    assert_int_equal(cn__rl_set(rl, CN_RL_SEND_BYTES, DEV_A, (cn_rl_policy_t){1000, 1000}), CN_OK);
+    uint32_t retry = 0;
+    enum cn_rl_action refused = CN_RL_CONNECT;
+    assert_int_equal(cn__rl_take_send(rl, DEV_A, 32, DEV_A, 400, 0, &refused, &retry), CN_OK);
+    assert_int_equal(cn__rl_take_send(rl, DEV_A, 32, DEV_A, 400, 0, &refused, &retry), CN_OK);
+    /* 200 bytes left under DEV_A's override: 400 more wait 200 ms. */
+    assert_int_equal(cn__rl_take_send(rl, DEV_A, 32, DEV_A, 400, 0, &refused, &retry), CN_ELIMIT);
+    assert_int_equal(refused, CN_RL_SEND_BYTES);
+    assert_int_equal(retry, 200);
+    /* The buckets are cn__rl_take's: 200 bytes and no send left. */
+    assert_int_equal(cn__rl_check(rl, CN_RL_SEND_BYTES, DEV_A, 32, DEV_A, 200, 0, &retry), CN_OK);
+    assert_int_equal(cn__rl_check(rl, CN_RL_SEND_BYTES, DEV_A, 32, DEV_A, 201, 0, &retry),
+                     CN_ELIMIT);
+    assert_int_equal(cn__rl_check(rl, CN_RL_SEND, DEV_A, 32, DEV_A, 1, 0, &retry), CN_ELIMIT);
+    assert_int_equal(cn__rl_take_send(rl, DEV_A, 32, DEV_A, 1, 0, &refused, &retry), CN_ELIMIT);
+    assert_int_equal(refused, CN_RL_SEND);
+    assert_int_equal(retry, 100);
+    assert_int_equal(cn__rl_refused(rl, CN_RL_SEND), 1);
+    assert_int_equal(cn__rl_refused(rl, CN_RL_SEND_BYTES), 1);
+    /* DEV_B: its own buckets, the default send-bytes policy. */
+    double big = cn__rl_default(CN_RL_SEND_BYTES).burst;
+    assert_int_equal(cn__rl_take_send(rl, DEV_B, 32, DEV_B, big, 0, &refused, &retry), CN_OK);
+    assert_int_equal(cn__rl_take(rl, CN_RL_SEND, DEV_B, 32, DEV_B, 2, 0, &retry), CN_OK);
+    assert_int_equal(cn__rl_take_send(rl, DEV_B, 32, DEV_B, 0, 0, &refused, &retry), CN_ELIMIT);
+    assert_int_equal(refused, CN_RL_SEND);
+    assert_int_equal(cn__rl_take_send(rl, DEV_B, CN_RL_KEY_MAX + 1, DEV_B, 0, 0, &refused, &retry),
+                     CN_EINVAL);
+    cn__rl_free(rl);
+}
+
 static void count_override(void *ctx, enum cn_rl_action a, const uint8_t *d, cn_rl_policy_t q)
 {
     assert_int_equal(a, CN_RL_HISTORY);
@@ -159,8 +196,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_refill), cmocka_unit_test(test_stale_time_counts_once),
-        cmocka_unit_test(test_cost_and_check),    cmocka_unit_test(test_device_override),
-        cmocka_unit_test(test_names_and_rates),   cmocka_unit_test(test_many_keys_bounded),
+        cmocka_unit_test(test_cost_and_check),    cmocka_unit_test(test_take_send),
+        cmocka_unit_test(test_device_override),   cmocka_unit_test(test_names_and_rates),
+        cmocka_unit_test(test_many_keys_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
