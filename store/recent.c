@@ -73,7 +73,8 @@ static void unlink_entry(cn__recent_t *r, uint32_t i)
     e->used = false;
 }
 
-/* Batch-local: the additions wait in pending until the batch is written. */
+/* Batch-local: the additions wait in pending until the batch is written.
+ * The bucket is found now, while the op's device is hash.c's last one. */
 void cn__recent_add(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t size,
                     const uint8_t *body)
 {
@@ -82,6 +83,7 @@ void cn__recent_add(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t
     cn__recent_entry_t *e = &r->pending[r->npending++];
     memcpy(e->device, device, CN_DEVICE_ID_LEN);
     e->seq = seq;
+    e->bucket = bucket_of(r, device, seq);
     e->size = (uint32_t)size;
     e->shared = body != NULL;
     if (body)
@@ -116,7 +118,6 @@ void cn__recent_end(cn__recent_t *r, bool ok)
             unlink_entry(r, i); /* the oldest goes */
         r->entries[i] = r->pending[k];
         cn__recent_entry_t *e = &r->entries[i];
-        e->bucket = bucket_of(r, e->device, e->seq);
         uint32_t *b = &r->buckets[e->bucket];
         e->used = true;
         e->next = *b;
