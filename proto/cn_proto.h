@@ -134,10 +134,12 @@ size_t cn_pb_send_ok_frame(uint8_t out[CN_PB_RESPONSE_FRAME_MAX], uint64_t reque
 size_t cn_pb_ack_ok_frame(uint8_t out[CN_PB_RESPONSE_FRAME_MAX], uint64_t request_id,
                           uint32_t deleted);
 
-/** dedupe CF value: the first result of a send, returned to retries. */
+/** dedupe CF value: the first result of a send, returned to retries.
+ * Stored in the clear (store/seal.c): it holds only the time, which a
+ * sealed record's header showed in the clear too. Records from before
+ * 2026-11-29 also hold the number of mailboxes written; it is read past. */
 typedef struct cn_rec_dedupe {
     uint64_t server_time; /* when the first copy was stored */
-    uint32_t recipients;  /* mailboxes written */
 } cn_rec_dedupe_t;
 
 /** prekeys CF value (signed or one-time). */

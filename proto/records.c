@@ -284,9 +284,8 @@ int cn_rec_envelope_decode(const uint8_t *p, size_t n, cn_rec_envelope_t *out)
 
 static int dedupe_write(const cn_rec_dedupe_t *r, cn_buf_t *b)
 {
-    CN_TRY(wr_begin(b, 2));
-    CN_TRY(wr_kuint(b, KX_SERVER_TIME, r->server_time));
-    return wr_kuint(b, KX_RECIPIENTS, r->recipients);
+    CN_TRY(wr_begin(b, 1));
+    return wr_kuint(b, KX_SERVER_TIME, r->server_time);
 }
 
 int cn_rec_dedupe_encode(const cn_rec_dedupe_t *r, cn_buf_t *out)
@@ -303,14 +302,15 @@ int cn_rec_dedupe_decode(const uint8_t *p, size_t n, cn_rec_dedupe_t *out)
     CN_TRY(rd_begin(&r, p, n, &nfields));
     for (uint64_t i = 0; i < nfields; i++) {
         CN_TRY(rd_key(&r, &prev, &seen, &key));
+        uint32_t recipients; /* older records: read past */
         if (key == KX_SERVER_TIME)
             CN_TRY(rd_uint(&r, UINT64_MAX, &out->server_time));
         else if (key == KX_RECIPIENTS)
-            CN_TRY(rd_u32(&r, &out->recipients));
+            CN_TRY(rd_u32(&r, &recipients));
         else
             return CN_EINVAL;
     }
-    return rd_end(&r, seen, BIT(KX_SERVER_TIME) | BIT(KX_RECIPIENTS));
+    return rd_end(&r, seen, BIT(KX_SERVER_TIME));
 }
 
 /* ---------------------------------------------------------------- prekey */

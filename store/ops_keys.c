@@ -61,7 +61,9 @@ int cn__op_keys_retire(cn__batch_t *b, cn_store_op_t *op)
     return CN_OK;
 }
 
-/** Moves one record to the current key unless it changed since the pass saw it. */
+/** Moves one record to the current key unless it changed since the pass saw it
+ * (a record of a plain family, a dedupe one sealed before, is written back
+ * in the clear: cn__batch_put_raw seals only what cn__cf_sealed names). */
 static int reseal_one(cn__batch_t *b, cn__reseal_t *r, size_t i)
 {
     char *v;
@@ -74,6 +76,11 @@ static int reseal_one(cn__batch_t *b, cn__reseal_t *r, size_t i)
         return CN_OK;
     }
     CN_TRY(rc);
+    if (!cn__value_needs_open(b->s, r->cf[i], (const uint8_t *)v, vlen)) {
+        r->outcome[i] = CN__RESEAL_NEWER; /* plain meanwhile (dedupe): under no key */
+        rocksdb_free(v);
+        return CN_OK;
+    }
     rc = cn__value_key_id(b->s, (const uint8_t *)v, vlen, &id);
     if (rc == CN_OK && (id != r->old_id[i] || id == cur)) {
         r->outcome[i] = CN__RESEAL_NEWER; /* compare-and-swap: a newer value stays */

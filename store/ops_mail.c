@@ -148,7 +148,7 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
 
 static int store_dedupe(cn__batch_t *b, const cn_store_op_t *op, const uint8_t dkey[CN__KEY_DEDUPE])
 {
-    cn_rec_dedupe_t d = {.server_time = op->u.send.env.server_time, .recipients = op->u.send.n};
+    cn_rec_dedupe_t d = {.server_time = op->u.send.env.server_time};
     cn_buf_reset(&b->v1);
     CN_TRY(cn_rec_dedupe_encode(&d, &b->v1));
     cn__overlay_put(b, CN__CF_DEDUPE, dkey, CN__KEY_DEDUPE, &b->v1, d.server_time);

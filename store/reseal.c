@@ -1,7 +1,9 @@
 /*
  * The re-seal pass: a background thread that walks every sealed column
  * family and moves the records sealed under an old key (or plaintext
- * records of a legacy database, key id 0) to the current key.
+ * records of a legacy database, key id 0) to the current key. It walks
+ * dedupe too, which is plain now (seal.c): a dedupe record sealed before
+ * is written back in the clear, so that its key can drain.
  *
  * It never writes itself. It reads committed data in slices (a fresh
  * iterator per slice, so no snapshot is held for long) and hands each
@@ -111,12 +113,16 @@ static void scan_one(cn_store_t *s, cn__reseal_t *r, enum cn__cf cf, const char 
                      const uint8_t *v, size_t vlen)
 {
     uint32_t id;
-    if (cn__value_key_id(s, v, vlen, &id) < 0)
+    bool sealed = cn__value_needs_open(s, cf, v, vlen); /* else plain dedupe: under no key */
+    if (sealed && cn__value_key_id(s, v, vlen, &id) < 0)
         id = 0; /* plaintext where none may be: the writer reports it */
     pthread_mutex_lock(&s->pass.mu);
-    count_add(&s->pass, id, 1);
+    if (sealed)
+        count_add(&s->pass, id, 1);
     s->pass.scanned++;
     pthread_mutex_unlock(&s->pass.mu);
+    if (!sealed)
+        return;
     if (id == r->current || klen > CN__KEY_MAX)
         return;
     size_t i = r->n++;
@@ -189,7 +195,7 @@ static void settle(cn_store_t *s, const cn__reseal_t *r)
             continue; /* still under its key: that key stays in use */
         if (o == CN__RESEAL_MOVED)
             p->resealed++;
-        if (o == CN__RESEAL_MOVED || o == CN__RESEAL_NEWER)
+        if ((o == CN__RESEAL_MOVED || o == CN__RESEAL_NEWER) && cn__cf_sealed(s, r->cf[i]))
             count_add(p, r->new_id[i], 1);
         count_add(p, r->old_id[i], -1);
     }

@@ -7,10 +7,11 @@
  * A sealed value is crypto/cn_crypto.h's record (CN_ATREST_OVERHEAD bytes
  * more than the plaintext) with associated data CF id ‖ record key: a
  * value copied under another key or into another column family does not
- * open. Its expires_hint is the time the TTL filters need (mailbox and
- * dedupe: server_time; media: the expiry, 0 = never), so they never need a
- * key. meta (node-internal counters, policies, invites) and default stay
- * plaintext; the key ring in meta is sealed under the master key.
+ * open. Its expires_hint is the time the TTL filters need (mailbox:
+ * server_time; media: the expiry, 0 = never), so they never need a key.
+ * meta (node-internal counters, policies, invites), dedupe (below) and
+ * default stay plaintext; the key ring in meta is sealed under the master
+ * key.
  *
  * A database from before encryption holds plaintext values: while the ring
  * says so (its legacy flag) a value without the magic byte reads as it is
@@ -30,9 +31,25 @@ static const char *const cf_label[CN__CF_COUNT] = {
     "groups",  "media",   "history", "meta",    "push",    "gmsg",
 };
 
+/*
+ * dedupe is not sealed since 2026-11-29: its value is the first result's
+ * server_time only (proto/cn_proto.h cn_rec_dedupe_t), the time a sealed
+ * record shows in its clear header anyway, and its key (sender device ‖
+ * message id) was never sealable. Sealing it cost an AEAD per Send (about
+ * 320 ns, 3 % of the node's CPU at relay-80k) and protected nothing else.
+ * Values sealed before still open (cn__value_needs_open), and the re-seal pass
+ * writes them back in the clear (ops_keys.c).
+ */
 bool cn__cf_sealed(const cn_store_t *s, enum cn__cf cf)
 {
-    return s->ring != NULL && cf != CN__CF_DEFAULT && cf != CN__CF_META;
+    return s->ring != NULL && cf != CN__CF_DEFAULT && cf != CN__CF_META && cf != CN__CF_DEDUPE;
+}
+
+bool cn__value_needs_open(const cn_store_t *s, enum cn__cf cf, const uint8_t *v, size_t n)
+{
+    if (cn__cf_sealed(s, cf))
+        return true;
+    return s->ring != NULL && cf == CN__CF_DEDUPE && cn_atrest_header(v, n, NULL, NULL) == CN_OK;
 }
 
 /** The record's associated data: CF id ‖ key. */
@@ -54,10 +71,6 @@ uint64_t cn__expires_hint(enum cn__cf cf, const uint8_t *key, size_t klen, const
     if (cf == CN__CF_MAILBOX || cf == CN__CF_GMSG) {
         cn_rec_envelope_t env;
         return cn_rec_envelope_decode(v, n, &env) == CN_OK ? env.server_time : UINT64_MAX;
-    }
-    if (cf == CN__CF_DEDUPE) {
-        cn_rec_dedupe_t d;
-        return cn_rec_dedupe_decode(v, n, &d) == CN_OK ? d.server_time : UINT64_MAX;
     }
     if (cf != CN__CF_MEDIA)
         return 0;
@@ -138,7 +151,7 @@ int cn__open_inplace(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen
 {
     bool plain;
     size_t n;
-    if (!cn__cf_sealed(s, cf))
+    if (!cn__value_needs_open(s, cf, v, *vlen))
         return CN_OK;
     CN_TRY(open_to(s, cf, key, klen, v, *vlen, v + CN_ATREST_HDR_LEN, &n, &plain));
     if (!plain)
@@ -153,7 +166,7 @@ int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, c
     bool plain;
     *out = v;
     *outlen = n;
-    if (!cn__cf_sealed(s, cf))
+    if (!cn__value_needs_open(s, cf, v, n))
         return CN_OK;
     cn_buf_reset(scratch);
     CN_TRY(cn_buf_reserve(scratch, n));

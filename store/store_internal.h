@@ -424,8 +424,11 @@ void cn__counters_end(cn__counters_t *c, bool ok);
 void cn__counters_dispose(cn__counters_t *c);
 
 /* seal.c: the record layer of encryption at rest */
-/** True when the values of cf are sealed (encryption on, not meta or default). */
+/** True when the values of cf are sealed (encryption on, not meta, dedupe or default). */
 bool cn__cf_sealed(const cn_store_t *s, enum cn__cf cf);
+/** True when v (n bytes of cf) must be opened: any value of a sealed family,
+ * and a dedupe value sealed before dedupe became plain. */
+bool cn__value_needs_open(const cn_store_t *s, enum cn__cf cf, const uint8_t *v, size_t n);
 /** The store's legacy flag: plaintext values still read (as key id 0). */
 static inline bool cn__legacy(cn_store_t *s)
 {

@@ -270,10 +270,25 @@ static void test_dedupe_prekey_roundtrip(void **state)
     (void)state;
     cn_buf_t b;
     cn_buf_init(&b);
-    cn_rec_dedupe_t d = {.server_time = UINT64_MAX, .recipients = 64}, dout;
+    cn_rec_dedupe_t d = {.server_time = UINT64_MAX}, dout;
     assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
     assert_int_equal(cn_rec_dedupe_decode(b.data, b.len, &dout), CN_OK);
-    assert_true(dout.server_time == d.server_time && dout.recipients == d.recipients);
+    assert_true(dout.server_time == d.server_time);
+    /* Only the time is written: {0: version 1, 1: server_time 5}. */
+    cn_buf_reset(&b);
+    d.server_time = 5;
+    assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
+    assert_int_equal(b.len, 5);
+    assert_memory_equal(b.data, "\xa2\x00\x01\x01\x05", 5);
+    /* A record from before also held the mailboxes written (key 2): read past. */
+    assert_int_equal(
+        cn_rec_dedupe_decode((const uint8_t *)"\xa3\x00\x01\x01\x07\x02\x03", 7, &dout), CN_OK);
+    assert_true(dout.server_time == 7);
+    /* The time is required; a key past 2 is not a dedupe field. */
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x01\x02\x03", 5, &dout),
+                     CN_EINVAL);
+    assert_int_equal(
+        cn_rec_dedupe_decode((const uint8_t *)"\xa3\x00\x01\x01\x07\x03\x03", 7, &dout), CN_EINVAL);
     for (int sig = 0; sig < 2; sig++) {
         cn_rec_prekey_t p = sample_prekey(sig), pout;
         cn_buf_reset(&b);
@@ -294,8 +309,8 @@ static void test_push_roundtrip_and_negative(void **state)
     assert_int_equal(cn_rec_push_encode(&in, &b), CN_OK);
     assert_int_equal(cn_rec_push_decode(b.data, b.len, &out), CN_OK);
     assert_memory_equal(&in, &out, sizeof(in));
-    /* A dedupe record (same shape: two uint fields) is not a push record. */
-    cn_rec_dedupe_t d = {.server_time = 1, .recipients = 1};
+    /* A dedupe record (uint fields) is not a push record. */
+    cn_rec_dedupe_t d = {.server_time = 1};
     cn_buf_reset(&b);
     assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
     assert_int_equal(cn_rec_push_decode(b.data, b.len, &out), CN_EINVAL);
@@ -308,7 +323,7 @@ static void test_encode_appends(void **state)
     cn_buf_t b;
     cn_buf_init(&b);
     assert_int_equal(cn_buf_append(&b, "xy", 2), CN_OK);
-    cn_rec_dedupe_t d = {.server_time = 5, .recipients = 1}, out;
+    cn_rec_dedupe_t d = {.server_time = 5}, out;
     assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
     assert_memory_equal(b.data, "xy", 2);
     assert_int_equal(cn_rec_dedupe_decode(b.data + 2, b.len - 2, &out), CN_OK);
@@ -690,7 +705,7 @@ static void encode_samples(cn_buf_t bufs[NREC])
     cn_rec_device_t d = sample_device(true);
     cn_rec_user_t u = sample_user(3);
     cn_rec_envelope_t e = sample_envelope(true);
-    cn_rec_dedupe_t x = {.server_time = 77, .recipients = 3};
+    cn_rec_dedupe_t x = {.server_time = 77};
     cn_rec_prekey_t p = sample_prekey(true);
     for (int i = 0; i < NREC; i++)
         cn_buf_init(&bufs[i]);

@@ -68,6 +68,20 @@ static uint32_t raw_key_id(cn_store_t *s, enum cn__cf cf, const void *key, size_
     return id;
 }
 
+/** A retry of message msg from SENDER: CN_OK with *duplicate and the first server_time. */
+static int retry(cn_store_t *s, const uint8_t *to, uint8_t msg, bool *duplicate,
+                 uint64_t *server_time)
+{
+    cn_store_op_t op;
+    cn_store_recipient_t r;
+    recipient(&r, to, "again");
+    op_send(&op, SENDER, msg, &r, 1, 5000);
+    int rc = run_op(s, &op);
+    *duplicate = op.u.send.duplicate;
+    *server_time = op.u.send.env.server_time;
+    return rc;
+}
+
 static void read_all(cn_store_t *s, const uint8_t *dev, size_t want, const char *first)
 {
     collect_t c = {0};
@@ -119,7 +133,7 @@ static void test_rotate_restart_reseal_retire(void **state)
     assert_int_equal(k1->records, 0);
     assert_true(k1->retirable);
     assert_int_equal(k2->state, CN_STORE_KEY_CURRENT);
-    assert_int_equal(k2->records, 1 + 1 + 31 + 31); /* device, user, mailbox, dedupe */
+    assert_int_equal(k2->records, 1 + 1 + 31); /* device, user, mailbox: dedupe is plain */
     assert_false(k2->retirable);
     assert_true(ks.total_estimate > 0);
     assert_int_equal(ks.scanned, 64);
@@ -253,6 +267,23 @@ static size_t count_under(cn_store_t *s, enum cn__cf cf, uint32_t id)
     return n;
 }
 
+/** dedupe values stored in the clear (not sealed), each a whole record. */
+static size_t count_plain_dedupe(cn_store_t *s)
+{
+    size_t n = 0;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CN__CF_DEDUPE]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t vlen;
+        cn_rec_dedupe_t d;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vlen);
+        assert_int_not_equal(cn_atrest_header(v, vlen, NULL, NULL), CN_OK);
+        assert_int_equal(cn_rec_dedupe_decode(v, vlen, &d), CN_OK);
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
 /* Sends racing a rotation: whatever lands under which key, after the
  * pass everything is under the newest key and reads back. */
 static void test_rotation_under_load(void **state)
@@ -290,9 +321,9 @@ static void test_rotation_under_load(void **state)
     wait_pass(f->s, 1, &ks);
     assert_int_equal(ks.current, 3);
     /* Sends after the pass went by are not counted, but all are under 3. */
-    assert_true(key_info(&ks, 3)->records <= 2 * N);
+    assert_true(key_info(&ks, 3)->records <= N);
     assert_int_equal(count_under(f->s, CN__CF_MAILBOX, 3), N);
-    assert_int_equal(count_under(f->s, CN__CF_DEDUPE, 3), N);
+    assert_int_equal(count_plain_dedupe(f->s), N);
     assert_int_equal(key_info(&ks, 1)->records, 0);
     assert_int_equal(key_info(&ks, 2)->records, 0);
     assert_true(key_info(&ks, 1)->retirable && key_info(&ks, 2)->retirable);
@@ -322,12 +353,78 @@ static void test_ring_full(void **state)
     assert_int_equal(rotate(f->s), CN_STORE_KEYS_MAX + 1);
 }
 
+/*
+ * dedupe values are stored in the clear since 2026-11-29 (store/seal.c). A
+ * record sealed by an earlier version (under key 1, with the number of
+ * mailboxes it wrote) still answers a retry, and the re-seal pass after a
+ * rotation writes it back in the clear, so that key 1 drains.
+ */
+static void test_dedupe_sealed_before(void **state)
+{
+    fx_t *f = *state;
+    uint8_t dev[CN_DEVICE_ID_LEN], dkey[CN__KEY_DEDUPE], msg[CN_MESSAGE_ID_LEN];
+    uint8_t ad[1 + CN__KEY_DEDUPE];
+    cn_store_keys_stats_t ks;
+    bool dup;
+    uint64_t t;
+    make_id(dev, 4, 1);
+    assert_int_equal(do_register(f->s, CN_OP_REGISTER, "old", dev, 0), CN_OK);
+    assert_int_equal(send1(f->s, SENDER, 1, dev, "new", NULL), CN_OK);
+    memset(msg, 1, sizeof(msg));
+    cn__key_dedupe(dkey, SENDER, msg);
+    size_t vlen;
+    char *err = NULL;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ro, f->s->cf[CN__CF_DEDUPE], (const char *)dkey,
+                             sizeof(dkey), &vlen, &err);
+    assert_non_null(v);
+    assert_memory_equal(v, "\xa2\x00\x01\x01\x19\x03\xe8", 7); /* {version 1, time 1000} */
+    assert_int_equal(vlen, 7);
+    rocksdb_free(v);
+
+    /* Message 2 as an older node stored it: sealed, AD = CF ‖ key. */
+    memset(msg, 2, sizeof(msg));
+    cn__key_dedupe(dkey, SENDER, msg);
+    ad[0] = CN__CF_DEDUPE;
+    memcpy(ad + 1, dkey, sizeof(dkey));
+    cn_buf_t sealed;
+    cn_buf_init(&sealed);
+    static const uint8_t old_rec[] = {0xa3, 0x00, 0x01, 0x01, 0x19, 0x07, 0xd0, 0x02, 0x01};
+    assert_int_equal(
+        cn_atrest_seal(f->s->ring, ad, sizeof(ad), 2000, old_rec, sizeof(old_rec), &sealed), CN_OK);
+    rocksdb_put_cf(f->s->db, f->s->wo, f->s->cf[CN__CF_DEDUPE], (const char *)dkey, sizeof(dkey),
+                   (const char *)sealed.data, sealed.len, &err);
+    assert_null(err);
+    cn_buf_dispose(&sealed);
+    assert_int_equal(raw_key_id(f->s, CN__CF_DEDUPE, dkey, sizeof(dkey)), 1);
+    assert_int_equal(retry(f->s, dev, 2, &dup, &t), CN_OK);
+    assert_true(dup);
+    assert_int_equal(t, 2000);
+    assert_int_equal(retry(f->s, dev, 1, &dup, &t), CN_OK); /* the plain one */
+    assert_true(dup);
+    assert_int_equal(t, 1000);
+
+    /* The pass writes it back in the clear; key 1 holds nothing more. */
+    assert_int_equal(rotate(f->s), 2);
+    wait_pass(f->s, 1, &ks);
+    assert_int_equal(key_info(&ks, 1)->records, 0);
+    assert_true(key_info(&ks, 1)->retirable);
+    assert_int_equal(count_plain_dedupe(f->s), 2);
+    assert_int_equal(retry(f->s, dev, 2, &dup, &t), CN_OK);
+    assert_true(dup);
+    assert_int_equal(t, 2000);
+    assert_int_equal(retire(f->s, 1), CN_OK);
+    fx_reopen(f);
+    assert_int_equal(retry(f->s, dev, 2, &dup, &t), CN_OK);
+    assert_true(dup && t == 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rotate_restart_reseal_retire, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_reseal_compare_and_swap, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_rotation_under_load, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dedupe_sealed_before, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ring_full, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
