@@ -12,6 +12,7 @@
  * seal and open under a read lock; the rare changes (rotate, retire) take the write lock, so a key
  * is never wiped under a reader.
  */
+#include "crypto/aead_int.h"
 #include "crypto/cn_crypto.h"
 
 #include <pthread.h>
@@ -404,9 +405,8 @@ int cn_atrest_seal(cn_keyring_t *kr, const void *ad, size_t adlen, uint64_t expi
         if (kr->subkey_for == kr->current) {
             uint8_t npub[crypto_aead_chacha20poly1305_IETF_NPUBBYTES];
             subkey_nonce(npub, w + REC_AD_PREFIX);
-            crypto_aead_chacha20poly1305_ietf_encrypt(w + CN_ATREST_HDR_LEN, NULL, pt, n, fullad,
-                                                      REC_AD_PREFIX + adlen, NULL, npub,
-                                                      subkey(kr));
+            cn__aead_chacha20poly1305_ietf_seal(w + CN_ATREST_HDR_LEN, pt, n, fullad,
+                                                REC_AD_PREFIX + adlen, npub, subkey(kr));
         } else {
             crypto_aead_xchacha20poly1305_ietf_encrypt(w + CN_ATREST_HDR_LEN, NULL, pt, n, fullad,
                                                        REC_AD_PREFIX + adlen, NULL,

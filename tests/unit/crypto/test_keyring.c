@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 /* clang-format on */
+#include "crypto/aead_int.h"
 #include "crypto/cn_crypto.h"
 
 #include <fcntl.h>
@@ -275,6 +276,40 @@ static void test_ring_seal_open(void **state)
 
 /* The formats of cn_crypto.h, opened with raw libsodium: the ring under
  * the master key, then a record under the data key the ring held. */
+/* crypto/aead.c makes its keystream in one run: the bytes must be
+ * libsodium's AEAD's, for every length around the 64/256/512-byte runs,
+ * past its stack run (libsodium's own path), in place, and with
+ * associated data of every length modulo 16. */
+static void test_aead_matches_libsodium(void **state)
+{
+    (void)state;
+    enum { MAX = 2200 };
+    static uint8_t m[MAX], want[MAX + 16], got[MAX + 16], ad[80];
+    uint8_t key[32], npub[12];
+    randombytes_buf(key, sizeof(key));
+    randombytes_buf(m, sizeof(m));
+    randombytes_buf(ad, sizeof(ad));
+    for (size_t mlen = 0; mlen <= MAX; mlen += (mlen < 1100 ? 1 : 37)) {
+        size_t adlen = mlen % 80;
+        unsigned long long clen = 0;
+        randombytes_buf(npub, sizeof(npub));
+        crypto_aead_chacha20poly1305_ietf_encrypt(want, &clen, m, mlen, ad, adlen, NULL, npub, key);
+        assert_int_equal(clen, mlen + 16);
+        cn__aead_chacha20poly1305_ietf_seal(got, m, mlen, ad, adlen, npub, key);
+        assert_memory_equal(got, want, mlen + 16);
+        memcpy(got, m, mlen); /* in place */
+        cn__aead_chacha20poly1305_ietf_seal(got, got, mlen, ad, adlen, npub, key);
+        assert_memory_equal(got, want, mlen + 16);
+        uint8_t back[MAX];
+        unsigned long long plen = 0;
+        assert_int_equal(crypto_aead_chacha20poly1305_ietf_decrypt(back, &plen, NULL, got, clen, ad,
+                                                                   adlen, npub, key),
+                         0);
+        assert_int_equal(plen, mlen);
+        assert_memory_equal(back, m, mlen);
+    }
+}
+
 static void test_formats_with_raw_libsodium(void **state)
 {
     (void)state;
@@ -372,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_rotate_and_remove),
         cmocka_unit_test(test_ring_full),
         cmocka_unit_test(test_ring_seal_open),
+        cmocka_unit_test(test_aead_matches_libsodium),
         cmocka_unit_test(test_formats_with_raw_libsodium),
         cmocka_unit_test(test_cost_256),
     };
