@@ -215,6 +215,25 @@ static inline int fx_teardown(void **state)
 
 /* ----------------------------------------------------------- builders */
 
+/** A stored value as RocksDB holds it (sealed or not); NULL when absent. */
+static inline char *raw_get(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                            size_t *vlen)
+{
+    char *err = NULL;
+    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[cf], key, klen, vlen, &err);
+    assert_null(err);
+    return v;
+}
+
+/** Writes a value past the store (as an older version or an attacker would). */
+static inline void raw_put(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                           const void *v, size_t vlen)
+{
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->wo_sync, s->cf[cf], key, klen, v, vlen, &err);
+    assert_null(err);
+}
+
 static inline void make_id(uint8_t id[CN_DEVICE_ID_LEN], uint8_t a, uint8_t b)
 {
     memset(id, a, CN_DEVICE_ID_LEN);

@@ -60,22 +60,6 @@ static int device_cb(void *ctx, const uint8_t *id, const cn_rec_device_t *dev)
     return 0;
 }
 
-static char *raw_get(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, size_t *vlen)
-{
-    char *err = NULL;
-    char *v = rocksdb_get_cf(s->db, s->ro, s->cf[cf], key, klen, vlen, &err);
-    assert_null(err);
-    return v;
-}
-
-static void raw_put(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, const void *v,
-                    size_t vlen)
-{
-    char *err = NULL;
-    rocksdb_put_cf(s->db, s->wo_sync, s->cf[cf], key, klen, v, vlen, &err);
-    assert_null(err);
-}
-
 /** Writes one record of each kind that holds user data, with markers. */
 static void write_user_data(cn_store_t *s, const uint8_t *dev)
 {

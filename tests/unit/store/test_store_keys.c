@@ -373,9 +373,7 @@ static void test_dedupe_sealed_before(void **state)
     memset(msg, 1, sizeof(msg));
     cn__key_dedupe(dkey, SENDER, msg);
     size_t vlen;
-    char *err = NULL;
-    char *v = rocksdb_get_cf(f->s->db, f->s->ro, f->s->cf[CN__CF_DEDUPE], (const char *)dkey,
-                             sizeof(dkey), &vlen, &err);
+    char *v = raw_get(f->s, CN__CF_DEDUPE, dkey, sizeof(dkey), &vlen);
     assert_non_null(v);
     assert_memory_equal(v, "\xa2\x00\x01\x01\x19\x03\xe8", 7); /* {version 1, time 1000} */
     assert_int_equal(vlen, 7);
@@ -391,9 +389,7 @@ static void test_dedupe_sealed_before(void **state)
     static const uint8_t old_rec[] = {0xa3, 0x00, 0x01, 0x01, 0x19, 0x07, 0xd0, 0x02, 0x01};
     assert_int_equal(
         cn_atrest_seal(f->s->ring, ad, sizeof(ad), 2000, old_rec, sizeof(old_rec), &sealed), CN_OK);
-    rocksdb_put_cf(f->s->db, f->s->wo, f->s->cf[CN__CF_DEDUPE], (const char *)dkey, sizeof(dkey),
-                   (const char *)sealed.data, sealed.len, &err);
-    assert_null(err);
+    raw_put(f->s, CN__CF_DEDUPE, dkey, sizeof(dkey), sealed.data, sealed.len);
     cn_buf_dispose(&sealed);
     assert_int_equal(raw_key_id(f->s, CN__CF_DEDUPE, dkey, sizeof(dkey)), 1);
     assert_int_equal(retry(f->s, dev, 2, &dup, &t), CN_OK);
