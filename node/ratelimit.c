@@ -122,9 +122,7 @@ void cn__rl_free(cn_ratelimit_t *rl)
     free(rl);
 }
 
-/* A bucket's hash: SipHash of its key after the action byte, mixed with
- * the action, so that a Send's two buckets share one SipHash
- * (cn__rl_take_send). */
+/* SipHash of a bucket key's bytes after the action (length, key bytes). */
 static uint64_t ident_hash(const cn_ratelimit_t *rl, const uint8_t *k)
 {
     return cn_table_hash(rl->hash_key, k + 1, KEY_LEN - 1);
