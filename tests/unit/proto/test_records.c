@@ -299,6 +299,49 @@ static void test_dedupe_prekey_roundtrip(void **state)
     cn_buf_dispose(&b);
 }
 
+/* The dedupe record's own form is read by a fast path (records.c
+ * dedupe_fast); every uint width, a non-shortest head and the forms it
+ * hands to the general decoder must read as that decoder reads them. */
+static void test_dedupe_fast_form(void **state)
+{
+    (void)state;
+    static const uint64_t times[] = {0,     23,          24,          255,        256,       65535,
+                                     65536, 4294967295u, 4294967296u, 1ull << 62, UINT64_MAX};
+    cn_buf_t b;
+    cn_rec_dedupe_t d, out;
+    cn_buf_init(&b);
+    for (size_t i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+        cn_buf_reset(&b);
+        d.server_time = times[i];
+        assert_int_equal(cn_rec_dedupe_encode(&d, &b), CN_OK);
+        assert_int_equal(cn_rec_dedupe_decode(b.data, b.len, &out), CN_OK);
+        assert_true(out.server_time == times[i]);
+        /* Every prefix is refused, as the general decoder refuses it. */
+        for (size_t k = 0; k < b.len; k++)
+            assert_int_equal(cn_rec_dedupe_decode(b.data, k, &out), CN_EINVAL);
+    }
+    cn_buf_dispose(&b);
+    /* A non-shortest head: the same value both ways (fast, then general
+     * with the old record's count after it). */
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x01\x01\x19\x00\x05", 7, &out),
+                     CN_OK);
+    assert_true(out.server_time == 5);
+    assert_int_equal(
+        cn_rec_dedupe_decode((const uint8_t *)"\xa3\x00\x01\x01\x19\x00\x05\x02\x01", 9, &out),
+        CN_OK);
+    assert_true(out.server_time == 5);
+    /* Handed over, and refused there: a trailing byte, a negative int, a
+     * reserved head, another version. */
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x01\x01\x05\x00", 6, &out),
+                     CN_EINVAL);
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x01\x01\x20", 5, &out),
+                     CN_EINVAL);
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x01\x01\x1c", 5, &out),
+                     CN_EINVAL);
+    assert_int_equal(cn_rec_dedupe_decode((const uint8_t *)"\xa2\x00\x02\x01\x05", 5, &out),
+                     CN_EVERSION);
+}
+
 static void test_push_roundtrip_and_negative(void **state)
 {
     (void)state;
@@ -867,6 +910,7 @@ int main(void)
         cmocka_unit_test(test_envelope_encode_with_header),
         cmocka_unit_test(test_envelope_reference),
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
+        cmocka_unit_test(test_dedupe_fast_form),
         cmocka_unit_test(test_push_roundtrip_and_negative),
         cmocka_unit_test(test_encode_appends),
         cmocka_unit_test(test_encoders_validate),
