@@ -37,11 +37,11 @@ void cn__aead_chacha20poly1305_ietf_seal(uint8_t *c, const uint8_t *m, size_t ml
                                          const uint8_t *ad, size_t adlen, const uint8_t *npub,
                                          const uint8_t *key)
 {
-    size_t run = (AEAD_BLOCK + mlen + AEAD_ROUND - 1) / AEAD_ROUND * AEAD_ROUND;
     if (mlen > AEAD_RUN_MAX - AEAD_BLOCK) {
         crypto_aead_chacha20poly1305_ietf_encrypt(c, NULL, m, mlen, ad, adlen, NULL, npub, key);
         return;
     }
+    size_t run = (AEAD_BLOCK + mlen + AEAD_ROUND - 1) / AEAD_ROUND * AEAD_ROUND;
     uint8_t ks[AEAD_RUN_MAX];
     memset(ks, 0, AEAD_BLOCK);
     memcpy(ks + AEAD_BLOCK, m, mlen);
