@@ -14,7 +14,7 @@
 #   BENCH_REPEAT=N    runs of each short scenario (default 3, 1 with QUICK);
 #                     the table shows the median run and the range
 #   BENCH_ONLY="fanout drain"  run only these scenarios (names as in the
-#                     JSON files: relay-80k relay-50k relay-cmp fanout connect
+#                     JSON files: relay-88k relay-80k relay-50k relay-cmp fanout connect
 #                     connect-ref idle drain peer-mqtt-cmp peer-mqtt-50k peer-mqtt-80k);
 #                     no doc update
 set -euo pipefail
@@ -166,6 +166,12 @@ repeated() { # repeated COMMAND ARGS...: COMMAND (scenario, mqtt) REPEAT times
 }
 
 t0=$(date +%s)
+# Throughput is judged at 1.1 x the target's 80,000/s: a count taken at
+# exactly the offered rate reads just under it for any server whose latency
+# at the end of the run exceeds its latency at the start (PERFORMANCE.md,
+# Method), while a server that cannot deliver 80,000/s delivers what it can.
+# relay-80k stays for the latency at the target's rate and the side by side.
+repeated scenario relay-88k relay --pairs "$PAIRS" --rate 88000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
 repeated scenario relay-80k relay --pairs "$PAIRS" --rate 80000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
 repeated scenario relay-50k relay --pairs "$PAIRS" --rate 50000 --size 256 --duration "$DUR" --drain-timeout "$TAIL"
 repeated scenario relay-cmp relay --pairs "$PAIRS" --rate "$CMP_RATE" --size 256 --duration "$DUR" --drain-timeout "$TAIL"

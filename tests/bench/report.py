@@ -19,7 +19,8 @@ END = "<!-- bench:results:end -->"
 # by its median run, ranked by the number its target is about; the row also
 # gives that number's range over the runs.
 MEDIAN_BY = {
-    "relay-80k": "delivered_per_s", "relay-50k": "p99_us", "relay-cmp": "p99_us",
+    "relay-88k": "delivered_per_s", "relay-80k": "delivered_per_s",
+    "relay-50k": "p99_us", "relay-cmp": "p99_us",
     "fanout": "p99_us", "connect": "delivered_per_s", "connect-ref": "node_cpu_us_per_op",
     "idle": "rss_per_conn_bytes", "drain": "drain_per_s",
     "peer-mqtt-cmp": "p99_us", "peer-mqtt-50k": "p99_us", "peer-mqtt-80k": "delivered_per_s",
@@ -84,14 +85,22 @@ def verdict(ok):
 
 def rows(work):
     out = []
-    r = load(work, "relay-80k")
+    # Throughput is judged with 10 % more offered than the target (Method).
+    r = load(work, "relay-88k")
     if r:
         ok = r["delivered_per_s"] >= 80000 and r["lost"] == 0 and r["unanswered"] == 0
-        out.append(("relay, offered 80,000/s", "≥ 80,000 msg/s delivered, none lost",
+        out.append((f'relay, offered {num(r["rate"])}/s', "≥ 80,000 msg/s delivered, none lost",
                     f'{num(r["delivered_per_s"])} msg/s delivered; lost {r["lost"]}, '
                     f'unanswered at the end {r["unanswered"]}; p99 {num(r["p99_us"] / 1000)} ms'
                     f'{spread(r)}',
                     cpu(r), verdict(ok)))
+    r = load(work, "relay-80k")
+    if r:
+        out.append(("relay, offered 80,000/s", "(reference point: the target's rate)",
+                    f'{num(r["delivered_per_s"])} msg/s delivered; lost {r["lost"]}, '
+                    f'unanswered at the end {r["unanswered"]}; p50 {num(r["p50_us"] / 1000)} ms, '
+                    f'p99 {num(r["p99_us"] / 1000)} ms{spread(r)}',
+                    cpu(r), "-"))
     r = load(work, "relay-50k")
     if r:
         ok = r["p99_us"] <= 5000 and r["delivered_per_s"] >= 49000
@@ -174,7 +183,7 @@ def peer_rows(work):
 
 
 def render(work, machine, commit):
-    loads = [load(work, n) for n in ("relay-80k", "relay-50k", "relay-cmp", "fanout", "connect",
+    loads = [load(work, n) for n in ("relay-88k", "relay-80k", "relay-50k", "relay-cmp", "fanout", "connect",
                                      "connect-ref", "idle", "drain", "peer-mqtt-cmp",
                                      "peer-mqtt-50k", "peer-mqtt-80k")]
     la = [x["loadavg"] for x in loads if x and x.get("loadavg")]
