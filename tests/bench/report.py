@@ -42,6 +42,8 @@ def load(work, name):
     r = dict(runs[len(runs) // 2])
     r["_runs"] = [x.get(key, 0) for x in runs] if key else []
     r["_key"] = key
+    # Messages lost or left unanswered in any run, not only the median's.
+    r["_lost_any"] = sum(x.get("lost", 0) + x.get("unanswered", 0) for x in runs)
     return r
 
 
@@ -88,11 +90,11 @@ def rows(work):
     # Throughput is judged with 10 % more offered than the target (Method).
     r = load(work, "relay-88k")
     if r:
-        ok = r["delivered_per_s"] >= 80000 and r["lost"] == 0 and r["unanswered"] == 0
+        ok = r["delivered_per_s"] >= 80000 and r["_lost_any"] == 0
         out.append((f'relay, offered {num(r["rate"])}/s', "≥ 80,000 msg/s delivered, none lost",
                     f'{num(r["delivered_per_s"])} msg/s delivered; lost {r["lost"]}, '
-                    f'unanswered at the end {r["unanswered"]}; p99 {num(r["p99_us"] / 1000)} ms'
-                    f'{spread(r)}',
+                    f'unanswered at the end {r["unanswered"]}; lost or unanswered over all runs '
+                    f'{r["_lost_any"]}; p99 {num(r["p99_us"] / 1000)} ms{spread(r)}',
                     cpu(r), verdict(ok)))
     r = load(work, "relay-80k")
     if r:
@@ -183,8 +185,8 @@ def peer_rows(work):
 
 
 def render(work, machine, commit):
-    loads = [load(work, n) for n in ("relay-88k", "relay-80k", "relay-50k", "relay-cmp", "fanout", "connect",
-                                     "connect-ref", "idle", "drain", "peer-mqtt-cmp",
+    loads = [load(work, n) for n in ("relay-88k", "relay-80k", "relay-50k", "relay-cmp", "fanout",
+                                     "connect", "connect-ref", "idle", "drain", "peer-mqtt-cmp",
                                      "peer-mqtt-50k", "peer-mqtt-80k")]
     la = [x["loadavg"] for x in loads if x and x.get("loadavg")]
     lines = [BEGIN,

@@ -47,11 +47,11 @@ def check(cond, what):
 def main():
     with tempfile.TemporaryDirectory() as work:
         # The throughput verdict: three relay-88k runs, the median by
-        # delivered/s is the 87,000 one (met, although one run lost messages
-        # and one delivered under 80,000/s).
+        # delivered/s is the 87,000 one (met, although one run delivered
+        # under 80,000/s).
         write(work, "relay-88k", [run({"rate": 88000, "delivered_per_s": 79000}),
                                   run({"rate": 88000, "delivered_per_s": 87000}),
-                                  run({"rate": 88000, "delivered_per_s": 88000, "lost": 2})])
+                                  run({"rate": 88000, "delivered_per_s": 88000})])
         # Three relay-80k runs: the median by delivered/s is the 61,000 one.
         write(work, "relay-80k", [run({"delivered_per_s": 61000, "p99_us": 7000}),
                                   run({"delivered_per_s": 45000}),
@@ -93,14 +93,16 @@ def main():
         check("61,000 / 40,000 | 1.52 |" in peer, f"80k side by side, medians and ratio: {peer}")
         check("20.0 / 24.0 µs | 1.20 |" in peer, f"80k CPU per message and ratio: {peer}")
         check("| 50,000 |" not in text, "no side-by-side row without a mosquitto run")
-    # The same median under 80,000/s, or with a message lost, misses.
-    for over in ({"delivered_per_s": 79999}, {"delivered_per_s": 87000, "lost": 1},
-                 {"delivered_per_s": 87000, "unanswered": 1}):
+    # A median under 80,000/s misses, and so does a message lost or left
+    # unanswered in any run, the median's or another's.
+    ok = {"rate": 88000, "delivered_per_s": 87000}
+    for runs in ([dict(ok, delivered_per_s=79999)], [dict(ok, lost=1)], [dict(ok, unanswered=1)],
+                 [dict(ok, delivered_per_s=86000), ok, dict(ok, delivered_per_s=88000, lost=1)]):
         with tempfile.TemporaryDirectory() as work:
-            write(work, "relay-88k", [run(dict({"rate": 88000}, **over))])
+            write(work, "relay-88k", [run(x) for x in runs])
             text = render(work, "<!-- bench:results:begin -->\n<!-- bench:results:end -->\n")
             r88 = [line for line in text.splitlines() if line.startswith("| relay, offered 88,000/s")]
-            check(len(r88) == 1 and r88[0].endswith("| **missed** |"), f"{over} misses: {r88}")
+            check(len(r88) == 1 and r88[0].endswith("| **missed** |"), f"{runs} misses: {r88}")
     print("ok")
 
 
