@@ -121,7 +121,7 @@ def rows(work):
     if r:
         g = int(r.get("members_max", 0))
         pairwise = r.get("pairwise_max", 0) >= 1
-        ok = r["p99_us"] <= 20000 and g >= 1000 and r["lost"] == 0 and not pairwise
+        ok = r["p99_us"] <= 20000 and g >= 1000 and r["_lost_any"] == 0 and not pairwise
         what = (f"{g - 1} one-to-one Sends per round" if pairwise
                 else f"one group Send per round to {g - 1} devices")
         sendok = "" if pairwise else f'; Send→OK p99 {num(r.get("send_ok_p99_ms", 0))} ms'
@@ -160,7 +160,7 @@ def rows(work):
                     cpu(r), verdict(ok)))
     r = load(work, "drain")
     if r:
-        ok = r.get("drain_per_s", 0) >= 200000 and r["lost"] == 0
+        ok = r.get("drain_per_s", 0) >= 200000 and r["_lost_any"] == 0
         out.append((f'drain, {r["sent_ok"]:,} queued', "≥ 200,000 msg/s on reconnect",
                     f'{num(r.get("drain_per_s"))} msg/s (enqueue {num(r.get("enqueue_per_s"))} msg/s); '
                     f'lost {r["lost"]}{spread(r)}',

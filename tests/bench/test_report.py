@@ -103,6 +103,14 @@ def main():
             text = render(work, "<!-- bench:results:begin -->\n<!-- bench:results:end -->\n")
             r88 = [line for line in text.splitlines() if line.startswith("| relay, offered 88,000/s")]
             check(len(r88) == 1 and r88[0].endswith("| **missed** |"), f"{runs} misses: {r88}")
+    # The same for drain: its median run fast enough, another run lost one.
+    with tempfile.TemporaryDirectory() as work:
+        write(work, "drain", [run({"drain_per_s": 210000, "enqueue_per_s": 1}),
+                              run({"drain_per_s": 230000, "enqueue_per_s": 1}),
+                              run({"drain_per_s": 250000, "enqueue_per_s": 1, "lost": 1})])
+        text = render(work, "<!-- bench:results:begin -->\n<!-- bench:results:end -->\n")
+        drain = [line for line in text.splitlines() if line.startswith("| drain")]
+        check(len(drain) == 1 and drain[0].endswith("| **missed** |"), f"drain lost one: {drain}")
     print("ok")
 
 
