@@ -9,13 +9,15 @@
 #   BENCH_PROFILE=1   also perf-record the node during relay and connect
 #   BENCH_KEEP=1      keep the work directory (JSON, logs, profiles)
 #   BENCH_NO_DOC=1    do not touch docs/PERFORMANCE.md
-#   BENCH_NODE_BIN=…, BENCH_BIN=…  use these binaries and skip the build
+#   BENCH_NODE_BIN=…, BENCH_BIN=…, BENCH_FLOOR_BIN=…  use these binaries
+#                     (the first two skip the build)
 #   BENCH_COMMIT=…    the commit named in the table (with prebuilt binaries)
 #   BENCH_REPEAT=N    runs of each short scenario (default 3, 1 with QUICK);
 #                     the table shows the median run and the range
 #   BENCH_ONLY="fanout drain"  run only these scenarios (names as in the
 #                     JSON files: relay-88k relay-80k relay-50k relay-cmp fanout connect
-#                     connect-ref idle drain peer-mqtt-cmp peer-mqtt-50k peer-mqtt-80k);
+#                     connect-ref idle drain floor-50k peer-mqtt-cmp peer-mqtt-50k
+#                     peer-mqtt-80k);
 #                     no doc update
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +51,10 @@ MAX_GROUP=1000                    # the node's group limit (its default, stated;
 # Bench-only packages: the peer broker and the profiler.
 ./scripts/install-deps.sh mosquitto linux-perf
 
+FLOOR_BIN=${BENCH_FLOOR_BIN:-$ROOT/build/release/tests/relayfloor}
 if [ -z "${BENCH_NODE_BIN:-}${BENCH_BIN:-}" ]; then
     cmake --preset release >/dev/null
-    cmake --build --preset release --target chatnode chatbench
+    cmake --build --preset release --target chatnode chatbench relayfloor
 fi
 
 WORK=$(mktemp -d /var/tmp/chatbench.XXXXXX) # the normal disk, not tmpfs
@@ -188,6 +191,18 @@ mqtt() { # mqtt NAME RATE: the relay load on a fresh mosquitto
         --qos 1 --drain-timeout "$TAIL"
     stop_server
 }
+# The relay's reads and writes alone at 50,000/s (no TLS, no store; the
+# relaying process on core 0, its generator on core 1): the machine's
+# floor under the relay-50k row.
+floor() {
+    wanted floor-50k || return 0
+    echo "bench: floor-50k: relayfloor --pairs $PAIRS --rate 50000 --duration $DUR"
+    taskset -c 0 "$FLOOR_BIN" --pairs "$PAIRS" --rate 50000 --duration "$DUR" --gen-cpu 1 \
+        >"$WORK/floor-50k.run.json" || echo "bench: floor-50k failed" >&2
+    tee -a "$WORK/floor-50k.json" <"$WORK/floor-50k.run.json"
+}
+repeated floor
+
 repeated mqtt peer-mqtt-cmp "$CMP_RATE"
 repeated mqtt peer-mqtt-50k 50000
 repeated mqtt peer-mqtt-80k 80000

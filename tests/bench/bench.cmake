@@ -19,6 +19,17 @@ cn_warnings(storebench)
 add_executable(writefloor ${CN_BENCH_DIR}/writefloor.c)
 cn_warnings(writefloor)
 
+# relayfloor: the system calls of a one-to-one relay alone (the relay rows' floor).
+add_executable(relayfloor ${CN_BENCH_DIR}/relayfloor.c)
+cn_warnings(relayfloor)
+# A short run must deliver every message; a bad option is refused.
+add_test(NAME bench_relayfloor_smoke
+         COMMAND relayfloor --pairs 4 --rate 2000 --duration 2 --gen-cpu 0)
+set_tests_properties(bench_relayfloor_smoke PROPERTIES LABELS unit TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION "\"all_delivered\":true.*\"p99_us\":[0-9]+")
+add_test(NAME bench_relayfloor_usage COMMAND relayfloor --rate 0)
+set_tests_properties(bench_relayfloor_usage PROPERTIES LABELS unit WILL_FAIL TRUE)
+
 # report.py, which rewrites the results table of docs/PERFORMANCE.md.
 add_test(NAME unit_bench_report
          COMMAND /usr/bin/python3 ${CN_BENCH_DIR}/test_report.py)

@@ -22,7 +22,7 @@ MEDIAN_BY = {
     "relay-88k": "delivered_per_s", "relay-80k": "delivered_per_s",
     "relay-50k": "p99_us", "relay-cmp": "p99_us",
     "fanout": "p99_us", "connect": "delivered_per_s", "connect-ref": "node_cpu_us_per_op",
-    "idle": "rss_per_conn_bytes", "drain": "drain_per_s",
+    "idle": "rss_per_conn_bytes", "drain": "drain_per_s", "floor-50k": "cpu_us_per_msg",
     "peer-mqtt-cmp": "p99_us", "peer-mqtt-50k": "p99_us", "peer-mqtt-80k": "delivered_per_s",
 }
 
@@ -55,7 +55,7 @@ def spread(r):
     key = r["_key"]
     if key.endswith("_us") and key.startswith("p"):
         lo, hi = num(vals[0] / 1000), num(vals[-1] / 1000, " ms")
-    elif key == "node_cpu_us_per_op":
+    elif key in ("node_cpu_us_per_op", "cpu_us_per_msg"):
         lo, hi = num(vals[0]), num(vals[-1], " µs")
     elif key == "rss_per_conn_bytes":
         lo, hi = num(vals[0] / 1024), num(vals[-1] / 1024, " KiB")
@@ -110,6 +110,15 @@ def rows(work):
                     f'p50 {num(r["p50_us"] / 1000)} ms, p99 {num(r["p99_us"] / 1000)} ms, '
                     f'p99.9 {num(r["p999_us"] / 1000)} ms; {num(r["delivered_per_s"])} msg/s{spread(r)}',
                     cpu(r), verdict(ok)))
+    r = load(work, "floor-50k")
+    if r:
+        out.append(("relay floor, 50,000/s: reads and writes only (relayfloor: no TLS, no store)",
+                    "(this machine's floor under the row above)",
+                    f'{num(r["cpu_us_per_msg"])} µs of CPU per message, '
+                    f'{num(r["core_share"] * 100)} % of core 0 ({r["reads_per_msg"]:.2f} reads and '
+                    f'{r["writes_per_msg"]:.2f} writes per message); p50 {num(r["p50_us"] / 1000)} ms, '
+                    f'p99 {num(r["p99_us"] / 1000)} ms{spread(r)}',
+                    "-", "-"))
     r = load(work, "relay-cmp")
     if r:
         out.append((f'relay, offered {num(r["rate"])}/s', "(reference point)",

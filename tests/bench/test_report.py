@@ -52,6 +52,13 @@ def main():
         write(work, "relay-88k", [run({"rate": 88000, "delivered_per_s": 79000}),
                                   run({"rate": 88000, "delivered_per_s": 87000}),
                                   run({"rate": 88000, "delivered_per_s": 88000})])
+        # relayfloor's runs: the median by CPU per message, a reference row.
+        write(work, "floor-50k", [{"cpu_us_per_msg": 16.9, "core_share": 0.846, "reads_per_msg": 1.01,
+                                   "writes_per_msg": 2.01, "p50_us": 267, "p99_us": 1244},
+                                  {"cpu_us_per_msg": 14.4, "core_share": 0.722, "reads_per_msg": 1.01,
+                                   "writes_per_msg": 2.01, "p50_us": 236, "p99_us": 1218},
+                                  {"cpu_us_per_msg": 15.3, "core_share": 0.767, "reads_per_msg": 1.012,
+                                   "writes_per_msg": 2.007, "p50_us": 251, "p99_us": 1758}])
         # Three relay-80k runs: the median by delivered/s is the 61,000 one.
         write(work, "relay-80k", [run({"delivered_per_s": 61000, "p99_us": 7000}),
                                   run({"delivered_per_s": 45000}),
@@ -82,6 +89,14 @@ def main():
         check("(loop 9.0, store 9.5, RocksDB 1.5)" in relay, f"CPU split shown: {relay}")
         check(text.index("| relay, offered 88,000/s") < text.index("| relay, offered 80,000/s"),
               "the verdict row comes first")
+        floor = [line for line in text.splitlines() if line.startswith("| relay floor, 50,000/s")]
+        check(len(floor) == 1 and "15.3 µs of CPU per message, 76.7 % of core 0" in floor[0],
+              f"floor median shown: {floor}")
+        check("1.01 reads and 2.01 writes per message" in floor[0], f"floor syscalls: {floor}")
+        check("median of 3 runs; 14.4–16.9 µs" in floor[0], f"floor range: {floor}")
+        check(floor[0].endswith("| - | - |"), f"the floor is a reference row: {floor}")
+        check(text.index("| relay, offered 50,000/s") < text.index("| relay floor"),
+              "the floor row follows the relay-50k row")
         r50 = rows.get("| relay, offered 50,000/s", "")
         check(r50.endswith("| met |"), f"p99 4.2 ms at 49,800/s meets the target: {r50}")
         check("median of" not in r50, "a single run has no range")
