@@ -120,6 +120,24 @@ static void watch(int ep, int fd, uint64_t tag)
         die("relayfloor: epoll_ctl");
 }
 
+/*
+ * Moves bytes of rb[*off, n) into held (which has *part of a frame) until
+ * the frame has want bytes; true when it is whole (*part is then 0 again).
+ */
+static bool frame_fill(char *held, size_t *part, size_t want, const char *rb, size_t n, size_t *off)
+{
+    size_t take = want - *part;
+    if (n - *off < take)
+        take = n - *off;
+    memcpy(held + *part, rb + *off, take);
+    *part += take;
+    *off += take;
+    if (*part < want)
+        return false;
+    *part = 0;
+    return true;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -185,19 +203,12 @@ static int generator(const int *gs, const int *gr, long pairs, double rate, doub
                 continue; /* OKs and AckOks: only read */
             long i = (long)(tag - (uint64_t)pairs);
             uint64_t now = now_ns();
-            for (ssize_t off = 0; off < r;) {
+            for (size_t off = 0; off < (size_t)r;) {
                 /* The frame's length comes with its first byte. */
                 size_t want =
                     (part[i] ? held[i][0] : rb[off]) == TYPE_ACKOK ? ACKOK_BYTES : MSG_BYTES;
-                size_t take = want - part[i];
-                if ((size_t)(r - off) < take)
-                    take = (size_t)(r - off);
-                memcpy(held[i] + part[i], rb + off, take);
-                part[i] += take;
-                off += (ssize_t)take;
-                if (part[i] < want)
+                if (!frame_fill(held[i], &part[i], want, rb, (size_t)r, &off))
                     break;
-                part[i] = 0;
                 if (want == ACKOK_BYTES)
                     continue;
                 uint64_t due;
@@ -342,16 +353,9 @@ int main(int argc, char **argv)
                 dirty[i] = 1;
                 continue;
             }
-            for (ssize_t off = 0; off < r;) { /* Sends: an OK back, the message on */
-                size_t take = MSG_BYTES - part[i];
-                if ((size_t)(r - off) < take)
-                    take = (size_t)(r - off);
-                memcpy(held[i] + part[i], rb + off, take);
-                part[i] += take;
-                off += (ssize_t)take;
-                if (part[i] < MSG_BYTES)
+            for (size_t off = 0; off < (size_t)r;) { /* Sends: an OK back, the message on */
+                if (!frame_fill(held[i], &part[i], MSG_BYTES, rb, (size_t)r, &off))
                     break;
-                part[i] = 0;
                 obuf_add(&out[i], ok, sizeof(ok));
                 obuf_add(&out[pairs + i], held[i], MSG_BYTES);
                 dirty[i] = dirty[pairs + i] = 1;
