@@ -179,6 +179,32 @@ typedef struct cn_rec_group {
     cn_rec_group_member_t members[CN_GROUP_MEMBERS_HARD_MAX]; /* join order: oldest first */
 } cn_rec_group_t;
 
+/*
+ * meta value of the store's counter journal (store/counters.c): the seq
+ * counters one batch changed, {0: version, 1: [[which, device, next], ...]}.
+ * The entries come from the writer's own table, so the record is written
+ * in steps: cn_rec_cjour_begin with their number, then each entry; and
+ * read back entry by entry through a callback (which may see entries of a
+ * record that then turns out malformed: its error is returned after).
+ */
+#define CN_REC_CJOUR_ENTRIES_MAX (1u << 22)
+#define CN_REC_CJOUR_WHICH_MAX   1 /* 0: a mailbox seq, 1: a one-time prekey order */
+
+typedef struct cn_rec_cjour_entry {
+    uint8_t which; /* <= CN_REC_CJOUR_WHICH_MAX */
+    uint8_t device[CN_DEVICE_ID_LEN];
+    uint64_t next; /* the counter's next value, >= 1 */
+} cn_rec_cjour_entry_t;
+
+typedef int (*cn_rec_cjour_fn)(void *ctx, const cn_rec_cjour_entry_t *e);
+
+/** Starts a record of n entries (CN_ETOOBIG past CN_REC_CJOUR_ENTRIES_MAX). */
+CN_MUST_USE int cn_rec_cjour_begin(size_t n, cn_buf_t *out);
+/** Appends one entry (CN_EINVAL for a which or next out of range). */
+CN_MUST_USE int cn_rec_cjour_add(const cn_rec_cjour_entry_t *e, cn_buf_t *out);
+/** Calls fn per entry; CN_EINVAL, CN_ETOOBIG, CN_EVERSION, or fn's error. */
+CN_MUST_USE int cn_rec_cjour_decode(const uint8_t *p, size_t n, cn_rec_cjour_fn fn, void *ctx);
+
 /* Media. */
 #define CN_MEDIA_TYPE_MAX       64  /* content type bytes */
 #define CN_MEDIA_SHA256_LEN     32  /* SHA-256 of the whole (encrypted) upload */

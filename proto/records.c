@@ -40,6 +40,7 @@ enum { KX_SERVER_TIME = 1, KX_RECIPIENTS };
 enum { KP_KEY_ID = 1, KP_PUBLIC_KEY, KP_SIGNATURE };
 enum { KN_DEVICE_ID = 1, KN_SERVER_TIME };
 enum { KG_VERSION = 1, KG_CREATED, KG_MEMBERS };
+enum { KJ_ENTRIES = 1 };
 enum {
     KM_OWNER = 1,
     KM_CONTENT_TYPE,
@@ -498,6 +499,74 @@ int cn_rec_group_decode(const uint8_t *p, size_t n, cn_rec_group_t *out)
     memset(out, 0, sizeof(*out));
     CN_TRY(rd_record(p, n, group_field, out, &seen));
     CN_ENSURE((seen & req) == req, CN_EINVAL);
+    return CN_OK;
+}
+
+/* -------------------------------------------------------- counter journal */
+
+int cn_rec_cjour_begin(size_t n, cn_buf_t *out)
+{
+    CN_ENSURE(n <= CN_REC_CJOUR_ENTRIES_MAX, CN_ETOOBIG);
+    size_t kept = out->len - out->rpos;
+    int rc = wr_begin(out, 1);
+    if (rc == CN_OK)
+        rc = wr_uint(out, KJ_ENTRIES);
+    if (rc == CN_OK)
+        rc = wr_array(out, n);
+    if (rc < 0)
+        out->len = out->rpos + kept;
+    return rc;
+}
+
+static int cjour_entry_write(const cn_rec_cjour_entry_t *e, cn_buf_t *b)
+{
+    CN_TRY(wr_array(b, 3));
+    CN_TRY(wr_uint(b, e->which));
+    CN_TRY(wr_bytes(b, e->device, CN_DEVICE_ID_LEN));
+    return wr_uint(b, e->next);
+}
+
+int cn_rec_cjour_add(const cn_rec_cjour_entry_t *e, cn_buf_t *out)
+{
+    CN_ENSURE(e->which <= CN_REC_CJOUR_WHICH_MAX && e->next != 0, CN_EINVAL);
+    ENCODE_GUARD(out, cjour_entry_write(e, out));
+}
+
+typedef struct cjour_reader {
+    cn_rec_cjour_fn fn;
+    void *ctx;
+} cjour_reader_t;
+
+static int cjour_field(rd_t *r, uint64_t key, void *o)
+{
+    const cjour_reader_t *c = o;
+    tok_t t;
+    CN_ENSURE(key == KJ_ENTRIES, CN_EINVAL);
+    CN_TRY(rd_next(r, &t));
+    CN_ENSURE(t.type == T_ARRAY, CN_EINVAL);
+    CN_ENSURE(t.u <= CN_REC_CJOUR_ENTRIES_MAX, CN_ETOOBIG);
+    for (uint64_t i = 0; i < t.u; i++) {
+        cn_rec_cjour_entry_t e;
+        tok_t a;
+        uint64_t which;
+        CN_TRY(rd_next(r, &a));
+        CN_ENSURE(a.type == T_ARRAY && a.u == 3, CN_EINVAL);
+        CN_TRY(rd_uint(r, CN_REC_CJOUR_WHICH_MAX, &which));
+        CN_TRY(rd_fixed(r, e.device, CN_DEVICE_ID_LEN));
+        CN_TRY(rd_uint(r, UINT64_MAX, &e.next));
+        CN_ENSURE(e.next != 0, CN_EINVAL);
+        e.which = (uint8_t)which;
+        CN_TRY(c->fn(c->ctx, &e));
+    }
+    return CN_OK;
+}
+
+int cn_rec_cjour_decode(const uint8_t *p, size_t n, cn_rec_cjour_fn fn, void *ctx)
+{
+    cjour_reader_t c = {.fn = fn, .ctx = ctx};
+    uint32_t seen;
+    CN_TRY(rd_record(p, n, cjour_field, &c, &seen));
+    CN_ENSURE(seen & BIT(KJ_ENTRIES), CN_EINVAL);
     return CN_OK;
 }
 

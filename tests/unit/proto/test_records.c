@@ -899,6 +899,106 @@ static void test_garbage(void **state)
     }
 }
 
+/* -------------------------------------------------------- counter journal */
+
+typedef struct cjour_seen {
+    size_t n;
+    cn_rec_cjour_entry_t e[4];
+    int fail_at; /* the callback fails at this entry (-1: never) */
+} cjour_seen_t;
+
+static int cjour_collect(void *ctx, const cn_rec_cjour_entry_t *e)
+{
+    cjour_seen_t *s = ctx;
+    if ((int)s->n == s->fail_at)
+        return CN_ENOMEM;
+    assert_true(s->n < 4);
+    s->e[s->n++] = *e;
+    return CN_OK;
+}
+
+static void cjour_sample(cn_buf_t *b, size_t n)
+{
+    assert_int_equal(cn_rec_cjour_begin(n, b), CN_OK);
+    for (size_t i = 0; i < n; i++) {
+        cn_rec_cjour_entry_t e = {.which = (uint8_t)(i & 1), .next = i == 0 ? UINT64_MAX : i + 1};
+        memset(e.device, 0x10 + (int)i, CN_DEVICE_ID_LEN);
+        assert_int_equal(cn_rec_cjour_add(&e, b), CN_OK);
+    }
+}
+
+static void test_cjour_roundtrip_and_negative(void **state)
+{
+    (void)state;
+    cn_buf_t b;
+    cn_buf_init(&b);
+    cjour_sample(&b, 3);
+    /* {0: 1, 1: [[0, h'10…', 2^64-1], …]}: the exact head of the bytes. */
+    static const uint8_t head[] = {0xa2, 0x00, 0x01, 0x01, 0x83, 0x83, 0x00, 0x58, 0x20};
+    assert_memory_equal(b.data, head, sizeof(head));
+    cjour_seen_t seen = {.fail_at = -1};
+    assert_int_equal(cn_rec_cjour_decode(b.data, b.len, cjour_collect, &seen), CN_OK);
+    assert_int_equal(seen.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(seen.e[i].which, i & 1);
+        assert_int_equal(seen.e[i].next, i == 0 ? UINT64_MAX : i + 1);
+        assert_int_equal(seen.e[i].device[CN_DEVICE_ID_LEN - 1], 0x10 + i);
+    }
+    /* The callback's error comes back as it is. */
+    seen = (cjour_seen_t){.fail_at = 1};
+    assert_int_equal(cn_rec_cjour_decode(b.data, b.len, cjour_collect, &seen), CN_ENOMEM);
+    /* Every truncation is refused, and so is a trailing byte. */
+    for (size_t n = 0; n < b.len; n++) {
+        seen = (cjour_seen_t){.fail_at = -1};
+        assert_true(cn_rec_cjour_decode(b.data, n, cjour_collect, &seen) < 0);
+    }
+    assert_int_equal(cn_buf_put_u8(&b, 0), CN_OK);
+    seen = (cjour_seen_t){.fail_at = -1};
+    assert_int_equal(cn_rec_cjour_decode(b.data, b.len, cjour_collect, &seen), CN_EINVAL);
+
+    /* Out of range on the way in. */
+    cn_rec_cjour_entry_t bad = {.which = CN_REC_CJOUR_WHICH_MAX + 1, .next = 1};
+    cn_buf_reset(&b);
+    assert_int_equal(cn_rec_cjour_add(&bad, &b), CN_EINVAL);
+    bad.which = 0, bad.next = 0;
+    assert_int_equal(cn_rec_cjour_add(&bad, &b), CN_EINVAL);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(cn_rec_cjour_begin(CN_REC_CJOUR_ENTRIES_MAX + 1ull, &b), CN_ETOOBIG);
+    assert_int_equal(b.len, 0);
+
+    /* And on the way out: which 2, next 0, a short device, a count over
+     * the limit, an entry of two items, another version, an unknown key. */
+    static const uint8_t which2[] = {0xa2, 0x00, 0x01, 0x01, 0x81, 0x83, 0x02, 0x41, 0x00, 0x01};
+    static const uint8_t short_dev[] = {0xa2, 0x00, 0x01, 0x01, 0x81, 0x83, 0x00, 0x41, 0x00, 0x01};
+    static const uint8_t huge[] = {0xa2, 0x00, 0x01, 0x01, 0x9a, 0x00, 0x40, 0x00, 0x01};
+    static const uint8_t pair[] = {0xa2, 0x00, 0x01, 0x01, 0x81, 0x82, 0x00, 0x00};
+    static const uint8_t version[] = {0xa2, 0x00, 0x02, 0x01, 0x80};
+    static const uint8_t unknown[] = {0xa2, 0x00, 0x01, 0x02, 0x80};
+    static const uint8_t empty[] = {0xa2, 0x00, 0x01, 0x01, 0x80};
+    const struct {
+        const uint8_t *p;
+        size_t n;
+        int rc;
+    } cases[] = {
+        {which2, sizeof(which2), CN_EINVAL},     {short_dev, sizeof(short_dev), CN_EINVAL},
+        {huge, sizeof(huge), CN_ETOOBIG},        {pair, sizeof(pair), CN_EINVAL},
+        {version, sizeof(version), CN_EVERSION}, {unknown, sizeof(unknown), CN_EINVAL},
+        {empty, sizeof(empty), CN_OK},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        seen = (cjour_seen_t){.fail_at = -1};
+        assert_int_equal(cn_rec_cjour_decode(cases[i].p, cases[i].n, cjour_collect, &seen),
+                         cases[i].rc);
+    }
+    /* next 0 with a whole device. */
+    cn_buf_reset(&b);
+    cjour_sample(&b, 2);
+    b.data[b.len - 1] = 0x00; /* the last entry's next, 2, becomes 0 */
+    seen = (cjour_seen_t){.fail_at = -1};
+    assert_int_equal(cn_rec_cjour_decode(b.data, b.len, cjour_collect, &seen), CN_EINVAL);
+    cn_buf_dispose(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -911,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_envelope_reference),
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
         cmocka_unit_test(test_dedupe_fast_form),
+        cmocka_unit_test(test_cjour_roundtrip_and_negative),
         cmocka_unit_test(test_push_roundtrip_and_negative),
         cmocka_unit_test(test_encode_appends),
         cmocka_unit_test(test_encoders_validate),
