@@ -124,7 +124,7 @@ CN_MUST_USE int cn_store_mailbox_depth(cn_store_t *s, const uint8_t device[CN_DE
 /**
  * meta CF: synchronous get (into out, appended) and durable put, from any
  * thread. Names are 1..CN_STORE_META_NAME_MAX bytes; the writer's own
- * names (prefixes mseq/, oseq/, qbytes/, mbytes/, pushseq, keyring) are
+ * names (prefixes mseq/, oseq/, qbytes/, mbytes/, pushseq, keyring, cjour/) are
  * CN_EINVAL. Meta values are node-internal (counters, policies, invites)
  * and stored unsealed; only the key ring is sealed (under the master key).
  * A put bypasses the writer; use CN_OP_META_PUT to order it with other ops.

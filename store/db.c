@@ -414,6 +414,7 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     CN_TRY_OUT(cn__readhints_init(&s->readhints));
     CN_TRY_OUT(open_db(s));
     CN_TRY_OUT(cn__keys_open(s));
+    CN_TRY_OUT(cn__counters_recover(s));
     CN_TRY_OUT(cn__writer_start(s));
     if (s->ring != NULL) {
         CN_TRY_OUT(cn__pass_start(s));

@@ -43,11 +43,23 @@ enum cn__cf {
 #define CN__META_PUSHSEQ          "pushseq" /* meta: u64be next push event seq */
 #define CN__META_MBYTES           "mbytes/" /* meta: mbytes/ ‖ user key → u64be media bytes */
 #define CN__META_KEYRING          "keyring" /* meta: the key ring, sealed under the master key */
+#define CN__META_CJOUR            "cjour/" /* meta: cjour/ ‖ u64be n → a counter journal record */
 #define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
 #define CN__META_CTR_MAX          (7 + CN_DEVICE_ID_LEN) /* the longest counter key */
 #define CN__META_NAME_MAX         255
 #define CN__PERIODIC_COMPACTION_S 86400 /* TTL filters run at least daily */
 #define CN__BATCH_ROTATE_MAX      8     /* key rotations one batch takes (more: CN_ELIMIT) */
+
+/* The counter journal (counters.c): a batch that changes at least
+ * CN__CJOUR_MIN seq counters writes them as one record; the records are
+ * folded into the per-device keys once the writer has been idle for
+ * CN__CJOUR_IDLE_MS, or by the batch that takes them past
+ * CN__CJOUR_FOLD_BYTES. */
+#define CN__CJOUR_KEY_LEN    (6 + 8)
+#define CN__CJOUR_ENTRY_MAX  (4 + CN_DEVICE_ID_LEN + 9) /* one entry, CBOR-encoded */
+#define CN__CJOUR_MIN        8
+#define CN__CJOUR_IDLE_MS    100
+#define CN__CJOUR_FOLD_BYTES (1u << 20)
 
 /* push CF: events under u64be(event seq) (8 bytes), one pending marker per
  * device under 0xff ‖ device → u64be(its event seq). Event seqs stay below
@@ -103,6 +115,8 @@ enum cn__ctr {
     CN__CTR_MBYTES = 3,
     CN__CTR_COUNT
 };
+/* The counters below this only ever grow (seqs): the journal's kind. */
+#define CN__CTR_SEQS 2
 
 /** One device's cached counters (writer thread only). */
 typedef struct cn__counter {
@@ -115,6 +129,11 @@ typedef struct cn__counter {
      * seen by iterators through the batch (overlay.c), so a recount adds
      * them. */
     int64_t qbytes_delta;
+    /* Seq counters: the value the newest committed journal record holds
+     * (0: in no record since the last fold), and whether the entry is
+     * listed in unfolded[]. */
+    uint64_t journaled[CN__CTR_SEQS];
+    bool unfolded;
 } cn__counter_t;
 
 /** Open-addressing table of counters; entries never move once allocated. */
@@ -126,6 +145,14 @@ typedef struct cn__counters {
     size_t ntouched, touched_cap;
     uint64_t push_next; /* the global push event seq, like the entries' */
     bool push_valid, push_dirty;
+    /* The journal: records jfirst .. jnext-1 are on disk (jbytes in all),
+     * their counters listed in unfolded[]. */
+    cn__counter_t **unfolded;
+    size_t nunfolded, unfolded_cap, jbytes;
+    uint64_t jfirst, jnext;
+    size_t batch_jbytes; /* the current batch writes record jnext, this long */
+    bool fold_requested; /* the next batch folds (writer.c, when idle) */
+    bool folding;        /* the current batch folds */
 } cn__counters_t;
 
 /** The reference counts a batch changed (store/refs.c): open addressing. */
@@ -417,8 +444,21 @@ CN_MUST_USE int cn__qbytes_delta_add(cn__batch_t *b, const uint8_t *device, int6
 CN_MUST_USE int cn__qbytes_batch_delta(cn__batch_t *b, const uint8_t *device, int64_t *out);
 /** Hands out the next push event seq. */
 CN_MUST_USE int cn__push_seq_take(cn__batch_t *b, uint64_t *out);
-/** Puts every counter the batch changed into the batch. */
+/**
+ * Puts every counter the batch changed into the batch: as one journal
+ * record when it changed CN__CJOUR_MIN seq counters or more, else under
+ * their own keys; and folds the journal when asked or when it is large.
+ */
 CN_MUST_USE int cn__counters_flush(cn__batch_t *b);
+/** Whether journal records wait to be folded. */
+bool cn__counters_fold_pending(const cn__counters_t *c);
+/**
+ * At open, before the writer starts: reads the journal a crash left and
+ * takes each counter in it to the larger of its key's and the journal's
+ * value; the writer's first idle moment folds it. CN_EIO on a record that
+ * is not a journal record.
+ */
+CN_MUST_USE int cn__counters_recover(cn_store_t *s);
 /** Ends the batch: ok keeps the cached values, otherwise they reload from disk. */
 void cn__counters_end(cn__counters_t *c, bool ok);
 void cn__counters_dispose(cn__counters_t *c);

@@ -180,10 +180,12 @@ static void final_reset(cn__batch_t *b)
 static void count_batch(cn_store_t *s, size_t n, uint64_t ns, bool synced, bool failed)
 {
     pthread_mutex_lock(&s->mu);
-    s->stats.batches++;
-    s->stats.ops += n;
-    s->stats.last_batch_ops = n;
-    s->stats.batch_ops_hist[cn__batch_bucket(n)]++;
+    if (n > 0) { /* not a fold of the counter journal alone */
+        s->stats.batches++;
+        s->stats.ops += n;
+        s->stats.last_batch_ops = n;
+        s->stats.batch_ops_hist[cn__batch_bucket(n)]++;
+    }
     if (synced) {
         s->stats.fsync_ns_total += ns;
         s->stats.fsync_hist[cn__fsync_bucket(ns)]++;
@@ -359,7 +361,9 @@ static cn_store_op_t *take_batch(cn_store_t *s, size_t max, size_t *n)
 
 /**
  * Waits (mu held) until there is a batch to run: an op someone waits for,
- * lazy ops that waited CN_STORE_LAZY_DELAY_MS, or closing.
+ * lazy ops that waited CN_STORE_LAZY_DELAY_MS, or closing; or, with
+ * nothing queued, until the counter journal has waited CN__CJOUR_IDLE_MS
+ * (returns with head NULL).
  */
 static void wait_for_work(cn_store_t *s)
 {
@@ -368,7 +372,13 @@ static void wait_for_work(cn_store_t *s)
     while (!s->closing && (s->head == NULL || !s->urgent)) {
         if (s->head == NULL) {
             timed = false;
-            pthread_cond_wait(&s->cv, &s->mu);
+            if (!cn__counters_fold_pending(&s->counters)) {
+                pthread_cond_wait(&s->cv, &s->mu);
+                continue;
+            }
+            cn_deadline(&deadline, CLOCK_MONOTONIC, CN__CJOUR_IDLE_MS);
+            if (pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == ETIMEDOUT && s->head == NULL)
+                return;
             continue;
         }
         if (!timed) { /* only lazy ops: give them company for a while */
@@ -388,8 +398,23 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&s->mu);
     for (;;) {
         wait_for_work(s);
-        if (s->head == NULL)
-            break; /* closing and drained */
+        if (s->head == NULL) {
+            /* Idle, or closing and drained: fold the counter journal (a
+             * batch of no ops, not synced: its records stay until it is
+             * on disk). */
+            bool closing = s->closing;
+            if (cn__counters_fold_pending(&s->counters)) {
+                pthread_mutex_unlock(&s->mu);
+                if (s->need_reopen && cn__db_try_reopen(s) == CN_OK)
+                    s->need_reopen = false;
+                s->counters.fold_requested = true;
+                run_batch(s, NULL, 0);
+                pthread_mutex_lock(&s->mu);
+            }
+            if (closing)
+                break;
+            continue;
+        }
         size_t n;
         cn_store_op_t *ops = take_batch(s, max, &n);
         /* What stays queued (past max) still counts as urgent. */
