@@ -401,14 +401,17 @@ static void *writer_main(void *arg)
         if (s->head == NULL) {
             /* Idle, or closing and drained: fold the counter journal (a
              * batch of no ops, not synced: its records stay until it is
-             * on disk). */
+             * on disk). Not while the database refuses writes: the
+             * records wait for the reopen. */
             bool closing = s->closing;
             if (cn__counters_fold_pending(&s->counters)) {
                 pthread_mutex_unlock(&s->mu);
                 if (s->need_reopen && cn__db_try_reopen(s) == CN_OK)
                     s->need_reopen = false;
-                s->counters.fold_requested = true;
-                run_batch(s, NULL, 0);
+                if (!s->need_reopen) {
+                    s->counters.fold_requested = true;
+                    run_batch(s, NULL, 0);
+                }
                 pthread_mutex_lock(&s->mu);
             }
             if (closing)
