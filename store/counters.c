@@ -18,9 +18,9 @@
  *
  * The seq counters (mseq/, oseq/) only ever grow, and a batch that changes
  * CN__CJOUR_MIN of them or more writes them as one journal record
- * (cjour/ ‖ u64be n; cn_rec_cjour_t in proto/records.c: which, device and
- * next value per counter) instead of a key each. A group send to 999 devices changes 999
- * mseq/ counters, and rewriting a key costs a memtable insert that starts
+ * (cjour/ ‖ u64be n; cn_rec_cjour_* in proto/records.c: which, device
+ * and next value per counter) instead of a key each. A group send to 999
+ * devices changes 999 mseq/ counters, and rewriting a key costs a memtable insert that starts
  * far from its hint (the new version sorts before the old one, where the
  * hint points): about 11,000 instructions each, a quarter of the store's
  * work per copy. The record is one insert. Once the writer has been idle
@@ -133,6 +133,22 @@ static int mark_touched(cn__counters_t *c, cn__counter_t *e)
     return CN_OK;
 }
 
+/* A seq or upload order: its key's value (1 when it has none), or the
+ * newer one a journal record not yet folded holds. */
+static int load_seq(cn_store_t *s, cn__counter_t *e, enum cn__ctr which)
+{
+    uint8_t key[CN__META_CTR_MAX];
+    size_t klen = cn__key_counter_any(key, which, e->id);
+    int rc = meta_u64(s, key, klen, &e->next[which]);
+    if (rc == CN_ENOTFOUND)
+        e->next[which] = 1;
+    else
+        CN_TRY(rc);
+    e->next[which] = CN_MAX(e->next[which], e->journaled[which]);
+    e->valid[which] = true;
+    return CN_OK;
+}
+
 /*
  * Seqs and upload orders start at 1. A queued-bytes counter is computed
  * from the mailbox, a media-bytes counter that was never written from the
@@ -141,6 +157,8 @@ static int mark_touched(cn__counters_t *c, cn__counter_t *e)
  */
 static int load(cn__batch_t *b, cn__counter_t *e, enum cn__ctr which)
 {
+    if (is_seq(which))
+        return load_seq(b->s, e, which);
     uint8_t key[CN__META_CTR_MAX];
     size_t klen = cn__key_counter_any(key, which, e->id);
     if (which == CN__CTR_QBYTES) {
@@ -149,19 +167,14 @@ static int load(cn__batch_t *b, cn__counter_t *e, enum cn__ctr which)
         e->valid[which] = true;
         return CN_OK;
     }
-    int rc = meta_u64(b->s, key, klen, &e->next[which]);
-    if (rc == CN_ENOTFOUND && which == CN__CTR_MBYTES) {
+    int rc = meta_u64(b->s, key, klen, &e->next[which]); /* media bytes */
+    if (rc == CN_ENOTFOUND) {
         CN_TRY(cn__media_owner_bytes(b, e->id, &e->next[which]));
         CN_TRY(mark_touched(&b->s->counters, e));
         e->dirty[which] = true;
-    } else if (rc == CN_ENOTFOUND) {
-        e->next[which] = 1;
     } else {
         CN_TRY(rc);
     }
-    /* A journal record not yet folded may hold a newer value. */
-    if (is_seq(which) && e->journaled[which] > e->next[which])
-        e->next[which] = e->journaled[which];
     e->valid[which] = true;
     return CN_OK;
 }
@@ -426,16 +439,8 @@ static int recover_entry(void *ctx, const cn_rec_cjour_entry_t *j)
     cn__counter_t *e;
     CN_TRY(unfolded_room(c, c->nunfolded + 1));
     CN_TRY(lookup(c, j->device, &e));
-    if (!e->valid[w]) {
-        uint8_t key[CN__META_CTR_MAX];
-        size_t klen = cn__key_counter_any(key, (enum cn__ctr)w, e->id);
-        int rc = meta_u64(s, key, klen, &e->next[w]);
-        if (rc == CN_ENOTFOUND)
-            e->next[w] = 1;
-        else
-            CN_TRY(rc);
-        e->valid[w] = true;
-    }
+    if (!e->valid[w])
+        CN_TRY(load_seq(s, e, (enum cn__ctr)w));
     e->next[w] = CN_MAX(e->next[w], j->next);
     e->journaled[w] = CN_MAX(e->journaled[w], j->next);
     list_unfolded(c, e);
