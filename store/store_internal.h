@@ -188,8 +188,9 @@ typedef struct cn__recent {
     uint32_t *buckets;
     size_t nbuckets;
     uint32_t next_slot;
-    cn__recent_entry_t *pending; /* added by the current batch */
+    cn__recent_entry_t *pending; /* added by the current batch, or the last written one */
     size_t npending;
+    bool written; /* pending holds a written batch's additions, not yet linked */
 } cn__recent_t;
 
 /** What mailbox reads handed out lately (store/readhint.c). */
@@ -618,7 +619,8 @@ void cn__recent_add(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t
 /** Finds and forgets an entry: true with its size (and body when *shared). */
 bool cn__recent_take(cn__recent_t *r, const uint8_t *device, uint64_t seq, size_t *size,
                      bool *shared, uint8_t body[CN__KEY_GMSG]);
-/** Ends a batch: its additions are kept only when it was written. */
+/** Ends a batch: its additions are kept only when it was written (linked
+ * at the next add or take, so that the batch's completion need not wait). */
 void cn__recent_end(cn__recent_t *r, bool ok);
 
 /* readhint.c (any thread) */
