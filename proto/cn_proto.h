@@ -205,6 +205,35 @@ CN_MUST_USE int cn_rec_cjour_add(const cn_rec_cjour_entry_t *e, cn_buf_t *out);
 /** Calls fn per entry; CN_EINVAL, CN_ETOOBIG, CN_EVERSION, or fn's error. */
 CN_MUST_USE int cn_rec_cjour_decode(const uint8_t *p, size_t n, cn_rec_cjour_fn fn, void *ctx);
 
+/*
+ * meta value of the store's reference journal (store/refjour.c): the
+ * mailbox references one group send added, {0: version, 1: ref,
+ * 2: [[device, seq], ...]}. ref is the reference's encoded envelope record
+ * (opaque here). Written in steps like the counter journal's; read back
+ * entry by entry through a callback after the ref is handed out.
+ */
+#define CN_REC_RJOUR_ENTRIES_MAX CN_SEND_FANOUT_MAX
+#define CN_REC_RJOUR_REF_MAX     1024 /* bytes of the encoded reference */
+
+typedef int (*cn_rec_rjour_fn)(void *ctx, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq);
+
+/** Starts a record: ref (borrowed, copied into out) of 1..CN_REC_RJOUR_REF_MAX
+ * bytes (CN_EINVAL for 0, CN_ETOOBIG above) and n entries (CN_ETOOBIG past
+ * CN_REC_RJOUR_ENTRIES_MAX). On error out is left as it was. */
+CN_MUST_USE int cn_rec_rjour_begin(cn_slice_t ref, size_t n, cn_buf_t *out);
+/** Appends one entry (CN_EINVAL for seq 0). */
+CN_MUST_USE int cn_rec_rjour_add(const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq,
+                                 cn_buf_t *out);
+/**
+ * Decodes: *ref points into p (valid as long as p); fn is called per entry
+ * (possibly before a later part turns out malformed: that error is returned
+ * after), and only once *ref is set (key 1 precedes key 2 in a well-formed
+ * record; entries without a ref before them are CN_EINVAL before fn sees
+ * any). CN_EINVAL, CN_ETOOBIG, CN_EVERSION, or fn's error.
+ */
+CN_MUST_USE int cn_rec_rjour_decode(const uint8_t *p, size_t n, cn_slice_t *ref, cn_rec_rjour_fn fn,
+                                    void *ctx);
+
 /* Media. */
 #define CN_MEDIA_TYPE_MAX       64  /* content type bytes */
 #define CN_MEDIA_SHA256_LEN     32  /* SHA-256 of the whole (encrypted) upload */

@@ -41,6 +41,7 @@ enum { KP_KEY_ID = 1, KP_PUBLIC_KEY, KP_SIGNATURE };
 enum { KN_DEVICE_ID = 1, KN_SERVER_TIME };
 enum { KG_VERSION = 1, KG_CREATED, KG_MEMBERS };
 enum { KJ_ENTRIES = 1 };
+enum { KR_REF = 1, KR_ENTRIES };
 enum {
     KM_OWNER = 1,
     KM_CONTENT_TYPE,
@@ -567,6 +568,91 @@ int cn_rec_cjour_decode(const uint8_t *p, size_t n, cn_rec_cjour_fn fn, void *ct
     uint32_t seen;
     CN_TRY(rd_record(p, n, cjour_field, &c, &seen));
     CN_ENSURE(seen & BIT(KJ_ENTRIES), CN_EINVAL);
+    return CN_OK;
+}
+
+/* ------------------------------------------------------ reference journal */
+
+static int rjour_head_write(cn_slice_t ref, size_t n, cn_buf_t *b)
+{
+    CN_TRY(wr_begin(b, 2));
+    CN_TRY(wr_kbytes(b, KR_REF, ref.base, ref.len));
+    CN_TRY(wr_uint(b, KR_ENTRIES));
+    return wr_array(b, n);
+}
+
+int cn_rec_rjour_begin(cn_slice_t ref, size_t n, cn_buf_t *out)
+{
+    CN_ENSURE(ref.len > 0 && ref.base != NULL, CN_EINVAL);
+    CN_ENSURE(ref.len <= CN_REC_RJOUR_REF_MAX, CN_ETOOBIG);
+    CN_ENSURE(n <= CN_REC_RJOUR_ENTRIES_MAX, CN_ETOOBIG);
+    ENCODE_GUARD(out, rjour_head_write(ref, n, out));
+}
+
+static int rjour_entry_write(const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq, cn_buf_t *b)
+{
+    CN_TRY(wr_array(b, 2));
+    CN_TRY(wr_bytes(b, device, CN_DEVICE_ID_LEN));
+    return wr_uint(b, seq);
+}
+
+int cn_rec_rjour_add(const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq, cn_buf_t *out)
+{
+    CN_ENSURE(seq != 0, CN_EINVAL);
+    ENCODE_GUARD(out, rjour_entry_write(device, seq, out));
+}
+
+typedef struct rjour_reader {
+    cn_slice_t *ref;
+    cn_rec_rjour_fn fn;
+    void *ctx;
+} rjour_reader_t;
+
+/* Keys ascend (rd_key), so the ref is read before the entries; entries
+ * without a ref are refused before fn sees any, so fn always sees *ref set. */
+static int rjour_entries(rd_t *r, const rjour_reader_t *c)
+{
+    tok_t t;
+    CN_ENSURE(c->ref->len > 0, CN_EINVAL);
+    CN_TRY(rd_next(r, &t));
+    CN_ENSURE(t.type == T_ARRAY, CN_EINVAL);
+    CN_ENSURE(t.u <= CN_REC_RJOUR_ENTRIES_MAX, CN_ETOOBIG);
+    for (uint64_t i = 0; i < t.u; i++) {
+        uint8_t device[CN_DEVICE_ID_LEN];
+        uint64_t seq;
+        tok_t a;
+        CN_TRY(rd_next(r, &a));
+        CN_ENSURE(a.type == T_ARRAY && a.u == 2, CN_EINVAL);
+        CN_TRY(rd_fixed(r, device, CN_DEVICE_ID_LEN));
+        CN_TRY(rd_uint(r, UINT64_MAX, &seq));
+        CN_ENSURE(seq != 0, CN_EINVAL);
+        CN_TRY(c->fn(c->ctx, device, seq));
+    }
+    return CN_OK;
+}
+
+static int rjour_field(rd_t *r, uint64_t key, void *o)
+{
+    const rjour_reader_t *c = o;
+    switch (key) {
+    case KR_REF:
+        CN_TRY(rd_bytes(r, CN_REC_RJOUR_REF_MAX, c->ref));
+        CN_ENSURE(c->ref->len > 0, CN_EINVAL);
+        return CN_OK;
+    case KR_ENTRIES:
+        return rjour_entries(r, c);
+    default:
+        return CN_EINVAL;
+    }
+}
+
+int cn_rec_rjour_decode(const uint8_t *p, size_t n, cn_slice_t *ref, cn_rec_rjour_fn fn, void *ctx)
+{
+    rjour_reader_t c = {.ref = ref, .fn = fn, .ctx = ctx};
+    uint32_t seen, req = BIT(KR_REF) | BIT(KR_ENTRIES);
+    *ref = cn_slice(NULL, 0);
+    CN_TRY(rd_record(p, n, rjour_field, &c, &seen));
+    CN_ENSURE((seen & req) == req, CN_EINVAL);
     return CN_OK;
 }
 

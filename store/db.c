@@ -412,9 +412,11 @@ int cn_store_open(const cn_store_options_t *opts, cn_store_t **out)
     CN_ENSURE_OUT(pthread_rwlock_init(&s->db_lock, NULL) == 0, CN_EINTERNAL);
     s->lock_ready = true;
     CN_TRY_OUT(cn__readhints_init(&s->readhints));
+    CN_TRY_OUT(cn__rjour_init(&s->rjour));
     CN_TRY_OUT(open_db(s));
     CN_TRY_OUT(cn__keys_open(s));
     CN_TRY_OUT(cn__counters_recover(s));
+    CN_TRY_OUT(cn__rjour_recover(s));
     CN_TRY_OUT(cn__writer_start(s));
     if (s->ring != NULL) {
         CN_TRY_OUT(cn__pass_start(s));
@@ -582,6 +584,7 @@ void cn_store_free(cn_store_t *s)
     if (s->lock_ready)
         pthread_rwlock_destroy(&s->db_lock);
     cn__readhints_dispose(&s->readhints);
+    cn__rjour_dispose(&s->rjour);
     free(s->path);
     free(s);
 }

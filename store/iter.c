@@ -102,7 +102,7 @@ void cn__key_hist_l(uint8_t out[CN__KEY_HIST_L], const uint8_t *user, const uint
 /* The names the writer owns in meta; callers can neither write nor list them. */
 static const char *const meta_reserved[] = {CN__META_MSEQ,    CN__META_OSEQ,   CN__META_QBYTES,
                                             CN__META_PUSHSEQ, CN__META_MBYTES, CN__META_KEYRING,
-                                            CN__META_CJOUR};
+                                            CN__META_CJOUR,   CN__META_RJOUR};
 
 bool cn__meta_reserved(const char *name, size_t len)
 {

@@ -190,6 +190,7 @@ int cn__op_revoke(cn__batch_t *b, cn_store_op_t *op)
     /* Its mailbox goes now, its prekeys at commit, and so does any
      * pending wake-up. */
     CN__APPLY(b, cn__mailbox_drop(b, id));
+    cn__rjour_drop_device(b, id); /* a group send earlier in this batch */
     CN__APPLY(b, cn__counter_set(b, id, CN__CTR_QBYTES, 0));
     CN__APPLY(b, cn__push_drop_device(b, id));
     dev.revoked = cn_now_ms();

@@ -117,7 +117,8 @@ int cn__ref_encode(const cn_store_op_t *op, cn_buf_t *out)
 }
 
 /* The body once (under from_device ‖ message_id), then one reference per
- * mailbox. */
+ * mailbox: as one journal record, which the next batch puts into the
+ * mailboxes (refjour.c). */
 static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
 {
     cn_rec_envelope_t env = op->u.send.env;
@@ -132,15 +133,14 @@ static int send_store_shared(cn__batch_t *b, cn_store_op_t *op)
     CN_TRY(cn__refs_set(b, body, op->u.send.n, env.server_time));
     CN_TRY(cn__ref_encode(op, &b->v1));
     size_t vlen = cn_buf_unread(&b->v1).len;
-    uint8_t key[CN__KEY_MAILBOX];
+    CN_TRY(cn__rjour_begin(b, body, cn_buf_unread(&b->v1), env.server_time, op->u.send.n));
     for (uint32_t i = 0; i < op->u.send.n; i++) {
         cn_store_recipient_t *r = &op->u.send.recipients[i];
         CN_TRY(cn__counter_take(b, r->device_id, CN__CTR_MAILBOX, &r->seq));
         if (cn__batch_revoked(b, r->device_id))
             continue; /* revoked earlier in this batch: its mailbox is gone */
         CN_TRY(cn__quota_adjust(b, r->device_id, vlen, true));
-        cn__key_mailbox(key, r->device_id, r->seq);
-        cn__overlay_put(b, CN__CF_MAILBOX, key, sizeof(key), &b->v1, env.server_time);
+        CN_TRY(cn__rjour_add(b, r->device_id, r->seq));
         cn__recent_add(&b->recent, r->device_id, r->seq, vlen, body);
     }
     return CN_OK;

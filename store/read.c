@@ -5,6 +5,7 @@
 #include "store/store_internal.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 /** Reads a key into a pinned slice: CN_OK, CN_ENOTFOUND or CN_EIO (meta: never sealed). */
@@ -118,10 +119,96 @@ static int resolve_ref(cn_store_t *s, const uint8_t **v, size_t *vlen, char **bo
 
 #define READ_HINTS_BATCH 64 /* hints handed to the table at once */
 
+/** One mailbox read in progress: its limits, what it handed out. */
+typedef struct mailbox_read {
+    cn_store_t *s;
+    size_t max_entries, max_bytes, n, bytes, nhints;
+    cn_store_mailbox_cb cb;
+    void *ctx;
+    uint64_t *next_seq;
+    bool stop;
+    cn__readhint_t hints[READ_HINTS_BATCH];
+} mailbox_read_t;
+
 /*
- * The byte limit never stops the first entry (an envelope larger than
- * max_bytes would otherwise block its mailbox for good). A callback that
- * returns non-zero stops the read after its entry, which counts as passed.
+ * Hands one entry (its whole envelope) to the callback, unless the byte
+ * limit stops the read before it. The byte limit never stops the first
+ * entry (an envelope larger than max_bytes would otherwise block its
+ * mailbox for good). A callback that returns non-zero stops the read
+ * after its entry, which counts as passed.
+ */
+static void hand_out(mailbox_read_t *r, uint64_t seq, const uint8_t *v, size_t vlen)
+{
+    if (r->n > 0 && (vlen > r->max_bytes || r->bytes > r->max_bytes - vlen)) {
+        r->stop = true;
+        return;
+    }
+    r->n++;
+    r->bytes += vlen;
+    *r->next_seq = seq + 1;
+    r->stop = r->cb(r->ctx, seq, v, vlen) != 0 || r->n >= r->max_entries;
+}
+
+/* A published group reference (refjour.c), replaced by its body like a
+ * stored one (resolve_ref), or handed out as it is when the body is gone. */
+static int hand_out_pending(mailbox_read_t *r, const cn__rjour_hit_t *h)
+{
+    char *body;
+    size_t n;
+    int rc = cn__db_get(r->s, CN__CF_GMSG, h->body, CN__KEY_GMSG, &body, &n);
+    if (rc == CN_ENOTFOUND) {
+        hand_out(r, h->seq, h->ref, h->ref_len);
+        return CN_OK;
+    }
+    CN_TRY(rc);
+    hand_out(r, h->seq, (const uint8_t *)body, n);
+    rocksdb_free(body);
+    return CN_OK;
+}
+
+/* Hands out the published references before seq (all: UINT64_MAX) and
+ * skips one at seq, which the database holds as well. */
+static int pending_before(mailbox_read_t *r, const cn__rjour_hit_t *pend, int npend, int *pi,
+                          uint64_t seq)
+{
+    for (; *pi < npend && pend[*pi].seq < seq && !r->stop; (*pi)++)
+        CN_TRY(hand_out_pending(r, &pend[*pi]));
+    if (*pi < npend && pend[*pi].seq == seq)
+        (*pi)++;
+    return CN_OK;
+}
+
+/* The committed entry under the iterator (its reference resolved). */
+static int hand_out_stored(mailbox_read_t *r, const uint8_t *device, uint64_t seq, cn__iter_t *it)
+{
+    size_t vlen;
+    char *body;
+    const uint8_t *v = cn__iter_value(it, &vlen);
+    if (v == NULL) {
+        r->stop = true; /* did not open: cn__iter_close reports it */
+        return CN_OK;
+    }
+    cn__readhint_t *h = &r->hints[r->nhints];
+    h->size = (uint32_t)vlen; /* a stored value is far below 4 GiB */
+    CN_TRY(resolve_ref(r->s, &v, &vlen, &body, h));
+    size_t before = r->n;
+    hand_out(r, seq, v, vlen);
+    rocksdb_free(body);
+    if (r->n == before)
+        return CN_OK;
+    h->device = device;
+    h->seq = seq;
+    if (++r->nhints == READ_HINTS_BATCH) {
+        cn__readhints_put(&r->s->readhints, r->hints, r->nhints);
+        r->nhints = 0;
+    }
+    return CN_OK;
+}
+
+/*
+ * The committed entries merged with the published group references
+ * (refjour.c), whose copy is taken before the iterator opens: an entry
+ * the writer put into the mailbox since is seen twice and handed out once.
  */
 static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN],
                                  uint64_t from_seq, size_t max_entries, size_t max_bytes,
@@ -129,54 +216,44 @@ static int mailbox_read_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_I
 {
     uint8_t seek[CN__KEY_MAILBOX];
     cn__iter_t it;
-    size_t n = 0, bytes = 0, nhints = 0;
-    cn__readhint_t hints[READ_HINTS_BATCH];
-    int rc = CN_OK;
+    cn__rjour_hit_t *pend;
+    int pi = 0, rc = CN_OK;
     CN_ENSURE(cb != NULL && next_seq != NULL, CN_EINVAL);
     *next_seq = from_seq;
-    if (max_entries > INT_MAX)
-        max_entries = INT_MAX;
+    mailbox_read_t r = {.s = s,
+                        .max_entries = max_entries > INT_MAX ? INT_MAX : max_entries,
+                        .max_bytes = max_bytes,
+                        .cb = cb,
+                        .ctx = ctx,
+                        .next_seq = next_seq,
+                        .stop = max_entries == 0};
+    int npend = cn__rjour_lookup(s, device, from_seq, &pend);
+    CN_TRY(npend);
     cn__key_mailbox(seek, device, from_seq);
-    CN_TRY(cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, seek, sizeof(seek),
-                         &it));
-    for (; n < max_entries && cn__iter_valid(&it); cn__iter_next(&it)) {
-        size_t klen, vlen;
+    rc = cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, seek, sizeof(seek),
+                       &it);
+    if (rc < 0) {
+        free(pend);
+        return rc;
+    }
+    for (; !r.stop && rc == CN_OK && cn__iter_valid(&it); cn__iter_next(&it)) {
+        size_t klen;
         const uint8_t *k = cn__iter_key(&it, &klen);
         if (klen != CN__KEY_MAILBOX)
             continue;
-        const uint8_t *v = cn__iter_value(&it, &vlen);
-        char *body;
-        if (v == NULL)
-            break; /* did not open: cn__iter_close reports it */
-        cn__readhint_t *h = &hints[nhints];
-        h->size = (uint32_t)vlen; /* a stored value is far below 4 GiB */
-        rc = resolve_ref(s, &v, &vlen, &body, h);
-        if (rc < 0)
-            break;
-        if (n > 0 && (vlen > max_bytes || bytes > max_bytes - vlen)) {
-            rocksdb_free(body);
-            break;
-        }
         uint64_t seq = cn_load_u64be(k + CN_DEVICE_ID_LEN);
-        h->device = device;
-        h->seq = seq;
-        if (++nhints == READ_HINTS_BATCH) {
-            cn__readhints_put(&s->readhints, hints, nhints);
-            nhints = 0;
-        }
-        n++;
-        bytes += vlen;
-        *next_seq = seq + 1;
-        int stop = cb(ctx, seq, v, vlen);
-        rocksdb_free(body);
-        if (stop != 0)
-            break;
+        rc = pending_before(&r, pend, npend, &pi, seq);
+        if (rc == CN_OK && !r.stop)
+            rc = hand_out_stored(&r, device, seq, &it);
     }
-    cn__readhints_put(&s->readhints, hints, nhints);
+    if (rc == CN_OK && !r.stop && !cn__iter_valid(&it))
+        rc = pending_before(&r, pend, npend, &pi, UINT64_MAX);
+    free(pend);
+    cn__readhints_put(&s->readhints, r.hints, r.nhints);
     int crc = cn__iter_close(&it);
     CN_TRY(rc);
     CN_TRY(crc);
-    return (int)n;
+    return (int)r.n;
 }
 
 int cn_store_mailbox_read(cn_store_t *s, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t from_seq,
@@ -193,12 +270,18 @@ static int mailbox_depth_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_
                                   uint64_t limit, uint64_t *out)
 {
     cn__iter_t it;
-    uint64_t n = 0;
+    cn__rjour_hit_t *pend;
+    /* Published group references count too (one the writer puts into the
+     * mailbox meanwhile may count twice: the depth is a hint). */
+    int npend = cn__rjour_lookup(s, device, 0, &pend);
+    CN_TRY(npend);
+    free(pend);
+    uint64_t n = (uint64_t)npend;
     CN_TRY(cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, NULL, 0, &it));
     for (; n < limit && cn__iter_valid(&it); cn__iter_next(&it))
         n++;
     CN_TRY(cn__iter_close(&it));
-    *out = n;
+    *out = CN_MIN(n, limit);
     return CN_OK;
 }
 

@@ -7,6 +7,7 @@
 #include "store/store_internal.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* What a visitor tells walk() about one entry. */
@@ -250,9 +251,19 @@ static int mailbox_stats_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_
                                   uint64_t *depth, uint64_t *bytes, uint64_t *oldest_server_time)
 {
     cn__iter_t it;
-    uint64_t n = 0, sum = 0, oldest = 0;
+    cn__rjour_hit_t *pend;
+    uint64_t n = 0, sum = 0, oldest = 0, pend_oldest = 0;
     int rc = CN_OK;
     CN_ENSURE(s != NULL && device != NULL, CN_EINVAL);
+    /* Published group references (refjour.c) count as queued. */
+    int npend = cn__rjour_lookup(s, device, 0, &pend);
+    CN_TRY(npend);
+    for (int i = 0; i < npend; i++) {
+        sum += pend[i].ref_len;
+        if (i == 0 || pend[i].server_time < pend_oldest)
+            pend_oldest = pend[i].server_time;
+    }
+    free(pend);
     CN_TRY(cn__iter_open(s, NULL, CN__CF_MAILBOX, device, CN_DEVICE_ID_LEN, 8, NULL, 0, &it));
     for (; cn__iter_valid(&it); cn__iter_next(&it)) {
         size_t klen, vlen;
@@ -277,6 +288,9 @@ static int mailbox_stats_unlocked(cn_store_t *s, const uint8_t device[CN_DEVICE_
     if (rc < 0)
         return corrupt("envelope", rc);
     CN_TRY(crc);
+    if (npend > 0 && (n == 0 || pend_oldest < oldest))
+        oldest = pend_oldest;
+    n += (uint64_t)npend;
     if (depth)
         *depth = n;
     if (bytes)

@@ -100,6 +100,14 @@ int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, 
                                  out);
 }
 
+int cn__seal_meta(cn_store_t *s, const void *key, size_t klen, const void *v, size_t n,
+                  cn_buf_t *out)
+{
+    if (s->ring == NULL)
+        return cn_buf_append(out, v, n);
+    return cn__seal_value_hinted(s, CN__CF_META, key, klen, v, n, 0, out);
+}
+
 static int refused(cn_store_t *s, enum cn__cf cf, size_t klen, const char *why)
 {
     __atomic_fetch_add(&s->auth_failures, 1, __ATOMIC_RELAXED);
@@ -171,6 +179,22 @@ int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, c
     cn_buf_reset(scratch);
     CN_TRY(cn_buf_reserve(scratch, n));
     CN_TRY(open_to(s, cf, key, klen, v, n, scratch->data, outlen, &plain));
+    if (!plain)
+        *out = scratch->data;
+    return CN_OK;
+}
+
+int cn__open_meta(cn_store_t *s, const void *key, size_t klen, const uint8_t *v, size_t n,
+                  cn_buf_t *scratch, const uint8_t **out, size_t *outlen)
+{
+    bool plain;
+    *out = v;
+    *outlen = n;
+    if (s->ring == NULL)
+        return CN_OK;
+    cn_buf_reset(scratch);
+    CN_TRY(cn_buf_reserve(scratch, n));
+    CN_TRY(open_to(s, CN__CF_META, key, klen, v, n, scratch->data, outlen, &plain));
     if (!plain)
         *out = scratch->data;
     return CN_OK;

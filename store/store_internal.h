@@ -44,6 +44,7 @@ enum cn__cf {
 #define CN__META_MBYTES           "mbytes/" /* meta: mbytes/ ‖ user key → u64be media bytes */
 #define CN__META_KEYRING          "keyring" /* meta: the key ring, sealed under the master key */
 #define CN__META_CJOUR            "cjour/" /* meta: cjour/ ‖ u64be n → a counter journal record */
+#define CN__META_RJOUR            "rjour/" /* meta: rjour/ ‖ u64be n → a reference journal record */
 #define CN__META_CTR_LEN          (5 + CN_DEVICE_ID_LEN)
 #define CN__META_CTR_MAX          (7 + CN_DEVICE_ID_LEN) /* the longest counter key */
 #define CN__META_NAME_MAX         255
@@ -60,6 +61,11 @@ enum cn__cf {
 #define CN__CJOUR_MIN        8
 #define CN__CJOUR_IDLE_MS    100
 #define CN__CJOUR_FOLD_BYTES (1u << 20)
+
+/* The reference journal (refjour.c): a group send's mailbox references
+ * are written as one sealed record, and put into the mailbox by the
+ * writer's next batch (or after CN__CJOUR_IDLE_MS of idleness). */
+#define CN__RJOUR_KEY_LEN (6 + 8)
 
 /* push CF: events under u64be(event seq) (8 bytes), one pending marker per
  * device under 0xff ‖ device → u64be(its event seq). Event seqs stay below
@@ -179,6 +185,36 @@ typedef struct cn__overlay {
     cn__overlay_item_t *order; /* scratch of the replay: 2 x order_cap items */
     size_t order_cap;
 } cn__overlay_t;
+
+/** One group send's mailbox references (store/refjour.c). */
+typedef struct cn__rjour_ent {
+    uint8_t device[CN_DEVICE_ID_LEN];
+    uint64_t seq;
+} cn__rjour_ent_t;
+typedef struct cn__rjour_rec {
+    struct cn__rjour_rec *next;
+    uint64_t n;                 /* its record: meta rjour/ ‖ u64be n */
+    uint8_t body[CN__KEY_GMSG]; /* the group message's gmsg key */
+    uint64_t server_time;
+    cn_buf_t ref; /* the reference every entry gets, encoded */
+    cn__rjour_ent_t *ents;
+    size_t count, cap;
+} cn__rjour_rec_t;
+
+/**
+ * The references written as journal records and not yet put into the
+ * mailbox (published: readers merge them, under lock), and those the
+ * current batch writes (building: writer thread only).
+ */
+typedef struct cn__rjour {
+    pthread_mutex_t lock;
+    bool lock_ready;
+    cn__rjour_rec_t *published;
+    size_t npublished; /* also read without the lock (atomic): 0 is the fast path */
+    cn__rjour_rec_t *building, *building_last;
+    uint64_t next_n;
+    bool materializing; /* the current batch puts the published ones into the mailbox */
+} cn__rjour_t;
 
 /** The mailbox entries the writer wrote last (store/recent.c). */
 #define CN__RECENT_MAX 32768 /* entries remembered (a power of two) */
@@ -314,6 +350,7 @@ struct cn_store {
     cn_store_op_t *head, *tail;
     cn_store_stats_t stats;
 
+    cn__rjour_t rjour;       /* the reference journal: the writer's, readers merge it */
     cn__batch_t batch;       /* writer thread only */
     cn__counters_t counters; /* writer thread only */
     cn__wal_drop_t wal_drop; /* writer thread only */
@@ -485,6 +522,16 @@ CN_MUST_USE int cn__seal_value(cn_store_t *s, enum cn__cf cf, const void *key, s
 CN_MUST_USE int cn__seal_value_hinted(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
                                       const void *v, size_t n, uint64_t hint, cn_buf_t *out);
 /**
+ * A writer record of meta that holds user data (the reference journal):
+ * sealed like the values of the sealed families whenever the store
+ * encrypts (associated data meta's id ‖ key), else appended as it is.
+ */
+CN_MUST_USE int cn__seal_meta(cn_store_t *s, const void *key, size_t klen, const void *v, size_t n,
+                              cn_buf_t *out);
+/** Opens what cn__seal_meta wrote (*out may point into v or scratch). */
+CN_MUST_USE int cn__open_meta(cn_store_t *s, const void *key, size_t klen, const uint8_t *v,
+                              size_t n, cn_buf_t *scratch, const uint8_t **out, size_t *outlen);
+/**
  * The key id a stored value is sealed under: 0 for a plaintext value in a
  * legacy database; CN_EAUTH for a plaintext value otherwise.
  */
@@ -609,6 +656,46 @@ int cn__overlay_get(const cn__overlay_t *o, enum cn__cf cf, const void *key, siz
 void cn__overlay_replay(cn__overlay_t *o, cn_store_t *s, rocksdb_writebatch_t *wb);
 void cn__overlay_reset(cn__overlay_t *o);
 void cn__overlay_dispose(cn__overlay_t *o);
+
+/* refjour.c: the writer's side (writer thread only) */
+CN_MUST_USE int cn__rjour_init(cn__rjour_t *j);
+void cn__rjour_dispose(cn__rjour_t *j);
+/** Starts the journal entry of a group send whose reference is ref. */
+CN_MUST_USE int cn__rjour_begin(cn__batch_t *b, const uint8_t body[CN__KEY_GMSG], cn_slice_t ref,
+                                uint64_t server_time, size_t n);
+/** One device's reference under seq, in the entry begun last. */
+CN_MUST_USE int cn__rjour_add(cn__batch_t *b, const uint8_t *device, uint64_t seq);
+/** A device revoked by the current batch: its references of this batch go. */
+void cn__rjour_drop_device(cn__batch_t *b, const uint8_t *device);
+/**
+ * At the start of a batch: puts every published reference into the
+ * mailbox and deletes their records, in this batch.
+ */
+CN_MUST_USE int cn__rjour_materialize(cn__batch_t *b);
+/** Writes the current batch's entries as sealed records. */
+CN_MUST_USE int cn__rjour_flush(cn__batch_t *b);
+/** After the write: publishes the batch's entries, drops materialized ones. */
+void cn__rjour_end(cn_store_t *s, bool ok);
+/** Whether references wait to be put into the mailbox. */
+bool cn__rjour_pending(const cn__rjour_t *j);
+/** At open, before the writer starts: publishes the records a crash left. */
+CN_MUST_USE int cn__rjour_recover(cn_store_t *s);
+
+/* refjour.c: the readers' side (any thread) */
+/** A published reference of one device. */
+typedef struct cn__rjour_hit {
+    uint64_t seq;
+    uint64_t server_time;
+    uint8_t body[CN__KEY_GMSG];
+    const uint8_t *ref; /* the reference, encoded (in the block of the hits) */
+    uint32_t ref_len;
+} cn__rjour_hit_t;
+/**
+ * The published references of device with seq >= from_seq, in seq order,
+ * in *out (malloc'd, free it; NULL when none): their number, or CN_ENOMEM.
+ */
+CN_MUST_USE int cn__rjour_lookup(cn_store_t *s, const uint8_t *device, uint64_t from_seq,
+                                 cn__rjour_hit_t **out);
 
 /* recent.c (writer thread only) */
 CN_MUST_USE int cn__recent_init(cn__recent_t *r);

@@ -303,6 +303,11 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     cn__overlay_reset(&b->overlay);
     b->nrevoked = 0;
     b->fatal = CN_OK;
+    /* The previous batches' group references go into the mailboxes before
+     * any op of this batch reads or changes one. */
+    int mrc = cn__rjour_materialize(b);
+    if (mrc < 0 && b->fatal == CN_OK)
+        b->fatal = mrc;
     prefetch_dedupe(s, &b->prefetch, ops, n);
     for (cn_store_op_t *op = ops; op != NULL && b->fatal == CN_OK; op = op->next) {
         lazy = lazy && op->lazy;
@@ -312,6 +317,8 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
     int rc = b->fatal == CN_OK ? cn__refs_flush(b) : CN_OK;
     if (rc == CN_OK && b->fatal == CN_OK)
         rc = cn__counters_flush(b);
+    if (rc == CN_OK && b->fatal == CN_OK)
+        rc = cn__rjour_flush(b);
     if (rc < 0 && b->fatal == CN_OK)
         b->fatal = rc;
     /* Nothing reaches RocksDB between a failed write and the reopen:
@@ -326,6 +333,7 @@ static void run_batch(cn_store_t *s, cn_store_op_t *ops, size_t n)
         cn__wal_drop_after_sync(&s->wal_drop, s->path);
     cn__counters_end(&s->counters, b->fatal == CN_OK);
     cn__recent_end(&b->recent, b->fatal == CN_OK);
+    cn__rjour_end(s, b->fatal == CN_OK);
     cn__keys_end(b, b->fatal == CN_OK);
     count_batch(s, n, ns, synced, b->fatal != CN_OK);
 
@@ -359,10 +367,17 @@ static cn_store_op_t *take_batch(cn_store_t *s, size_t max, size_t *n)
     return first;
 }
 
+/* Work for an idle moment: the counter journal to fold, group references
+ * to put into the mailboxes (both by a batch of no ops). */
+static bool idle_work(cn_store_t *s)
+{
+    return cn__counters_fold_pending(&s->counters) || cn__rjour_pending(&s->rjour);
+}
+
 /**
  * Waits (mu held) until there is a batch to run: an op someone waits for,
  * lazy ops that waited CN_STORE_LAZY_DELAY_MS, or closing; or, with
- * nothing queued, until the counter journal has waited CN__CJOUR_IDLE_MS
+ * nothing queued, until idle work (idle_work) has waited CN__CJOUR_IDLE_MS
  * (returns with head NULL).
  */
 static void wait_for_work(cn_store_t *s)
@@ -372,7 +387,7 @@ static void wait_for_work(cn_store_t *s)
     while (!s->closing && (s->head == NULL || !s->urgent)) {
         if (s->head == NULL) {
             timed = false;
-            if (!cn__counters_fold_pending(&s->counters)) {
+            if (!idle_work(s)) {
                 pthread_cond_wait(&s->cv, &s->mu);
                 continue;
             }
@@ -399,12 +414,13 @@ static void *writer_main(void *arg)
     for (;;) {
         wait_for_work(s);
         if (s->head == NULL) {
-            /* Idle, or closing and drained: fold the counter journal (a
-             * batch of no ops, not synced: its records stay until it is
+            /* Idle, or closing and drained: fold the counter journal and
+             * put the journaled group references into the mailboxes (a
+             * batch of no ops, not synced: the records stay until it is
              * on disk). Not while the database refuses writes: the
              * records wait for the reopen. */
             bool closing = s->closing;
-            if (cn__counters_fold_pending(&s->counters)) {
+            if (idle_work(s)) {
                 pthread_mutex_unlock(&s->mu);
                 if (s->need_reopen && cn__db_try_reopen(s) == CN_OK)
                     s->need_reopen = false;

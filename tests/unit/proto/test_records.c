@@ -999,6 +999,221 @@ static void test_cjour_roundtrip_and_negative(void **state)
     cn_buf_dispose(&b);
 }
 
+/* ------------------------------------------------------ reference journal */
+
+typedef struct rjour_seen {
+    size_t n;
+    uint8_t device[4][CN_DEVICE_ID_LEN];
+    uint64_t seq[4];
+    int fail_at;           /* the callback fails at this entry (-1: never) */
+    const cn_slice_t *ref; /* the decoder's *ref: set whenever fn runs */
+} rjour_seen_t;
+
+static int rjour_collect(void *ctx, const uint8_t device[CN_DEVICE_ID_LEN], uint64_t seq)
+{
+    rjour_seen_t *s = ctx;
+    assert_true(s->ref->base != NULL && s->ref->len > 0);
+    if ((int)s->n == s->fail_at)
+        return CN_ENOMEM;
+    assert_true(s->n < 4);
+    memcpy(s->device[s->n], device, CN_DEVICE_ID_LEN);
+    s->seq[s->n++] = seq;
+    return CN_OK;
+}
+
+static int rjour_decode(const uint8_t *p, size_t n, cn_slice_t *ref, rjour_seen_t *seen)
+{
+    *seen = (rjour_seen_t){.fail_at = -1, .ref = ref};
+    return cn_rec_rjour_decode(p, n, ref, rjour_collect, seen);
+}
+
+static const uint8_t rjour_ref[] = {0xa8, 0x00, 0x01, 0x01, 0x1b};
+static const uint64_t rjour_seqs[] = {1, 24, UINT64_MAX}; /* heads of 1, 2 and 9 bytes */
+
+static void rjour_sample(cn_buf_t *b)
+{
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(rjour_ref, sizeof(rjour_ref)), 3, b), CN_OK);
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t device[CN_DEVICE_ID_LEN];
+        memset(device, 0x20 + (int)i, sizeof(device));
+        assert_int_equal(cn_rec_rjour_add(device, rjour_seqs[i], b), CN_OK);
+    }
+}
+
+/* pre, then (dev) a whole 32-byte device of 0x11, then post, into b. */
+static void rjour_build(cn_buf_t *b, const uint8_t *pre, size_t npre, bool dev, const uint8_t *post,
+                        size_t npost)
+{
+    static const uint8_t dev_head[] = {0x58, CN_DEVICE_ID_LEN};
+    uint8_t device[CN_DEVICE_ID_LEN];
+    memset(device, 0x11, sizeof(device));
+    cn_buf_reset(b);
+    assert_int_equal(cn_buf_append(b, pre, npre), CN_OK);
+    if (dev) {
+        assert_int_equal(cn_buf_append(b, dev_head, sizeof(dev_head)), CN_OK);
+        assert_int_equal(cn_buf_append(b, device, sizeof(device)), CN_OK);
+    }
+    if (npost > 0)
+        assert_int_equal(cn_buf_append(b, post, npost), CN_OK);
+}
+
+static void rjour_roundtrip(void)
+{
+    cn_buf_t b;
+    cn_slice_t ref;
+    rjour_seen_t seen;
+    cn_buf_init(&b);
+    rjour_sample(&b);
+    /* {0: 1, 1: h'a80001011b', 2: [[h'20…', 1], [h'21…', 24], [h'22…', 2^64-1]]}. */
+    static const uint8_t head[] = {0xa3, 0x00, 0x01, 0x01, 0x45};
+    static const uint8_t entries[] = {0x02, 0x83, 0x82, 0x58, 0x20};
+    static const uint8_t max_seq[] = {0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(b.len, sizeof(head) + sizeof(rjour_ref) + 2 + 3 * 35 + 1 + 2 + 9);
+    assert_memory_equal(b.data, head, sizeof(head));
+    assert_memory_equal(b.data + sizeof(head), rjour_ref, sizeof(rjour_ref));
+    assert_memory_equal(b.data + sizeof(head) + sizeof(rjour_ref), entries, sizeof(entries));
+    assert_memory_equal(b.data + b.len - sizeof(max_seq), max_seq, sizeof(max_seq));
+
+    assert_int_equal(rjour_decode(b.data, b.len, &ref, &seen), CN_OK);
+    assert_ptr_equal(ref.base, b.data + sizeof(head)); /* borrowed, not copied */
+    assert_int_equal(ref.len, sizeof(rjour_ref));
+    assert_memory_equal(ref.base, rjour_ref, sizeof(rjour_ref));
+    assert_int_equal(seen.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t device[CN_DEVICE_ID_LEN];
+        memset(device, 0x20 + (int)i, sizeof(device));
+        assert_memory_equal(seen.device[i], device, CN_DEVICE_ID_LEN);
+        assert_true(seen.seq[i] == rjour_seqs[i]);
+    }
+    /* The callback's error comes back as it is, after the entries before it. */
+    seen = (rjour_seen_t){.fail_at = 1, .ref = &ref};
+    assert_int_equal(cn_rec_rjour_decode(b.data, b.len, &ref, rjour_collect, &seen), CN_ENOMEM);
+    assert_int_equal(seen.n, 1);
+    /* Every truncation is refused, and so is a trailing byte. */
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_equal(rjour_decode(b.data, n, &ref, &seen), CN_EINVAL);
+    assert_int_equal(cn_buf_put_u8(&b, 0), CN_OK);
+    assert_int_equal(rjour_decode(b.data, b.len, &ref, &seen), CN_EINVAL);
+
+    /* The largest ref and entry count are written; the count's head is 99 3e 80. */
+    static uint8_t big[CN_REC_RJOUR_REF_MAX];
+    memset(big, 0x5a, sizeof(big));
+    cn_buf_reset(&b);
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(big, sizeof(big)), 0, &b), CN_OK);
+    assert_int_equal(rjour_decode(b.data, b.len, &ref, &seen), CN_OK);
+    assert_int_equal(ref.len, CN_REC_RJOUR_REF_MAX);
+    assert_int_equal(seen.n, 0);
+    cn_buf_reset(&b);
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(rjour_ref, 1), CN_REC_RJOUR_ENTRIES_MAX, &b),
+                     CN_OK);
+    static const uint8_t max_count[] = {0x02, 0x99, 0x3e, 0x80};
+    assert_memory_equal(b.data + b.len - sizeof(max_count), max_count, sizeof(max_count));
+    cn_buf_dispose(&b);
+}
+
+static void rjour_refused_on_write(void)
+{
+    static uint8_t big[CN_REC_RJOUR_REF_MAX + 1];
+    uint8_t device[CN_DEVICE_ID_LEN];
+    cn_slice_t ref = cn_slice(rjour_ref, sizeof(rjour_ref));
+    cn_buf_t b;
+    memset(device, 0x11, sizeof(device));
+    cn_buf_init(&b);
+    /* A byte already in the buffer must be all that is left after each. */
+    assert_int_equal(cn_buf_put_u8(&b, 0x99), CN_OK);
+    assert_int_equal(cn_rec_rjour_add(device, 0, &b), CN_EINVAL);
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(rjour_ref, 0), 1, &b), CN_EINVAL);
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(NULL, 0), 1, &b), CN_EINVAL);
+    assert_int_equal(cn_rec_rjour_begin(cn_slice(big, sizeof(big)), 1, &b), CN_ETOOBIG);
+    assert_int_equal(cn_rec_rjour_begin(ref, CN_REC_RJOUR_ENTRIES_MAX + 1ull, &b), CN_ETOOBIG);
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.data[0], 0x99);
+    cn_buf_dispose(&b);
+}
+
+static void rjour_refused_on_read(void)
+{
+    /* The record's head up to the entries: {0: 1, 1: h'aa', 2: ... */
+#define RJ 0xa3, 0x00, 0x01, 0x01, 0x41, 0xaa, 0x02
+    static const uint8_t one_entry[] = {RJ, 0x81, 0x82};
+    static const uint8_t seq0[] = {0x00}, seq1[] = {0x01};
+    static const uint8_t short_dev[] = {RJ, 0x81, 0x82, 0x41, 0x00, 0x01};
+    static const uint8_t long_dev[] = {RJ, 0x81, 0x82, 0x58, 0x21};
+    static const uint8_t huge[] = {RJ, 0x99, 0x3e, 0x81};
+    static const uint8_t max_truncated[] = {RJ, 0x99, 0x3e, 0x80};
+    static const uint8_t triple[] = {RJ, 0x81, 0x83};
+    static const uint8_t not_pair[] = {RJ, 0x81, 0x01};
+    static const uint8_t not_list[] = {RJ, 0x01};
+    static const uint8_t empty_list[] = {RJ, 0x80};
+    static const uint8_t version[] = {0xa3, 0x00, 0x02, 0x01, 0x41, 0xaa, 0x02, 0x80};
+    static const uint8_t unknown[] = {0xa4, 0x00, 0x01, 0x01, 0x41, 0xaa, 0x02, 0x80, 0x03, 0x00};
+    static const uint8_t dup[] = {0xa4, 0x00, 0x01, 0x01, 0x41, 0xaa, 0x01, 0x41, 0xaa, 0x02, 0x80};
+    static const uint8_t swapped[] = {0xa3, 0x00, 0x01, 0x02, 0x80, 0x01, 0x41, 0xaa};
+    static const uint8_t no_ref[] = {0xa2, 0x00, 0x01, 0x02, 0x81, 0x82};
+    static const uint8_t no_entries[] = {0xa2, 0x00, 0x01, 0x01, 0x41, 0xaa};
+    static const uint8_t empty_ref[] = {0xa3, 0x00, 0x01, 0x01, 0x40, 0x02, 0x80};
+    static const uint8_t text_ref[] = {0xa3, 0x00, 0x01, 0x01, 0x61, 0x61, 0x02, 0x80};
+    static const uint8_t big_ref[] = {0xa3, 0x00, 0x01, 0x01, 0x59, 0x04, 0x01};
+#undef RJ
+    static uint8_t big_post[CN_REC_RJOUR_REF_MAX + 1 + 2];
+    memset(big_post, 0x5a, sizeof(big_post));
+    big_post[sizeof(big_post) - 2] = 0x02, big_post[sizeof(big_post) - 1] = 0x80;
+    const struct {
+        const uint8_t *pre;
+        size_t npre;
+        bool dev; /* a whole device follows pre */
+        const uint8_t *post;
+        size_t npost;
+        int rc;
+    } cases[] = {
+        {one_entry, sizeof(one_entry), true, seq1, sizeof(seq1), CN_OK},
+        {one_entry, sizeof(one_entry), true, seq0, sizeof(seq0), CN_EINVAL},
+        {short_dev, sizeof(short_dev), false, NULL, 0, CN_EINVAL},
+        {long_dev, sizeof(long_dev), true, seq0, sizeof(seq0), CN_ETOOBIG},
+        {huge, sizeof(huge), false, NULL, 0, CN_ETOOBIG},
+        {max_truncated, sizeof(max_truncated), false, NULL, 0, CN_EINVAL},
+        {triple, sizeof(triple), true, seq1, sizeof(seq1), CN_EINVAL},
+        {not_pair, sizeof(not_pair), false, NULL, 0, CN_EINVAL},
+        {not_list, sizeof(not_list), false, NULL, 0, CN_EINVAL},
+        {empty_list, sizeof(empty_list), false, NULL, 0, CN_OK},
+        {version, sizeof(version), false, NULL, 0, CN_EVERSION},
+        {unknown, sizeof(unknown), false, NULL, 0, CN_EINVAL},
+        {dup, sizeof(dup), false, NULL, 0, CN_EINVAL},
+        {swapped, sizeof(swapped), false, NULL, 0, CN_EINVAL},
+        {no_ref, sizeof(no_ref), true, seq1, sizeof(seq1), CN_EINVAL},
+        {no_entries, sizeof(no_entries), false, NULL, 0, CN_EINVAL},
+        {empty_ref, sizeof(empty_ref), false, NULL, 0, CN_EINVAL},
+        {text_ref, sizeof(text_ref), false, NULL, 0, CN_EINVAL},
+        {big_ref, sizeof(big_ref), false, big_post, sizeof(big_post), CN_ETOOBIG},
+    };
+    cn_buf_t b;
+    cn_slice_t ref;
+    rjour_seen_t seen;
+    cn_buf_init(&b);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rjour_build(&b, cases[i].pre, cases[i].npre, cases[i].dev, cases[i].post, cases[i].npost);
+        assert_int_equal(rjour_decode(b.data, b.len, &ref, &seen), cases[i].rc);
+        if (cases[i].rc == CN_OK) {
+            assert_int_equal(ref.len, 1);
+            assert_int_equal(ref.base[0], 0xaa);
+            assert_int_equal(seen.n, cases[i].dev ? 1 : 0);
+        }
+    }
+    /* Entries with no ref before them never reach the callback. */
+    rjour_build(&b, no_ref, sizeof(no_ref), true, seq1, sizeof(seq1));
+    assert_int_equal(rjour_decode(b.data, b.len, &ref, &seen), CN_EINVAL);
+    assert_int_equal(seen.n, 0);
+    cn_buf_dispose(&b);
+}
+
+static void test_rjour_roundtrip_and_negative(void **state)
+{
+    (void)state;
+    rjour_roundtrip();
+    rjour_refused_on_write();
+    rjour_refused_on_read();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1012,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_dedupe_prekey_roundtrip),
         cmocka_unit_test(test_dedupe_fast_form),
         cmocka_unit_test(test_cjour_roundtrip_and_negative),
+        cmocka_unit_test(test_rjour_roundtrip_and_negative),
         cmocka_unit_test(test_push_roundtrip_and_negative),
         cmocka_unit_test(test_encode_appends),
         cmocka_unit_test(test_encoders_validate),
