@@ -462,6 +462,37 @@ static void test_ack_deletes(void **state)
     assert_int_equal(ack(f->s, a, NULL, CN_ACK_SEQS_MAX + 1, &deleted), CN_ETOOBIG);
 }
 
+static int count_cb(void *ctx, uint64_t seq, const uint8_t *value, size_t len)
+{
+    (void)seq, (void)value, (void)len;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+/* A mailbox read from table files leaves the block cache as it was: the
+ * blocks of a queue read once and then acked would only push the hot
+ * families' blocks out (store/iter.c). */
+static void test_mailbox_read_skips_block_cache(void **state)
+{
+    fx_t *f = *state;
+    uint8_t from[CN_DEVICE_ID_LEN], to[CN_DEVICE_ID_LEN];
+    static char ct[8001];
+    make_id(from, 0x52, 1);
+    make_id(to, 0x51, 1);
+    memset(ct, 'c', sizeof(ct) - 1);
+    for (int i = 0; i < 250; i++) /* 2 MB, message ids 0..249 */
+        assert_int_equal(send_ex(f->s, from, (uint8_t)i, to, ct, cn_now_ms(), 0, false, NULL),
+                         CN_OK); /* now: the compaction's TTL filter keeps them */
+    assert_int_equal(cn__store_compact(f->s, CN__CF_MAILBOX), CN_OK);
+    size_t before = rocksdb_cache_get_usage(f->s->block_cache), n = 0;
+    uint64_t next = 0;
+    for (int slice = 0; slice < 100 && n < 250; slice++)
+        assert_true(cn_store_mailbox_read(f->s, to, next, 64, 1 << 20, count_cb, &n, &next) > 0);
+    assert_int_equal(n, 250);
+    size_t after = rocksdb_cache_get_usage(f->s->block_cache);
+    assert_true(after < before + 256 * 1024);
+}
+
 static void test_mailbox_read_limits(void **state)
 {
     fx_t *f = *state;
@@ -674,6 +705,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_first_result, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ack_deletes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_mailbox_read_limits, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_mailbox_read_skips_block_cache, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_meta, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_sync_modes, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_submit_after_free_refused, fx_setup, fx_teardown),
