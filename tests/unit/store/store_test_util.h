@@ -22,9 +22,12 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 typedef struct waiter {
     pthread_mutex_t mu;
@@ -398,6 +401,66 @@ static inline int collect_cb(void *ctx, uint64_t seq, const uint8_t *value, size
     c->server_time[c->n] = env.server_time;
     c->n++;
     return c->stop_after && (int)c->n >= c->stop_after;
+}
+
+/* ------------------------------------------------------ crash children */
+
+/**
+ * Closes f's store and runs this test binary again (a fork of a process
+ * with threads is not something every sanitizer allows) with env=f's
+ * directory in its environment; its main() hands that to a child that
+ * opens the store and gets itself killed from inside the writer. Asserts
+ * the child died of SIGKILL; f's store stays closed, with sync=batch.
+ */
+static inline void run_killed_child(fx_t *f, const char *env, const char *name)
+{
+    extern char **environ;
+    cn_store_free(f->s);
+    f->s = NULL;
+    f->opts.sync = CN_SYNC_BATCH;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 2, sizeof(*envp)), var[160];
+    assert_non_null(envp);
+    memcpy(envp, environ, n * sizeof(*envp));
+    snprintf(var, sizeof(var), "%s=%s", env, f->dir);
+    envp[n] = var;
+    char argv0[64], *argv[] = {argv0, NULL};
+    snprintf(argv0, sizeof(argv0), "%s", name);
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp), 0);
+    free(envp);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status))
+        fail_msg("the child exited with %d instead of being killed", WEXITSTATUS(status));
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/**
+ * Keys under a meta prefix that are klen long (a journal's records);
+ * SIZE_MAX when the iterator fails. No asserts: a child calls it too.
+ */
+static inline size_t meta_records(cn_store_t *s, const char *prefix, size_t klen)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CN__CF_META]);
+    size_t n = 0, plen = strlen(prefix);
+    for (rocksdb_iter_seek(it, prefix, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t len;
+        const char *k = rocksdb_iter_key(it, &len);
+        if (len < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        n += len == klen; /* a record, not another name */
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err) {
+        rocksdb_free(err);
+        return SIZE_MAX;
+    }
+    return n;
 }
 
 #endif /* CN_STORE_TEST_UTIL_H */

@@ -9,8 +9,6 @@
 #include "tests/unit/store/store_test_util.h"
 
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,28 +17,10 @@ _Static_assert(NDEV >= CN__CJOUR_MIN, "the group send must be journaled");
 
 static const uint8_t SENDER[CN_DEVICE_ID_LEN] = {0xee};
 
-/** Journal records on disk; SIZE_MAX when the iterator fails. No asserts:
- * a forked child calls it too. */
+/** Counter journal records on disk (SIZE_MAX on error; no asserts). */
 static size_t journal_records(cn_store_t *s)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ro, s->cf[CN__CF_META]);
-    size_t n = 0, plen = strlen(CN__META_CJOUR);
-    for (rocksdb_iter_seek(it, CN__META_CJOUR, plen); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t klen;
-        const char *k = rocksdb_iter_key(it, &klen);
-        if (klen < plen || memcmp(k, CN__META_CJOUR, plen) != 0)
-            break;
-        n += klen == CN__CJOUR_KEY_LEN; /* a record, not another name */
-    }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    rocksdb_iter_destroy(it);
-    if (err) {
-        rocksdb_free(err);
-        return SIZE_MAX;
-    }
-    return n;
+    return meta_records(s, CN__META_CJOUR, CN__CJOUR_KEY_LEN);
 }
 
 /** A device's mseq/ key (its next seq); 0 when absent, UINT64_MAX on error. */
@@ -242,27 +222,7 @@ static void child_main(const char *dir)
 static void test_killed_before_fold(void **state)
 {
     fx_t *f = *state;
-    cn_store_free(f->s);
-    f->s = NULL;
-    f->opts.sync = CN_SYNC_BATCH;
-    extern char **environ;
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = calloc(n + 2, sizeof(*envp)), var[128];
-    assert_non_null(envp);
-    memcpy(envp, environ, n * sizeof(*envp));
-    snprintf(var, sizeof(var), "%s=%s", CHILD_ENV, f->dir);
-    envp[n] = var;
-    char name[] = "test_store_journal_child", *argv[] = {name, NULL};
-    pid_t pid;
-    assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp), 0);
-    free(envp);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    if (WIFEXITED(status))
-        fail_msg("the child exited with %d instead of being killed", WEXITSTATUS(status));
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    run_killed_child(f, CHILD_ENV, "test_store_journal_child");
 
     /* Reopened: each seq goes on from the larger of the record's value and
      * the device's own key (device 0 got the one-to-one send after). */
