@@ -187,6 +187,15 @@ static inline void fx_open(fx_t *f)
     assert_non_null(f->s);
 }
 
+/** Closes f's store and expects the next open to fail with CN_EIO. */
+static inline void expect_open_refused(fx_t *f)
+{
+    cn_store_free(f->s);
+    f->s = NULL;
+    assert_int_equal(cn_store_open(&f->opts, &f->s), CN_EIO);
+    assert_null(f->s);
+}
+
 static inline void fx_reopen(fx_t *f)
 {
     cn_store_free(f->s);

@@ -302,14 +302,6 @@ static void test_records_read_at_open(void **state)
     assert_int_equal(next_seq(f->s, a), 51);
 }
 
-static void expect_open_refused(fx_t *f)
-{
-    cn_store_free(f->s);
-    f->s = NULL;
-    assert_int_equal(cn_store_open(&f->opts, &f->s), CN_EIO);
-    assert_null(f->s);
-}
-
 static void test_garbage_record_refuses_open(void **state)
 {
     fx_t *f = *state;

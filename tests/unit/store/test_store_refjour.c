@@ -404,14 +404,6 @@ static void test_foreign_name_skipped(void **state)
     assert_int_equal(cn_store_meta_put(f->s, "rjour/y", "v", 1), CN_EINVAL);
 }
 
-static void expect_open_refused(fx_t *f)
-{
-    cn_store_free(f->s);
-    f->s = NULL;
-    assert_int_equal(cn_store_open(&f->opts, &f->s), CN_EIO);
-    assert_null(f->s);
-}
-
 /* A record that does not open (not sealed, or sealed for another key). */
 static void test_unsealed_record_refuses_open(void **state)
 {
