@@ -196,9 +196,18 @@ void cn__rjour_end(cn_store_t *s, bool ok)
         j->materializing = false;
         return;
     }
+    /* A record whose devices were all revoked in its batch was not written. */
     size_t n = 0;
-    for (cn__rjour_rec_t *r = add; r != NULL; r = r->next)
-        n++;
+    for (cn__rjour_rec_t **p = &add; *p != NULL;) {
+        cn__rjour_rec_t *r = *p;
+        if (r->count == 0) {
+            *p = r->next;
+            rec_free(r);
+        } else {
+            n++;
+            p = &r->next;
+        }
+    }
     pthread_mutex_lock(&j->lock);
     if (j->materializing) {
         drop = j->published;
