@@ -99,6 +99,23 @@ static inline int run_op(cn_store_t *s, cn_store_op_t *op)
     return op->result;
 }
 
+/**
+ * Submits op with its own done callback, whose ctx begins with the waiter
+ * w and which ends with waiter_done; waits for it, returns its result.
+ */
+static inline int run_op_with(cn_store_t *s, cn_store_op_t *op, void (*done)(cn_store_op_t *),
+                              waiter_t *w)
+{
+    waiter_init(w);
+    op->done = done;
+    op->ctx = w;
+    w->pending = 1;
+    assert_int_equal(cn_store_submit(s, op), CN_OK);
+    waiter_wait(w);
+    waiter_dispose(w);
+    return op->result;
+}
+
 /* --------------------------------------------------------------- gate */
 
 typedef struct gate {

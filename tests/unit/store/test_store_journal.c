@@ -110,15 +110,8 @@ static void probe_done(cn_store_op_t *op)
 static int run_probed(cn_store_t *s, cn_store_op_t *op, probe_t *p)
 {
     memset(p, 0, sizeof(*p));
-    waiter_init(&p->w);
     p->s = s;
-    op->done = probe_done;
-    op->ctx = p;
-    p->w.pending = 1;
-    assert_int_equal(cn_store_submit(s, op), CN_OK);
-    waiter_wait(&p->w);
-    waiter_dispose(&p->w);
-    return op->result;
+    return run_op_with(s, op, probe_done, &p->w);
 }
 
 static void test_one_record_then_folded(void **state)
