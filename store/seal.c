@@ -168,14 +168,12 @@ int cn__open_inplace(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen
     return CN_OK;
 }
 
-int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, const uint8_t *v,
-                  size_t n, cn_buf_t *scratch, const uint8_t **out, size_t *outlen)
+/* Opens v into scratch (*out: scratch's bytes, or v when it was plaintext). */
+static int open_scratch(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen,
+                        const uint8_t *v, size_t n, cn_buf_t *scratch, const uint8_t **out,
+                        size_t *outlen)
 {
     bool plain;
-    *out = v;
-    *outlen = n;
-    if (!cn__value_needs_open(s, cf, v, n))
-        return CN_OK;
     cn_buf_reset(scratch);
     CN_TRY(cn_buf_reserve(scratch, n));
     CN_TRY(open_to(s, cf, key, klen, v, n, scratch->data, outlen, &plain));
@@ -184,20 +182,24 @@ int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, c
     return CN_OK;
 }
 
+int cn__open_copy(cn_store_t *s, enum cn__cf cf, const void *key, size_t klen, const uint8_t *v,
+                  size_t n, cn_buf_t *scratch, const uint8_t **out, size_t *outlen)
+{
+    *out = v;
+    *outlen = n;
+    if (!cn__value_needs_open(s, cf, v, n))
+        return CN_OK;
+    return open_scratch(s, cf, key, klen, v, n, scratch, out, outlen);
+}
+
 int cn__open_meta(cn_store_t *s, const void *key, size_t klen, const uint8_t *v, size_t n,
                   cn_buf_t *scratch, const uint8_t **out, size_t *outlen)
 {
-    bool plain;
     *out = v;
     *outlen = n;
     if (s->ring == NULL)
         return CN_OK;
-    cn_buf_reset(scratch);
-    CN_TRY(cn_buf_reserve(scratch, n));
-    CN_TRY(open_to(s, CN__CF_META, key, klen, v, n, scratch->data, outlen, &plain));
-    if (!plain)
-        *out = scratch->data;
-    return CN_OK;
+    return open_scratch(s, CN__CF_META, key, klen, v, n, scratch, out, outlen);
 }
 
 size_t cn__plain_len(cn_store_t *s, enum cn__cf cf, const uint8_t *v, size_t n)
