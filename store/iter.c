@@ -156,7 +156,7 @@ static int iter_setup(cn_store_t *s, rocksdb_writebatch_wi_t *wb, enum cn__cf cf
     /* A mailbox is read once, in order, then acked and deleted: its
      * blocks would only push hot ones (devices, users, dedupe) out of the
      * block cache, and on a cache that still grows each new block costs
-     * fresh pages (docs/PERFORMANCE.md, fifteenth session). */
+     * fresh pages (docs/PERFORMANCE-LOG.md, fifteenth session). */
     if (cf == CN__CF_MAILBOX)
         rocksdb_readoptions_set_fill_cache(it->ro, 0);
     it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);

@@ -8,7 +8,7 @@
  * page costs a host fault: here 7.4-7.9 us of CPU per 4 KiB of WAL written
  * against 2.9-3.0 us when the writer drops what it synced and the kernel
  * hands the same pages back (a stand-alone WAL-shaped writer, 600-byte
- * records, fdatasync every 240 KB; PERFORMANCE.md, tenth session). On any
+ * records, fdatasync every 240 KB; PERFORMANCE-LOG.md, tenth session). On any
  * host it keeps write-once bytes out of the cache.
  *
  * The newest *.log in the data directory is the live WAL (RocksDB numbers
