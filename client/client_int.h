@@ -455,10 +455,12 @@ struct cn_client {
     cn__seen_t *seen;
     uint64_t *acks; /* seqs handed to the caller, not yet acked */
     size_t nacks, acks_cap;
-    uint64_t ack_rids[CN__ACKS_INFLIGHT_MAX];
+    uint64_t ack_rids[CN__ACKS_INFLIGHT_MAX]; /* confirmed Acks not yet answered */
     size_t nack_rids;
-    uint64_t misc_rid; /* a background UploadPrekeys (refill), 0 if none */
-    bool poll_conn;    /* this connection was made by cn_client_poll */
+    uint64_t last_ack_seq; /* the newest seq acked on this connection */
+    bool acks_unconfirmed; /* silent Acks went out after the last confirmed one */
+    uint64_t misc_rid;     /* a background UploadPrekeys (refill), 0 if none */
+    bool poll_conn;        /* this connection was made by cn_client_poll */
 
     /* Fire-and-forget requests (Subscribe, ...): responses are dropped. */
     uint64_t bg_rids[CN__BG_MAX];
@@ -503,8 +505,16 @@ CN_MUST_USE int cn__client_send(cn_client_t *c, const Chat__ClientFrame *f, uint
  */
 CN_MUST_USE int cn__client_next_response(cn_client_t *c, uint64_t deadline_ms,
                                          Chat__ServerFrame **out);
-/** Acks every delivered seq handed to the caller (seen-set synced first). */
-CN_MUST_USE int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms);
+/**
+ * Acks every delivered seq handed to the caller (seen-set synced first).
+ * Unless confirm, the Acks are silent_ok: the node answers only a failure
+ * (logged as a stray response), and entries whose Ack did not take come
+ * again, where the seen-set drops them. With confirm, they ask for an AckOk
+ * and are tracked in ack_rids until answered; if silent ones went out
+ * since, the newest seq is acked again with confirm, so that its answer
+ * also covers them (the node applies one connection's Acks in order).
+ */
+CN_MUST_USE int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms, bool confirm);
 /** Handles one Deliver push (recv mode: hand out, remember, queue the ack). */
 CN_MUST_USE int cn__client_on_deliver(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline_ms);
 /** Uploads fresh one-time prekeys after PrekeysLow (response not awaited). */

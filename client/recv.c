@@ -38,9 +38,13 @@ static int queue_ack(cn_client_t *c, uint64_t seq)
     return CN_OK;
 }
 
-int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms)
+int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms, bool confirm)
 {
-    if (c->nacks == 0 || c->conn == NULL)
+    if (c->conn == NULL)
+        return CN_OK;
+    if (confirm && c->nacks == 0 && c->acks_unconfirmed)
+        CN_TRY(queue_ack(c, c->last_ack_seq));
+    if (c->nacks == 0)
         return CN_OK;
     /* What was shown must be remembered before the node may forget it;
      * then the sessions and prekeys it changed (client/e2e.c explains the
@@ -50,19 +54,23 @@ int cn__client_send_acks(cn_client_t *c, uint64_t deadline_ms)
     CN_TRY(cn__e2e_save(c));
     cn__client_release_prekeys(c);
     while (c->nacks > 0) {
-        CN_ENSURE(c->nack_rids < CN__ACKS_INFLIGHT_MAX, CN_OK);
+        CN_ENSURE(!confirm || c->nack_rids < CN__ACKS_INFLIGHT_MAX, CN_OK);
         size_t n = CN_MIN(c->nacks, (size_t)CN_ACK_SEQS_MAX);
         Chat__Ack ack;
         chat__ack__init(&ack);
         ack.n_seqs = n;
         ack.seqs = c->acks;
+        ack.silent_ok = !confirm;
         Chat__ClientFrame f;
         chat__client_frame__init(&f);
         f.request_id = cn__client_rid(c);
         f.body_case = CHAT__CLIENT_FRAME__BODY_ACK;
         f.ack = &ack;
         CN_TRY(cn__client_send(c, &f, deadline_ms));
-        c->ack_rids[c->nack_rids++] = f.request_id;
+        if (confirm)
+            c->ack_rids[c->nack_rids++] = f.request_id;
+        c->last_ack_seq = c->acks[n - 1];
+        c->acks_unconfirmed = !confirm;
         memmove(c->acks, c->acks + n, (c->nacks - n) * sizeof(*c->acks));
         c->nacks -= n;
     }
@@ -313,7 +321,7 @@ static int deliver_one(cn_client_t *c, const Chat__Deliver *d, uint64_t deadline
         return CN_OK;
     CN_TRY(queue_ack(c, d->seq));
     if (c->nacks >= ACK_BATCH)
-        return cn__client_send_acks(c, deadline_ms);
+        return cn__client_send_acks(c, deadline_ms, false);
     return CN_OK;
 }
 
@@ -378,14 +386,15 @@ static int pump_until(cn_client_t *c, uint64_t deadline, bool (*cond)(const cn_c
     cn__login_t auth = {0};
     while (!cond(c)) {
         CN_TRY(cn__client_connect(c, &auth, deadline));
-        CN_TRY(cn__client_send_acks(c, deadline));
+        CN_TRY(cn__client_send_acks(c, deadline, false));
         uint64_t now = cn__now_ms();
         uint64_t until = CN_MIN(deadline, now + KEEPALIVE_MS);
         Chat__ServerFrame *f = NULL;
         int rc = cn__client_next_response(c, until, &f);
-        if (f != NULL) {
-            cn_log_warn("client.stray_response", "request_id=%llu",
-                        (unsigned long long)f->response->request_id);
+        if (f != NULL) { /* a silent Ack's failure among them (send_acks) */
+            cn_log_warn("client.stray_response", "request_id=%llu status=%s",
+                        (unsigned long long)f->response->request_id,
+                        cn_client_status_name(f->response->status));
             chat__server_frame__free_unpacked(f, NULL);
         }
         if (rc == CN_ETIMEDOUT) {
@@ -452,7 +461,7 @@ static int recv_run(cn_client_t *c, uint32_t wait_ms, uint64_t deadline)
     rc = cn__client_flush_until(c, deadline, NULL, NULL);
     if (rc < 0 && rc != CN_ENOTFOUND && rc != CN_EINVAL && rc != CN_ETOOBIG)
         return rc;
-    CN_TRY(cn__client_send_acks(c, deadline));
+    CN_TRY(cn__client_send_acks(c, deadline, true));
     if (c->conn != NULL)
         (void)pump_until(c, cn__now_ms() + ACK_WAIT_MAX_MS, acks_answered);
     return CN_OK;
@@ -506,7 +515,7 @@ int cn_client_poll(cn_client_t *c, uint32_t wait_ms, cn_client_message_cb cb, vo
             rc = CN_OK;
     }
     if (rc == CN_OK)
-        rc = cn__client_send_acks(c, deadline);
+        rc = cn__client_send_acks(c, deadline, false);
     c->msg_cb = NULL;
     c->msg_ud = NULL;
     return rc;

@@ -66,6 +66,7 @@ void cn__client_disconnect(cn_client_t *c)
     c->conn = NULL;
     c->drained = false;
     c->nack_rids = 0;
+    c->acks_unconfirmed = false;
     c->misc_rid = 0;
     c->poll_conn = false;
     c->nbg = 0;

@@ -284,6 +284,7 @@ cn_pending_t *cn__pending_new(cn_conn_t *c, uint64_t request_id, enum cn_store_o
     p->request_id = request_id;
     p->started_ns = c->loop->event_ns;
     p->complete = complete;
+    p->silent_ok = false;
     p->extra = extra_len ? (uint8_t *)(p + 1) : NULL;
     p->done_msg = m;
     p->size = size;

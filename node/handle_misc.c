@@ -16,6 +16,8 @@ static void ack_done(cn_conn_t *c, cn_pending_t *p)
                                 "storage unavailable; retry");
         return;
     }
+    if (p->silent_ok)
+        return; /* one write per device and group message saved (PROTOCOL.md) */
     uint8_t frame[CN_PB_RESPONSE_FRAME_MAX];
     cn__conn_send_bytes(c, frame, cn_pb_ack_ok_frame(frame, p->request_id, p->op.u.ack.deleted));
 }
@@ -33,6 +35,7 @@ void cn__handle_ack(cn_conn_t *c, uint64_t rid, const Chat__Ack *m)
     memcpy(p->op.u.ack.device_id, c->device_id, CN_DEVICE_ID_LEN);
     p->op.u.ack.n = (uint32_t)m->n_seqs;
     p->op.u.ack.seqs = p->extra;
+    p->silent_ok = m->silent_ok;
     cn__pending_submit(c, p);
 }
 

@@ -480,6 +480,7 @@ struct cn_pending {
     uint64_t request_id;
     uint64_t started_ns;
     cn_pending_fn complete; /* runs on the loop; c is NULL if the conn is gone */
+    bool silent_ok;         /* the request asked for an answer only on failure */
     void *extra;            /* handler-owned allocation freed with the pending */
     cn_msg_t *done_msg;     /* CN_MSG_STORE_DONE, in the pending's own block */
     size_t size;            /* of the allocation: the struct and extra */

@@ -81,6 +81,7 @@ typedef struct bench_opts {
     unsigned procs;       /* worker processes */
     unsigned tick_us;     /* schedule timer period */
     unsigned ack_batch;   /* receivers ack this many seqs at once */
+    bool ack_replies;     /* receivers' Acks ask for an AckOk (else silent_ok) */
     unsigned concurrency; /* setup: handshakes in flight */
     double hold;          /* idle: seconds to hold before measuring */
     unsigned qos;         /* peer-mqtt: 0 or 1 */

@@ -145,7 +145,9 @@ static const char *const USAGE =
     "  --server URL (wss://127.0.0.1:8443, mqtts://127.0.0.1:8883)  --ca FILE | --insecure\n"
     "  --sni NAME (localhost)  --json  --procs P (1)  --sources K (8: 127.0.0.1..K)\n"
     "  --warmup S (1)  --tick-us U (200)  --ack-batch N (64)  --concurrency N (64)\n"
-    "  --hold S (3)  --qos 0|1 (1)  --drain-timeout S (10)\n";
+    "  --hold S (3)  --qos 0|1 (1)  --drain-timeout S (10)\n"
+    "  --ack-replies (receivers ask for an AckOk per Ack; by default their Acks are\n"
+    "                 silent_ok, answered only on failure, as a receiving client's are)\n";
 
 static int parse_url(bench_opts_t *o, const char *url)
 {
@@ -235,22 +237,36 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv)
         O_QOS,
         O_SNI,
         O_DRAIN,
-        O_PAIRWISE
+        O_PAIRWISE,
+        O_ACK_REPLIES
     };
-    static const struct option lo[] = {
-        {"server", 1, 0, O_SERVER},     {"ca", 1, 0, O_CA},
-        {"insecure", 0, 0, O_INSECURE}, {"json", 0, 0, O_JSON},
-        {"pairs", 1, 0, O_PAIRS},       {"rate", 1, 0, O_RATE},
-        {"size", 1, 0, O_SIZE},         {"duration", 1, 0, O_DURATION},
-        {"warmup", 1, 0, O_WARMUP},     {"members", 1, 0, O_MEMBERS},
-        {"rounds", 1, 0, O_ROUNDS},     {"interval", 1, 0, O_INTERVAL},
-        {"connections", 1, 0, O_CONNS}, {"queued", 1, 0, O_QUEUED},
-        {"node-pid", 1, 0, O_PID},      {"sources", 1, 0, O_SOURCES},
-        {"procs", 1, 0, O_PROCS},       {"tick-us", 1, 0, O_TICK},
-        {"ack-batch", 1, 0, O_ACK},     {"concurrency", 1, 0, O_CONC},
-        {"hold", 1, 0, O_HOLD},         {"qos", 1, 0, O_QOS},
-        {"sni", 1, 0, O_SNI},           {"drain-timeout", 1, 0, O_DRAIN},
-        {"pairwise", 0, 0, O_PAIRWISE}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"server", 1, 0, O_SERVER},
+                                       {"ca", 1, 0, O_CA},
+                                       {"insecure", 0, 0, O_INSECURE},
+                                       {"json", 0, 0, O_JSON},
+                                       {"pairs", 1, 0, O_PAIRS},
+                                       {"rate", 1, 0, O_RATE},
+                                       {"size", 1, 0, O_SIZE},
+                                       {"duration", 1, 0, O_DURATION},
+                                       {"warmup", 1, 0, O_WARMUP},
+                                       {"members", 1, 0, O_MEMBERS},
+                                       {"rounds", 1, 0, O_ROUNDS},
+                                       {"interval", 1, 0, O_INTERVAL},
+                                       {"connections", 1, 0, O_CONNS},
+                                       {"queued", 1, 0, O_QUEUED},
+                                       {"node-pid", 1, 0, O_PID},
+                                       {"sources", 1, 0, O_SOURCES},
+                                       {"procs", 1, 0, O_PROCS},
+                                       {"tick-us", 1, 0, O_TICK},
+                                       {"ack-batch", 1, 0, O_ACK},
+                                       {"concurrency", 1, 0, O_CONC},
+                                       {"hold", 1, 0, O_HOLD},
+                                       {"qos", 1, 0, O_QOS},
+                                       {"sni", 1, 0, O_SNI},
+                                       {"drain-timeout", 1, 0, O_DRAIN},
+                                       {"pairwise", 0, 0, O_PAIRWISE},
+                                       {"ack-replies", 0, 0, O_ACK_REPLIES},
+                                       {0, 0, 0, 0}};
     optind = 2;
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -330,6 +346,9 @@ static int parse_opts(bench_opts_t *o, int argc, char **argv)
             break;
         case O_PAIRWISE:
             o->pairwise = true;
+            break;
+        case O_ACK_REPLIES:
+            o->ack_replies = true;
             break;
         default:
             return -1;

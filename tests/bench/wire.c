@@ -251,6 +251,7 @@ void bench_send_ack(bench_conn_t *c, uint64_t *seqs, size_t n)
     chat__ack__init(&a);
     a.n_seqs = n;
     a.seqs = seqs;
+    a.silent_ok = !g_bench.o.ack_replies;
     Chat__ClientFrame f;
     chat__client_frame__init(&f);
     f.body_case = CHAT__CLIENT_FRAME__BODY_ACK;

@@ -305,6 +305,66 @@ static void test_deliver_offline_ack_redeliver(void **state)
     assert_true(h_metric(n, "chatnode_messages_acked_total") >= N);
 }
 
+/* An Ack with silent_ok deletes like any other, but only a failure is
+ * answered: no AckOk comes, while a refused one still gets its status. */
+static void test_silent_ack(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    h_node_t *n = h_node_start(NULL);
+    h_client_t *a = h_register(n, "alice");
+    h_client_t *b = h_register(n, "bob");
+    h_user_t *bob = b->user;
+    for (int i = 0; i < N; i++) {
+        uint8_t id[CN_MESSAGE_ID_LEN];
+        h_msg_id(id);
+        assert_int_equal(h_send1(a, bob, id, "hi", 2)->status, CHAT__STATUS__OK);
+        Chat__ServerFrame *f = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS);
+        assert_non_null(f);
+        assert_int_equal(f->deliver->seq, (uint64_t)i + 1);
+    }
+
+    Chat__Ack ack;
+    chat__ack__init(&ack);
+    ack.silent_ok = true;
+    Chat__ClientFrame f;
+    chat__client_frame__init(&f);
+    f.body_case = CHAT__CLIENT_FRAME__BODY_ACK;
+    f.ack = &ack;
+
+    /* Refused before it reaches the store: answered even though silent. */
+    f.request_id = b->next_rid++;
+    assert_int_equal(h_send_frame(b, &f), H_OK);
+    Chat__Response *r = h_wait_response(b, f.request_id, H_WAIT_MS);
+    assert_non_null(r);
+    assert_int_equal(r->status, CHAT__STATUS__BAD_REQUEST);
+
+    /* Carried out: no answer. An answered Ack after it went through the
+     * same store writer later, so once it is answered the silent one is
+     * done too. */
+    const uint64_t silent[] = {1, 2, 3};
+    ack.n_seqs = 3;
+    ack.seqs = (uint64_t *)(uintptr_t)silent;
+    f.request_id = b->next_rid++;
+    uint64_t silent_rid = f.request_id;
+    assert_int_equal(h_send_frame(b, &f), H_OK);
+    r = h_ack(b, (const uint64_t[]){3}, 1);
+    assert_int_equal(r->status, CHAT__STATUS__OK);
+    assert_int_equal(r->ack_ok->deleted, 0); /* the silent Ack deleted 3 */
+    assert_null(h_wait_response(b, silent_rid, 300));
+
+    /* What it acked is gone: only seq 4 is delivered again. */
+    go_offline(n, b);
+    b = h_connect(n);
+    r = h_try_auth(b, bob);
+    assert_int_equal(r->status, CHAT__STATUS__OK);
+    assert_int_equal(r->auth_ok->queued, 1);
+    Chat__ServerFrame *d = h_next_push(b, CHAT__SERVER_FRAME__BODY_DELIVER, H_WAIT_MS);
+    assert_non_null(d);
+    assert_int_equal(d->deliver->seq, 4);
+    assert_true(h_metric(n, "chatnode_messages_acked_total") == 3);
+}
+
 static void test_idempotent_retry(void **state)
 {
     (void)state;
@@ -553,6 +613,7 @@ int main(void)
         H_TEST(test_deliver_online),
         H_TEST(test_deliver_live_same_loop),
         H_TEST(test_deliver_offline_ack_redeliver),
+        H_TEST(test_silent_ack),
         H_TEST(test_idempotent_retry),
         H_TEST(test_typing_is_ephemeral),
         H_TEST(test_prekeys_fetch_and_low),

@@ -50,10 +50,11 @@ class Ops:
                                   metrics=True)
         self.chatclient, self.chatadmin = chatclient, chatadmin
 
-    def client(self, name, *args, timeout=60, check=True):
+    def client(self, name, *args, timeout=60, check=True, stdin=None):
         cmd = [self.chatclient, "--server", self.node.url, "--insecure", "--home",
                os.path.join(self.work, name)] + list(args)
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check,
+                              input=stdin)
 
     def admin(self, *args, check=True):
         out = subprocess.run([self.chatadmin, "--socket", self.node.admin_socket, "--json"] +
@@ -148,6 +149,25 @@ def check_admin(ops, alice_dev, bob_dev):
     help_out = subprocess.run([ops.chatadmin, "ratelimit", "set", "--help"],
                               capture_output=True, text=True)
     assert help_out.returncode == 0 and "--rate" in help_out.stdout
+
+
+def check_recv_acks(ops, bob_dev):
+    """recv acks in batches of 64 that the node answers only on failure
+    (silent_ok), then confirms: when it returns, the node has deleted
+    everything it handed out. 64 messages are one silent batch and nothing
+    left, so the confirmation is the newest seq acked again."""
+    ops.client("bob", "recv")
+    assert int(ops.admin("queue", "show", bob_dev)["depth"]) == 0
+    for count in (64, 70):
+        acked = ops.metric("chatnode_messages_acked_total")
+        lines = ["ack batch %d/%d" % (i, count) for i in range(count)]
+        ops.client("alice", "send", "bob", "--stdin", stdin="\n".join(lines) + "\n")
+        assert int(ops.admin("queue", "show", bob_dev)["depth"]) == count
+        out = ops.client("bob", "recv", "--json")
+        got = [json.loads(l)["text"] for l in out.stdout.splitlines() if l.strip()]
+        assert got == lines, got[:3]
+        assert int(ops.admin("queue", "show", bob_dev)["depth"]) == 0
+        assert ops.metric("chatnode_messages_acked_total") == acked + count
 
 
 def check_ratelimit(ops, alice_dev):
@@ -253,6 +273,7 @@ def main():
         check_push(ops, bob_dev)
         assert ops.metric("chatnode_messages_accepted_total") >= accepted + 7
         check_admin(ops, alice_dev, bob_dev)
+        check_recv_acks(ops, bob_dev)
         check_ratelimit(ops, alice_dev)
         check_metrics(ops)
         check_keys(ops)
