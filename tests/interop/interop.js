@@ -330,6 +330,24 @@ async function main() {
     assert.equal(got2.text, 'hello back from b');
     check('exchanged envelopes both ways through chatnode (Deliver + Ack)');
 
+    // An Ack with silent_ok deletes without an AckOk: an answered Ack of the
+    // same seq sent after it finds the entry gone, and nothing answers the
+    // silent one (the node applies one connection's Acks in order).
+    const id3 = await sendSealed(a, b, 'acked silently');
+    const f3 = await b.nextPush((p) => p.deliver && Buffer.from(p.deliver.messageId).equals(id3));
+    const silentRid = b.nextRid++;
+    let stray = null;
+    b.pending.set(String(silentRid), (r) => { stray = r; });
+    const silent = ClientFrame.create({ requestId: silentRid,
+      ack: { seqs: [f3.deliver.seq], silentOk: true } });
+    assert.equal(ClientFrame.verify(silent), null);
+    b.ws.send(ClientFrame.encode(silent).finish(), { binary: true });
+    const again = await b.call({ ack: { seqs: [f3.deliver.seq] } });
+    assert.equal(again.status, Status.OK);
+    assert.equal(again.ackOk.deleted, 0, 'the silent Ack did not delete the entry');
+    assert.equal(stray, null, 'a silent Ack was answered');
+    check('an Ack with silent_ok deletes without an answer');
+
     // A retry with the same message id is answered as a duplicate.
     const xpk = sodium.crypto_sign_ed25519_pk_to_curve25519(b.pk);
     const ct = Buffer.from(sodium.crypto_box_seal(Buffer.from('once'), xpk));
