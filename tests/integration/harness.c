@@ -1178,17 +1178,33 @@ uint64_t h_send_nowait(h_client_t *c, const h_user_t *u, const uint8_t msg_id[CN
     return f.request_id;
 }
 
+static void ack_frame(Chat__ClientFrame *f, Chat__Ack *a, const uint64_t *seqs, size_t n)
+{
+    chat__ack__init(a);
+    a->n_seqs = n;
+    a->seqs = (uint64_t *)(uintptr_t)seqs;
+    chat__client_frame__init(f);
+    f->body_case = CHAT__CLIENT_FRAME__BODY_ACK;
+    f->ack = a;
+}
+
 Chat__Response *h_ack(h_client_t *c, const uint64_t *seqs, size_t n)
 {
     Chat__Ack a;
-    chat__ack__init(&a);
-    a.n_seqs = n;
-    a.seqs = (uint64_t *)(uintptr_t)seqs;
     Chat__ClientFrame f;
-    chat__client_frame__init(&f);
-    f.body_case = CHAT__CLIENT_FRAME__BODY_ACK;
-    f.ack = &a;
+    ack_frame(&f, &a, seqs, n);
     return h_request(c, &f);
+}
+
+uint64_t h_ack_silent(h_client_t *c, const uint64_t *seqs, size_t n)
+{
+    Chat__Ack a;
+    Chat__ClientFrame f;
+    ack_frame(&f, &a, seqs, n);
+    a.silent_ok = true;
+    f.request_id = c->next_rid++;
+    assert_int_equal(h_send_frame(c, &f), H_OK);
+    return f.request_id;
 }
 
 Chat__Response *h_ping(h_client_t *c)

@@ -222,6 +222,8 @@ uint64_t h_send_nowait(h_client_t *c, const h_user_t *u, const uint8_t msg_id[CN
 Chat__Response *h_wait_response(h_client_t *c, uint64_t rid, int timeout_ms);
 /** Acks seqs; returns the Response. */
 Chat__Response *h_ack(h_client_t *c, const uint64_t *seqs, size_t n);
+/** Sends an Ack with silent_ok (answered only on failure); returns its request id. */
+uint64_t h_ack_silent(h_client_t *c, const uint64_t *seqs, size_t n);
 /** Ping request; returns the Response. */
 Chat__Response *h_ping(h_client_t *c);
 

@@ -324,30 +324,15 @@ static void test_silent_ack(void **state)
         assert_int_equal(f->deliver->seq, (uint64_t)i + 1);
     }
 
-    Chat__Ack ack;
-    chat__ack__init(&ack);
-    ack.silent_ok = true;
-    Chat__ClientFrame f;
-    chat__client_frame__init(&f);
-    f.body_case = CHAT__CLIENT_FRAME__BODY_ACK;
-    f.ack = &ack;
-
     /* Refused before it reaches the store: answered even though silent. */
-    f.request_id = b->next_rid++;
-    assert_int_equal(h_send_frame(b, &f), H_OK);
-    Chat__Response *r = h_wait_response(b, f.request_id, H_WAIT_MS);
+    Chat__Response *r = h_wait_response(b, h_ack_silent(b, NULL, 0), H_WAIT_MS);
     assert_non_null(r);
     assert_int_equal(r->status, CHAT__STATUS__BAD_REQUEST);
 
     /* Carried out: no answer. An answered Ack after it went through the
      * same store writer later, so once it is answered the silent one is
      * done too. */
-    const uint64_t silent[] = {1, 2, 3};
-    ack.n_seqs = 3;
-    ack.seqs = (uint64_t *)(uintptr_t)silent;
-    f.request_id = b->next_rid++;
-    uint64_t silent_rid = f.request_id;
-    assert_int_equal(h_send_frame(b, &f), H_OK);
+    uint64_t silent_rid = h_ack_silent(b, (const uint64_t[]){1, 2, 3}, 3);
     r = h_ack(b, (const uint64_t[]){3}, 1);
     assert_int_equal(r->status, CHAT__STATUS__OK);
     assert_int_equal(r->ack_ok->deleted, 0); /* the silent Ack deleted 3 */
